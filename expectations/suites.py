@@ -1,0 +1,83 @@
+"""One suite per gate. Each returns the expectations for a gate given the run's parameters.
+
+Gates sit between stages; a failing one stops the run before anything is published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import great_expectations.expectations as gxe
+
+from schemas import ACTIONS
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+def ingest(max_quarantine_fraction: float) -> list[gxe.Expectation]:
+    """On the parsed batch: enough of it parsed into documents, and every record is identified."""
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="status", value_set=["doc"], mostly=1.0 - max_quarantine_fraction
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(column="record_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="record_id"),
+    ]
+
+
+def pending_docs() -> list[gxe.Expectation]:
+    """On the documents this run decides: ids unique, text present."""
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="doc_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+        gxe.ExpectColumnValueLengthsToEqual(column="doc_id", value=32),
+        gxe.ExpectColumnValuesToNotBeNull(column="crawl_id"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+    ]
+
+
+def quality() -> list[gxe.Expectation]:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="quality_reasons"),
+        gxe.ExpectColumnValuesToBeBetween(column="n_words", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="alpha_word_ratio", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="bullet_line_ratio", min_value=0.0, max_value=1.0),
+    ]
+
+
+def dedup() -> list[gxe.Expectation]:
+    return [
+        gxe.ExpectColumnValuesToMatchRegex(column="exact_hash", regex=HEX64),
+        gxe.ExpectColumnValuesToNotBeNull(column="is_duplicate"),
+        gxe.ExpectColumnValuesToNotBeNull(column="cluster_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+    ]
+
+
+def scores(principles: Sequence[str]) -> list[gxe.Expectation]:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="score"),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeInSet(column="principle", value_set=list(principles)),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["doc_id", "principle"]),
+    ]
+
+
+def decisions(expected_rows: int) -> list[gxe.Expectation]:
+    """Before publishing: exactly one decision per pending document, each with a known action."""
+    return [
+        gxe.ExpectTableRowCountToEqual(value=expected_rows),
+        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="action", value_set=list(ACTIONS)),
+        gxe.ExpectColumnValuesToNotBeNull(column="reasons"),
+    ]
+
+
+def corpus() -> list[gxe.Expectation]:
+    return [
+        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="weight", min_value=0.0, strict_min=True),
+        gxe.ExpectColumnValuesToBeInSet(column="action", value_set=["keep", "revise", "tag"]),
+    ]

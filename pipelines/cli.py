@@ -1,0 +1,341 @@
+"""`curate`: run the stage, query the lake in SQL, read table history, and run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.config import ConfigError, RunConfig, load_config
+from pipelines.constitution import ConstitutionError
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "asDict"):
+        return _jsonable(value.asDict(recursive=True))
+    return value
+
+
+def print_rows(columns: list[str], rows: list[dict[str, Any]], fmt: str, title: str | None = None) -> None:
+    if fmt == "json":
+        for row in rows:
+            sys.stdout.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                [
+                    json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else _jsonable(v)
+                    for v in row.values()
+                ]
+            )
+        sys.stdout.write(buf.getvalue())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        cells = []
+        for v in row.values():
+            v = _jsonable(v)
+            text = (
+                json.dumps(v, ensure_ascii=False)
+                if isinstance(v, (dict, list))
+                else ("" if v is None else str(v))
+            )
+            cells.append(text if len(text) <= 200 else text[:197] + "...")
+        table.add_row(*cells)
+    Console().print(table)
+    Console(stderr=True).print(f"[dim]{len(rows)} row(s)[/]")
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set takes key=value (e.g. quality.min_words=20), got {pair!r}")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    overrides = _overrides(args.set or [])
+    if getattr(args, "engine", None):
+        overrides["engine.kind"] = args.engine
+    if getattr(args, "remote", None):
+        overrides["engine.kind"] = "remote"
+        overrides["engine.remote"] = args.remote
+    return load_config(args.config, overrides)
+
+
+def _require_lake(path: str) -> Path:
+    root = Path(path)
+    if not root.is_dir() or not any(
+        (root / t / "_delta_log").is_dir() for t in ("raw_docs", "runs", "corpus")
+    ):
+        raise CLIError(f"no lake at {root}: create one with `curate run --lake {root} --input CRAWL`")
+    return root
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.ingest import list_inputs
+    from pipelines.progress import Progress
+    from pipelines.run import default_crawl_id, run_pipeline
+
+    cfg = _config(args)
+    files = list_inputs(args.input)
+    if args.dry_run:
+        from pipelines.constitution import load_constitution
+
+        constitution = load_constitution(cfg.classify.constitution)
+        plan = {
+            "lake": str(Path(args.lake).resolve()),
+            "crawl_id": args.crawl_id or default_crawl_id(args.input),
+            "inputs": [{"path": p, "format": f} for p, f in files],
+            "principles": {p.name: p.mode for p in constitution.principles},
+            "stages": ["ingest", "quality", "dedup", "classify", "revise", "decide", "publish"],
+            "config_hash": cfg.config_hash(),
+            "config": cfg.to_dict(),
+        }
+        sys.stdout.write(yaml.safe_dump(plan, sort_keys=False))
+        return 0
+    summary = run_pipeline(
+        args.lake, args.input, cfg, crawl_id=args.crawl_id, progress=Progress(not args.quiet)
+    )
+    report_run(summary, args.lake)
+    return 0
+
+
+def report_run(summary: Any, lake: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = summary.counts
+    console.print(
+        f"\n[bold]run {summary.run_id}[/] crawl [bold]{summary.crawl_id}[/]: {summary.status} "
+        f"in {summary.seconds:.0f}s"
+    )
+    t = Table(title="what happened to the input", show_header=True)
+    t.add_column("outcome")
+    t.add_column("documents", justify="right")
+    t.add_row("records read", str(c.get("records", 0)))
+    t.add_row("  quarantined (malformed)", str(c.get("quarantined", 0)))
+    t.add_row("  already ingested earlier", str(c.get("already_ingested", 0)))
+    t.add_row("  repeated within the batch", str(c.get("repeated_in_batch", 0)))
+    t.add_row("decided this run", str(c.get("pending", 0)))
+    for action in ("keep", "revise", "tag", "drop"):
+        t.add_row(f"  {action}", str(c.get(f"action:{action}", 0)))
+    console.print(t)
+    reasons = sorted(
+        ((k.split(":", 1)[1], v) for k, v in c.items() if k.startswith(("reason:", "quarantine:"))),
+        key=lambda kv: -kv[1],
+    )
+    if reasons:
+        r = Table(title="reasons (drops, revisions, tags and quarantine)")
+        r.add_column("reason")
+        r.add_column("count", justify="right")
+        for name, n in reasons:
+            r.add_row(name, str(n))
+        console.print(r)
+    console.print(
+        f"corpus now holds [bold]{c.get('corpus_size', 0)}[/] documents; accounting invariant holds "
+        f"({c.get('raw_docs_total', 0)} ingested documents, {c.get('unaccounted', 0)} unaccounted).\n"
+        "Query it:\n"
+        f'  curate sql --lake {lake} "SELECT action, count(*) FROM decisions GROUP BY action"\n'
+        f'  curate sql --lake {lake} "SELECT reason, count(*) FROM quarantine GROUP BY reason"\n'
+        f'  curate sql --lake {lake} "SELECT principle, avg(score), max(score) FROM scores GROUP BY principle"\n'
+        f"  curate history --lake {lake} corpus"
+    )
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from pipelines.config import EngineConfig
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+
+    root = _require_lake(args.lake)
+    cfg = _config(args) if (args.config or args.set or args.remote) else RunConfig()
+    engine = cfg.engine if args.remote or args.config or args.set else EngineConfig()
+    with spark_session(engine) as spark:
+        lake = Lake(root, spark)
+        names = lake.register_all()
+        try:
+            df = spark.sql(args.query)
+            rows = df.collect()
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            low = message.lower()
+            if "not found" in low or "cannot be found" in low or "table_or_view_not_found" in low:
+                raise CLIError(f"{message} (tables in this lake: {', '.join(names)})") from exc
+            raise CLIError(f"SQL error: {message}") from exc
+        columns = df.columns
+        print_rows(columns, [dict(zip(columns, r, strict=True)) for r in rows], args.format)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from pipelines.lake import Lake, LakeError
+    from schemas import TABLES
+
+    root = _require_lake(args.lake)
+    if args.table not in TABLES:
+        raise CLIError(f"unknown table {args.table!r} (tables: {', '.join(TABLES)})")
+    lake = Lake(root)
+    try:
+        history = lake.history(args.table, args.limit)
+    except LakeError as exc:
+        raise CLIError(str(exc)) from exc
+    rows = []
+    for h in history:
+        ts = h.get("timestamp")
+        when = (
+            datetime.fromtimestamp(ts / 1000).isoformat(timespec="seconds")
+            if isinstance(ts, (int, float))
+            else ts
+        )
+        metrics = h.get("operationMetrics") or {}
+        rows.append(
+            {
+                "version": h.get("version"),
+                "timestamp": when,
+                "operation": h.get("operation"),
+                "rows_written": metrics.get("num_output_rows", metrics.get("num_target_rows_inserted")),
+                "parameters": json.dumps(h.get("operationParameters") or {}, sort_keys=True)[:120],
+            }
+        )
+    print_rows(
+        ["version", "timestamp", "operation", "rows_written", "parameters"],
+        rows,
+        args.format,
+        title=f"history of {args.table}",
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import build_demo_crawls
+    from pipelines.progress import Progress
+    from pipelines.run import run_pipeline
+
+    cfg = _config(args)
+    lake = Path(args.lake)
+    data_dir = Path(args.data_dir) if args.data_dir else lake.parent / f"{lake.name}-input"
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(lake, ignore_errors=True)
+    progress = Progress(True)
+    with progress.stage(f"building the demo crawl in {data_dir}"):
+        nights = build_demo_crawls(data_dir)
+    for path in nights[: args.nights]:
+        progress.console.print(f"\n[bold]nightly run on {path.name}[/]")
+        summary = run_pipeline(lake, path, cfg, progress=progress)
+        report_run(summary, str(lake))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, lake_required: bool = True) -> None:
+        p.add_argument(
+            "--lake", required=lake_required, help="lake root directory (Delta tables live under it)"
+        )
+        p.add_argument("--config", help="YAML run config (validated before anything starts)")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable"
+        )
+        p.add_argument(
+            "--remote", help="run on a Spark Connect endpoint, sc://host:port, instead of embedded Sail"
+        )
+
+    run = sub.add_parser("run", help="run every stage on one crawl batch and publish a corpus version")
+    common(run)
+    run.add_argument(
+        "--input", required=True, help="a crawl file or directory (JSONL[.gz], Parquet, WET, WARC)"
+    )
+    run.add_argument("--crawl-id", help="the nightly batch id (default: the input's file name)")
+    run.add_argument("--engine", choices=["sail", "classic", "remote"], help="engine kind (default sail)")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the plan, touch nothing")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="query the lake's tables by name (VERSION AS OF works)")
+    common(sql)
+    sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    sql.add_argument("query")
+    sql.set_defaults(func=cmd_sql)
+
+    hist = sub.add_parser("history", help="a table's versions with operation and timestamp")
+    hist.add_argument("--lake", required=True)
+    hist.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    hist.add_argument("--limit", type=int)
+    hist.add_argument("table")
+    hist.set_defaults(func=cmd_history)
+
+    demo = sub.add_parser("demo", help="build a demo crawl from packaged real text and run two nights on it")
+    common(demo, lake_required=False)
+    demo.set_defaults(lake="demo-lake")
+    demo.add_argument("--data-dir", help="where the demo crawl files go (default: <lake>-input)")
+    demo.add_argument("--nights", type=int, default=2)
+    demo.add_argument("--fresh", action="store_true", help="delete the demo lake first")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CLIError, ConfigError, ConstitutionError) as exc:
+        print(f"curate: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        from expectations.runner import GateFailed
+        from pipelines.ingest import IngestError
+        from pipelines.lake import LakeError
+
+        if isinstance(exc, (IngestError, LakeError)):
+            print(f"curate: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, GateFailed):
+            print(f"curate: run stopped before publishing: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

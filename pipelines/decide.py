@@ -1,0 +1,140 @@
+"""Score first, decide once: turn quality reasons, dedup flags, principle scores and revision outcomes
+into one `action` per document, with reasons and the stage that decided.
+
+Precedence: quality -> duplicate -> principle drop -> revision -> tag -> keep. Everything is a native
+expression over columns, so the same decisions come out on every engine, and a threshold can be re-tuned
+by re-running this step alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from pipelines.constitution import Constitution
+from schemas import require_columns
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+RETAIN_BUCKETS = 10_000
+
+
+def _compact(items: list[Column]) -> Column:
+    if not items:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*items), lambda x: x.isNotNull())
+
+
+def retained(doc_id: Column, principle: str, fraction: float) -> Column:
+    """Deterministic sample by hash of (doc_id, principle): every rerun and engine keeps the same docs."""
+    if fraction <= 0:
+        return F.lit(False)
+    bucket = F.pmod(F.xxhash64(doc_id, F.lit(principle)), F.lit(RETAIN_BUCKETS))
+    return bucket < F.lit(int(round(fraction * RETAIN_BUCKETS)))
+
+
+def principle_flags(df: DataFrame, constitution: Constitution) -> DataFrame:
+    """Adds `drop_principles`, `revise_principles`, `tag_principles` (arrays of names) from the scores.
+
+    Unscored rows (null `principle_scores`) get empty arrays.
+    """
+    require_columns(df.columns, ["doc_id", "principle_scores"], "decide")
+    drops, revises, tags = [], [], []
+    for i, p in enumerate(constitution.principles):
+        s = F.element_at(F.col("principle_scores"), i + 1)
+        above_filter = s >= F.lit(p.filter_threshold)
+        band = (s >= F.lit(p.revise_threshold)) & (s < F.lit(p.filter_threshold))
+        keep_anyway = retained(F.col("doc_id"), p.name, p.retain_fraction)
+        name = F.lit(p.name)
+        if p.mode == "tag":
+            tags.append(F.when(s >= F.lit(p.revise_threshold), name))
+            continue
+        drops.append(F.when(above_filter & ~keep_anyway, name))
+        tags.append(F.when(above_filter & keep_anyway, F.lit(f"retained:{p.name}")))
+        if p.mode == "revise":
+            revises.append(F.when(band, name))
+        else:
+            tags.append(F.when(band, name))
+    scored = F.col("principle_scores").isNotNull()
+    empty = F.array().cast("array<string>")
+    return (
+        df.withColumn("drop_principles", F.when(scored, _compact(drops)).otherwise(empty))
+        .withColumn("revise_principles", F.when(scored, _compact(revises)).otherwise(empty))
+        .withColumn("tag_principles", F.when(scored, _compact(tags)).otherwise(empty))
+    )
+
+
+def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop") -> DataFrame:
+    """Adds `action`, `reasons`, `stage`, `tags` and the final `out_text`.
+
+    Needs the flag columns from `principle_flags`, `quality_reasons`, `is_duplicate` (null = not
+    evaluated), and the revision outcome `revision_status` / `revised_text` (null = not attempted).
+    """
+    require_columns(
+        df.columns,
+        [
+            "doc_id",
+            "text",
+            "quality_reasons",
+            "is_duplicate",
+            "drop_principles",
+            "revise_principles",
+            "tag_principles",
+            "revision_status",
+            "revised_text",
+        ],
+        "decide",
+    )
+    q_fail = F.size("quality_reasons") > 0
+    dup = F.coalesce(F.col("is_duplicate"), F.lit(False))
+    p_drop = F.size("drop_principles") > 0
+    needs_revision = F.size("revise_principles") > 0
+    revised_ok = needs_revision & (F.col("revision_status") == "ok")
+    rev_failed = needs_revision & ~F.coalesce(F.col("revision_status") == "ok", F.lit(False))
+    status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
+    tagged = F.size("tag_principles") > 0
+
+    action = (
+        F.when(q_fail | dup | p_drop, "drop")
+        .when(revised_ok, "revise")
+        .when(rev_failed, F.lit(fallback))
+        .when(tagged, "tag")
+        .otherwise("keep")
+    )
+    prefix = lambda pre, col: F.transform(F.col(col), lambda x: F.concat(F.lit(pre), x))  # noqa: E731
+    reasons = (
+        F.when(q_fail, F.col("quality_reasons"))
+        .when(dup, F.array(F.lit("exact_duplicate")))
+        .when(p_drop, prefix("principle:", "drop_principles"))
+        .when(revised_ok, prefix("revised:", "revise_principles"))
+        .when(
+            rev_failed,
+            F.concat(F.array(F.concat(F.lit("revision_"), status)), prefix("flagged:", "revise_principles")),
+        )
+        .when(tagged, prefix("tagged:", "tag_principles"))
+        .otherwise(F.array().cast("array<string>"))
+    )
+    stage = (
+        F.when(q_fail, "quality")
+        .when(dup, "dedup")
+        .when(p_drop, "classify")
+        .when(needs_revision, "revise")
+        .when(tagged, "classify")
+        .otherwise("publish")
+    )
+    unrevised_tags = F.when(
+        rev_failed & (F.lit(fallback) == "tag"), prefix("unrevised:", "revise_principles")
+    )
+    tags = F.array_distinct(
+        F.concat(F.col("tag_principles"), F.coalesce(unrevised_tags, F.array().cast("array<string>")))
+    )
+    return (
+        df.withColumn("action", action)
+        .withColumn("reasons", reasons)
+        .withColumn("stage", stage)
+        .withColumn("tags", tags)
+        .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
+    )

@@ -1,0 +1,115 @@
+"""The engine factory: one function that yields a Spark session for the configured engine.
+
+- `sail` (default): the Sail Spark Connect server embedded in this process, started on a free loopback
+  port and stopped when the context exits.
+- `remote`: any Spark Connect endpoint (`sc://host:port`): Spark 4 with Delta, Databricks, a Sail cluster.
+- `classic`: local JVM PySpark. Without the Delta JARs it cannot read or write Delta, so here it is the
+  conformance engine (stage transforms over Parquet); on a cluster with delta-spark it is a production one.
+
+Only the DataFrame API and Spark SQL are used anywhere: no RDDs, no SparkContext, no JVM access.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from pipelines.config import EngineConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class EngineError(RuntimeError):
+    """The engine could not be started or reached."""
+
+
+@contextmanager
+def spark_session(cfg: EngineConfig | None = None) -> Iterator[SparkSession]:
+    cfg = cfg or EngineConfig()
+    if cfg.kind == "sail":
+        with _sail(cfg) as spark:
+            yield spark
+    elif cfg.kind == "remote":
+        with _remote(cfg.remote or "", cfg) as spark:
+            yield spark
+    elif cfg.kind == "classic":
+        with _classic(cfg) as spark:
+            yield spark
+    else:
+        raise EngineError(f"unknown engine kind {cfg.kind!r}: use sail, remote or classic")
+
+
+def _configure(spark: SparkSession, cfg: EngineConfig) -> None:
+    spark.conf.set("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+@contextmanager
+def _sail(cfg: EngineConfig) -> Iterator[SparkSession]:
+    # Sail logs every session at INFO on stderr; keep the CLI readable unless the user asks for more.
+    os.environ.setdefault("RUST_LOG", "error")
+    from pysail.spark import SparkConnectServer
+
+    server = SparkConnectServer(ip="127.0.0.1", port=0)
+    server.start(background=True)
+    try:
+        _, port = server.listening_address
+        with _remote(f"sc://127.0.0.1:{port}", cfg) as spark:
+            yield spark
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
+    from pyspark.sql import SparkSession
+
+    if not url.startswith("sc://"):
+        raise EngineError(f"a Spark Connect URL looks like sc://host:15002, got {url!r}")
+    try:
+        spark = SparkSession.builder.remote(url).getOrCreate()
+        _configure(spark, cfg)
+    except Exception as exc:
+        raise EngineError(f"cannot reach Spark Connect at {url}: {exc}") from exc
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@contextmanager
+def _classic(cfg: EngineConfig) -> Iterator[SparkSession]:
+    # Python workers must run this interpreter, or they cannot import pandas/pyarrow from our venv.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master(f"local[{cfg.parallelism}]")
+        .appName("curate-conformance")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def engine_name(spark: SparkSession) -> str:
+    """A short label for logs and the `runs` table."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        if isinstance(spark, ConnectSession):
+            return "spark-connect"
+    except ImportError:  # pragma: no cover - pyspark[connect] is a dependency
+        pass
+    return "classic"

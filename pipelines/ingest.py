@@ -1,0 +1,179 @@
+"""Ingest: crawl files -> `raw_docs` (bronze) and `quarantine`, idempotently by `doc_id`.
+
+Parsing runs in `mapInPandas`, one input file per task, so it spreads across workers on a cluster. Every
+record comes out as a document or a quarantine entry with a reason; the run goes on past bad records.
+Re-ingesting a batch adds nothing: documents are merged on `doc_id`, quarantine entries on `record_id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, MapType, StringType, StructField, StructType
+
+from pipelines.config import IngestConfig
+from pipelines.lake import Lake
+from udfs.parse import ParseOptions, detect_format
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class IngestError(ValueError):
+    """The input cannot be ingested at all (missing path, no recognisable files)."""
+
+
+PARSED = StructType(
+    [
+        StructField("source_file", StringType(), False),
+        StructField("position", LongType(), False),
+        StructField("status", StringType(), False),  # "doc" or the quarantine reason
+        StructField("doc_id", StringType()),
+        StructField("record_id", StringType(), False),
+        StructField("text", StringType()),
+        StructField("url", StringType()),
+        StructField("source", StringType()),
+        StructField("meta", MapType(StringType(), StringType())),
+        StructField("raw", StringType()),
+    ]
+)
+
+DOC = "doc"
+
+
+def list_inputs(path: str | Path) -> list[tuple[str, str]]:
+    """The input files under `path` (a file or a directory, searched recursively) with their formats."""
+    p = Path(path)
+    if not p.exists():
+        raise IngestError(f"input not found: {p}")
+    candidates = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+    found = [(str(c.resolve()), fmt) for c in candidates if (fmt := detect_format(c)) is not None]
+    if not found:
+        raise IngestError(
+            f"no input files in {p}: expected .jsonl[.gz], .json[.gz], .parquet, .warc[.gz] or .warc.wet[.gz]"
+        )
+    return found
+
+
+def _parse_batches(opts: dict[str, object]):
+    def parse(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from udfs.parse import ParseOptions, doc_id_for, parse_file, record_id_for
+
+        options = ParseOptions(**opts)  # type: ignore[arg-type]
+        columns = PARSED.fieldNames()
+        for files in batches:
+            for path, fmt in zip(files["path"], files["fmt"], strict=True):
+                rows: list[tuple[object, ...]] = []
+                for rec in parse_file(path, fmt, options):
+                    is_doc = rec.reason is None
+                    rows.append(
+                        (
+                            path,
+                            rec.position,
+                            DOC if is_doc else rec.reason,
+                            doc_id_for(rec.text, rec.url, rec.ext_id) if is_doc and rec.text else None,
+                            record_id_for(path, rec.position),
+                            rec.text if is_doc else None,
+                            rec.url if is_doc else None,
+                            rec.source,
+                            rec.meta or None,
+                            rec.raw,
+                        )
+                    )
+                    if len(rows) >= 2000:
+                        yield pd.DataFrame.from_records(rows, columns=columns)
+                        rows = []
+                if rows:
+                    yield pd.DataFrame.from_records(rows, columns=columns)
+
+    return parse
+
+
+def parse_inputs(spark: SparkSession, files: list[tuple[str, str]], cfg: IngestConfig) -> DataFrame:
+    opts = ParseOptions(
+        text_field=cfg.text_field,
+        id_field=cfg.id_field,
+        url_field=cfg.url_field,
+        source_field=cfg.source_field,
+        max_doc_bytes=cfg.max_doc_bytes,
+        raw_truncate_chars=cfg.raw_truncate_chars,
+    )
+    listing = spark.createDataFrame(files, "path string, fmt string").repartition(max(1, len(files)))
+    return listing.mapInPandas(_parse_batches(asdict(opts)), schema=PARSED)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    records: int
+    documents: int  # records that parsed into a document
+    new_documents: int  # of those, doc_ids not in raw_docs before this run
+    already_ingested: int  # doc_ids already in raw_docs (an idempotent re-ingest adds nothing)
+    repeated_in_batch: int  # the same doc_id twice in this batch (same url and text)
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+
+
+def to_raw_docs(parsed: DataFrame, crawl_id: str, run_id: str) -> DataFrame:
+    """The documents of a parsed batch, one row per `doc_id` (the first occurrence wins)."""
+    docs = parsed.where(F.col("status") == DOC)
+    first = docs.groupBy("doc_id").agg(F.min(F.struct("source_file", "position")).alias("first"))
+    docs = docs.join(
+        first.select("doc_id", F.col("first.source_file").alias("_f"), F.col("first.position").alias("_p")),
+        "doc_id",
+    ).where((F.col("source_file") == F.col("_f")) & (F.col("position") == F.col("_p")))
+    return docs.select(
+        "doc_id",
+        F.coalesce(F.col("source"), F.regexp_extract("source_file", r"([^/]+)$", 1)).alias("source"),
+        "url",
+        F.lit(crawl_id).alias("crawl_id"),
+        "text",
+        "meta",
+        "source_file",
+        "position",
+        F.current_timestamp().alias("ingested_at"),
+        F.lit(run_id).alias("run_id"),
+    )
+
+
+def to_quarantine(parsed: DataFrame, crawl_id: str, run_id: str) -> DataFrame:
+    return parsed.where(F.col("status") != DOC).select(
+        "record_id",
+        F.lit(run_id).alias("run_id"),
+        F.lit(crawl_id).alias("crawl_id"),
+        "source_file",
+        "position",
+        "raw",
+        F.col("status").alias("reason"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+
+
+def summarise(parsed: DataFrame, raw_docs_before: DataFrame) -> IngestResult:
+    by_status = {
+        r["status"]: int(r["n"]) for r in parsed.groupBy("status").agg(F.count("*").alias("n")).collect()
+    }
+    documents = by_status.pop(DOC, 0)
+    docs = parsed.where(F.col("status") == DOC).select("doc_id")
+    distinct = docs.distinct()
+    n_distinct = distinct.count()
+    new = distinct.join(raw_docs_before.select("doc_id"), "doc_id", "left_anti").count()
+    return IngestResult(
+        records=documents + sum(by_status.values()),
+        documents=documents,
+        new_documents=new,
+        already_ingested=n_distinct - new,
+        repeated_in_batch=documents - n_distinct,
+        quarantined=sum(by_status.values()),
+        quarantine_reasons=dict(sorted(by_status.items())),
+    )
+
+
+def write(lake: Lake, parsed: DataFrame, crawl_id: str, run_id: str) -> None:
+    """Bronze writes, both idempotent: existing doc_ids and record_ids are left as they are."""
+    lake.merge(to_raw_docs(parsed, crawl_id, run_id), "raw_docs", ("doc_id",), update=False)
+    lake.merge(to_quarantine(parsed, crawl_id, run_id), "quarantine", ("record_id",), update=False)

@@ -1,0 +1,419 @@
+"""The nightly run: ingest -> quality -> dedup -> classify -> revise -> decide -> publish.
+
+Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the
+published tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash
+at any point re-decides exactly the documents that have no decision yet and converges to the same state.
+Intermediate results are materialised under `_state/staging/<run_id>` (Sail has no `persist`), so the
+model UDF runs once per document.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pyspark.sql import functions as F
+
+from expectations import suites
+from expectations.runner import GateFailed, run_gate
+from pipelines import classify, decide, dedup, ingest, quality, revise
+from pipelines.config import RunConfig
+from pipelines.constitution import Constitution, load_constitution
+from pipelines.engine import engine_name, spark_session
+from pipelines.lake import Lake
+from pipelines.progress import Progress
+from pipelines.tracking import flatten, track
+from schemas import TABLES
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class InvariantViolation(RuntimeError):
+    """A document is unaccounted for or counted twice: a bug, never silently ignored."""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    crawl_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    table_versions: dict[str, int] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def default_crawl_id(input_path: str | Path) -> str:
+    name = Path(input_path).name
+    for suffix in (".gz", ".zst", ".jsonl", ".json", ".ndjson", ".parquet", ".wet", ".warc"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "crawl"
+
+
+class _Stager:
+    """Materialise a DataFrame once under the run's staging dir and read it back."""
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        self.spark, self.root = spark, root
+
+    def __call__(self, df: DataFrame, name: str) -> DataFrame:
+        path = str(self.root / name)
+        df.write.format("delta").mode("overwrite").save(path)
+        return self.spark.read.format("delta").load(path)
+
+
+def check_accounting(lake: Lake) -> dict[str, int]:
+    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+    raw = lake.read("raw_docs").select("doc_id")
+    corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
+    latest = (
+        lake.read("decisions")
+        .groupBy("doc_id")
+        .agg(F.max(F.struct("decided_at", "run_id", "action")).alias("last"))
+        .where(F.col("last.action") == "drop")
+        .select("doc_id", F.lit(1).alias("dropped"))
+    )
+    joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
+    places = F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
+    row = joined.agg(
+        F.count("*").alias("raw_docs"),
+        F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
+        F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
+    ).collect()[0]
+    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted")}
+
+
+def _write_run_row(
+    lake: Lake, summary: RunSummary, cfg: RunConfig, input_path: str, engine: str, started: datetime
+) -> None:
+    spark = lake.spark
+    assert spark is not None
+    row = (
+        summary.run_id,
+        summary.status,
+        summary.crawl_id,
+        input_path,
+        engine,
+        cfg.config_hash(),
+        summary.mlflow_run_id,
+        {k: int(v) for k, v in summary.counts.items()},
+        {k: int(v) for k, v in summary.table_versions.items()},
+        summary.error,
+        started,
+        datetime.now(UTC),
+    )
+    lake.merge(spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
+
+
+def run_pipeline(
+    lake_root: str | Path,
+    input_path: str | Path,
+    cfg: RunConfig,
+    *,
+    crawl_id: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run every stage on one input batch and publish a new corpus version. Raises on a failed gate."""
+    t0 = time.monotonic()
+    files = ingest.list_inputs(input_path)
+    constitution = load_constitution(cfg.classify.constitution)
+    crawl_id = crawl_id or default_crawl_id(input_path)
+    run_id = new_run_id()
+    progress = progress or Progress(enabled=False)
+    summary = RunSummary(run_id=run_id, status="running", crawl_id=crawl_id)
+    started = datetime.now(UTC)
+    root = Path(lake_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with progress.stage("starting engine"), spark_session(cfg.engine) as spark:
+        lake = Lake(root, spark)
+        engine = engine_name(spark) + (f" ({cfg.engine.kind})")
+        staging = lake.state_dir / "staging" / run_id
+        with track(lake.state_dir, cfg.tracking, run_name=f"{crawl_id}:{run_id}") as tracker:
+            summary.mlflow_run_id = tracker.run_id
+            tracker.params(flatten({"config": cfg.to_dict()}))
+            tracker.params(
+                {
+                    "input_path": str(input_path),
+                    "crawl_id": crawl_id,
+                    "run_id": run_id,
+                    "config_hash": cfg.config_hash(),
+                    "constitution": constitution.fingerprint(),
+                }
+            )
+            tracker.text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), "resolved_config.yaml")
+            try:
+                _stages(lake, spark, files, cfg, constitution, crawl_id, run_id, staging, summary, progress)
+                summary.status = "success"
+            except GateFailed as exc:
+                summary.status, summary.error = "failed_gate", str(exc)
+                raise
+            except Exception as exc:
+                summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                summary.seconds = time.monotonic() - t0
+                summary.counts["seconds"] = int(summary.seconds)
+                tracker.metrics({k: float(v) for k, v in summary.counts.items()})
+                tracker.tags({"curate.status": summary.status, "curate.run_id": run_id})
+                summary.table_versions = lake.versions()
+                _write_run_row(lake, summary, cfg, str(input_path), engine, started)
+                summary.table_versions["runs"] = lake.version("runs") or 0
+                tracker.dict(asdict(summary), "summary.json")
+                shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _stages(
+    lake: Lake,
+    spark: SparkSession,
+    files: list[tuple[str, str]],
+    cfg: RunConfig,
+    constitution: Constitution,
+    crawl_id: str,
+    run_id: str,
+    staging: Path,
+    summary: RunSummary,
+    progress: Progress,
+) -> None:
+    stage = _Stager(spark, staging)
+    counts = summary.counts
+    gates: list[str] = []
+
+    def gate(name: str, df: DataFrame, expectations: list[Any]) -> None:
+        with progress.stage(f"gate: {name}"):
+            run_gate(name, df, expectations)
+        gates.append(name)
+
+    # ---- ingest (bronze) -------------------------------------------------------------------------
+    with progress.stage(f"ingest: parsing {len(files)} file(s)"):
+        parsed = stage(ingest.parse_inputs(spark, files, cfg.ingest), "parsed")
+    gate("ingest", parsed, suites.ingest(cfg.ingest.max_quarantine_fraction))
+    with progress.stage("ingest: writing raw_docs and quarantine"):
+        before = lake.version("raw_docs")
+        lake.ensure("raw_docs")
+        raw_before = lake.read("raw_docs", version=before if before is not None else None)
+        result = ingest.summarise(parsed, raw_before)
+        ingest.write(lake, parsed, crawl_id, run_id)
+    counts.update({k: v for k, v in asdict(result).items() if isinstance(v, int)})
+    counts.update({f"quarantine:{k}": v for k, v in result.quarantine_reasons.items()})
+
+    # ---- the documents this run decides: every ingested doc without a decision yet ----------------
+    with progress.stage("selecting undecided documents"):
+        decided = lake.read("decisions").select("doc_id").distinct()
+        pending = stage(lake.read("raw_docs").join(decided, "doc_id", "left_anti"), "pending")
+        counts["pending"] = n_pending = pending.count()
+    if n_pending == 0:
+        counts.update(_final_counts(lake))
+        return
+    gate("pending", pending, suites.pending_docs())
+
+    # ---- quality ---------------------------------------------------------------------------------
+    with progress.stage(f"quality: {n_pending} documents"):
+        q = stage(quality.transform(pending.select("doc_id", "text"), cfg.quality), "quality")
+        counts["quality_failed"] = q.where(F.size("quality_reasons") > 0).count()
+    gate("quality", q, suites.quality())
+
+    # ---- exact dedup, against every earlier crawl ------------------------------------------------
+    with progress.stage("dedup: exact, against earlier crawls"):
+        passing = pending.join(q.where(F.size("quality_reasons") == 0).select("doc_id"), "doc_id")
+        prior = lake.read("dedup").where(~F.col("is_duplicate"))
+        d = stage(dedup.transform(passing.select("doc_id", "crawl_id", "text"), prior), "dedup")
+        counts["exact_duplicates"] = d.where(F.col("is_duplicate")).count()
+    gate("dedup", d, suites.dedup())
+
+    # ---- principle scores --------------------------------------------------------------------------
+    to_score = d.where(~F.col("is_duplicate")).select("doc_id", "text")
+    n_score = to_score.count()
+    with progress.stage(f"classify: scoring {n_score} documents x {len(constitution.names)} principles"):
+        scored = stage(classify.transform(to_score, constitution, cfg.classify).drop("text"), "scored")
+        scores_long = stage(classify.to_scores_table(scored, constitution, run_id), "scores")
+    counts["scored"] = n_score
+    gate("scores", scores_long, suites.scores(constitution.names))
+
+    base = (
+        pending.select("doc_id", "crawl_id", "text", "source", "url")
+        .join(q.select("doc_id", "quality_reasons"), "doc_id")
+        .join(d.select("doc_id", "is_duplicate"), "doc_id", "left")
+        .join(scored, "doc_id", "left")
+    )
+    flagged = stage(decide.principle_flags(base, constitution), "flagged")
+    for p in constitution.names:
+        counts[f"flagged:{p}"] = scores_long.where(
+            (F.col("principle") == p) & (F.col("score") >= constitution.get(p).revise_threshold)
+        ).count()
+
+    # ---- revision ----------------------------------------------------------------------------------
+    outcomes = _revise(lake, spark, flagged, constitution, cfg, counts, progress)
+    out_schema = "doc_id string, revision_status string, revised_text string"
+    out_df = spark.createDataFrame([(o.doc_id, o.status, o.revised_text) for o in outcomes], out_schema)
+    decided_df = stage(
+        decide.transform(flagged.join(out_df, "doc_id", "left"), constitution, cfg.revise.fallback), "decided"
+    )
+
+    # ---- gates before publishing ---------------------------------------------------------------------
+    now = F.current_timestamp()
+    decisions = decided_df.select(
+        "doc_id",
+        F.lit(run_id).alias("run_id"),
+        "crawl_id",
+        "action",
+        "reasons",
+        "stage",
+        now.alias("decided_at"),
+    )
+    gate("decisions", decisions, suites.decisions(n_pending))
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    corpus_rows = decided_df.where(F.col("action") != "drop").select(
+        "doc_id",
+        F.col("out_text").alias("text"),
+        "source",
+        "url",
+        "crawl_id",
+        "action",
+        "tags",
+        F.when(
+            F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores"))
+        ).alias("scores"),
+        F.lit(1.0).alias("weight"),
+        F.lit(run_id).alias("run_id"),
+        now.alias("updated_at"),
+    )
+    gate("corpus", corpus_rows, suites.corpus())
+
+    # ---- publish: stage tables, corpus, then decisions (see the module docstring) -------------------
+    with progress.stage("publish: merging into Delta tables"):
+        lake.merge(
+            q.select(
+                *[
+                    F.lit(run_id).alias(c) if c == "run_id" else F.col(c)
+                    for c in TABLES["quality"].fieldNames()
+                ]
+            ),
+            "quality",
+            ("doc_id",),
+        )
+        lake.merge(d.withColumn("run_id", F.lit(run_id)), "dedup", ("doc_id",))
+        lake.merge(scores_long, "scores", ("doc_id", "principle"))
+        if outcomes:
+            lake.merge(_revisions_df(spark, outcomes, run_id), "revisions", ("doc_id", "run_id"))
+        lake.merge(corpus_rows, "corpus", ("doc_id",))
+        lake.merge(decisions, "decisions", ("doc_id", "run_id"), update=False)
+    for r in decisions.groupBy("action").count().collect():
+        counts[f"action:{r['action']}"] = int(r["count"])
+    for r in decisions.select(F.explode("reasons").alias("reason")).groupBy("reason").count().collect():
+        counts[f"reason:{r['reason']}"] = int(r["count"])
+    counts["gates_passed"] = len(gates)
+    counts.update(_final_counts(lake))
+
+
+def _final_counts(lake: Lake) -> dict[str, int]:
+    acct = check_accounting(lake)
+    if acct["unaccounted"] or acct["double_counted"]:
+        raise InvariantViolation(
+            f"accounting invariant broken: {acct['unaccounted']} document(s) unaccounted for, "
+            f"{acct['double_counted']} in both corpus and drops"
+        )
+    return {
+        "corpus_size": lake.read("corpus").count(),
+        "raw_docs_total": acct["raw_docs"],
+        "quarantine_total": lake.read("quarantine").count(),
+        "unaccounted": acct["unaccounted"],
+    }
+
+
+def _revise(
+    lake: Lake,
+    spark: SparkSession,
+    flagged: DataFrame,
+    constitution: Constitution,
+    cfg: RunConfig,
+    counts: dict[str, int],
+    progress: Progress,
+) -> list[revise.Outcome]:
+    cands = revise.candidates(flagged, constitution)
+    n = cands.count()
+    counts["revision_candidates"] = n
+    if n == 0:
+        return []
+    if not cfg.revise.enabled or cfg.revise.max_docs == 0:
+        chosen: list[dict[str, Any]] = []
+    else:
+        ordered = cands.orderBy(F.col("score_before").desc(), F.col("doc_id")).limit(cfg.revise.max_docs)
+        chosen = [r.asDict() for r in ordered.collect()]
+    over_cap = (
+        cands.join(
+            spark.createDataFrame([(r["doc_id"],) for r in chosen] or [("",)], "doc_id string"),
+            "doc_id",
+            "left_anti",
+        )
+        .select("doc_id", "text")
+        .collect()
+    )
+    outcomes = [
+        revise.Outcome(doc_id=r["doc_id"], status="over_cap", principles=[], original_text=r["text"])
+        for r in over_cap
+    ]
+    if chosen:
+
+        def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+            df = spark.createDataFrame(pairs, "doc_id string, text string")
+            rows = (
+                classify.transform(df, constitution, cfg.classify)
+                .select("doc_id", "principle_scores")
+                .collect()
+            )
+            return {r["doc_id"]: list(r["principle_scores"]) for r in rows}
+
+        with (
+            progress.stage("revise: starting the LLM"),
+            revise.llm_client(cfg.revise, lake.state_dir / "logs") as (
+                client,
+                model,
+            ),
+        ):
+            bar: Callable[[int], None] = progress.bar("revise: rewriting flagged documents", len(chosen))
+            outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, client, model, progress=bar)
+            progress.end_bar()
+    for o in outcomes:
+        counts[f"revision:{o.status}"] = counts.get(f"revision:{o.status}", 0) + 1
+    return outcomes
+
+
+def _revisions_df(spark: SparkSession, outcomes: list[revise.Outcome], run_id: str) -> DataFrame:
+    now = datetime.now(UTC)
+    rows = [
+        (
+            o.doc_id,
+            run_id,
+            o.original_text,
+            o.revised_text,
+            o.principles,
+            "llm",
+            o.model,
+            o.prompt_version,
+            o.status,
+            o.reject_reasons,
+            o.score_before,
+            o.score_after,
+            o.length_ratio,
+            o.error,
+            now,
+        )
+        for o in outcomes
+        if o.status != "over_cap"
+    ]
+    return spark.createDataFrame(rows, TABLES["revisions"])

@@ -1,0 +1,204 @@
+"""The table contracts: one StructType per Delta table under the lake root.
+
+DESIGN.md lists the names; they are what the CLI, the notebooks and users' SQL rely on. Columns may be
+added; renaming one needs a migration.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+
+def _f(name: str, dtype: object, nullable: bool = True) -> StructField:
+    return StructField(name, dtype, nullable)  # type: ignore[arg-type]
+
+
+SPAN = StructType(
+    [_f("start", IntegerType(), False), _f("end", IntegerType(), False), _f("score", DoubleType())]
+)
+
+RAW_DOCS = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("source", StringType()),
+        _f("url", StringType()),
+        _f("crawl_id", StringType(), False),
+        _f("text", StringType(), False),
+        _f("meta", MapType(StringType(), StringType())),
+        _f("source_file", StringType()),
+        _f("position", LongType()),
+        _f("ingested_at", TimestampType()),
+        _f("run_id", StringType(), False),
+    ]
+)
+
+QUARANTINE = StructType(
+    [
+        _f("record_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("crawl_id", StringType()),
+        _f("source_file", StringType(), False),
+        _f("position", LongType(), False),
+        _f("raw", StringType()),
+        _f("reason", StringType(), False),
+        _f("quarantined_at", TimestampType()),
+    ]
+)
+
+QUALITY = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("n_chars", LongType()),
+        _f("n_words", LongType()),
+        _f("n_lines", LongType()),
+        _f("mean_word_length", DoubleType()),
+        _f("alpha_word_ratio", DoubleType()),
+        _f("hash_word_ratio", DoubleType()),
+        _f("ellipsis_word_ratio", DoubleType()),
+        _f("bullet_line_ratio", DoubleType()),
+        _f("stop_word_count", LongType()),
+        _f("quality_reasons", ArrayType(StringType()), False),
+        _f("lang", StringType()),
+        _f("lang_score", DoubleType()),
+    ]
+)
+
+DEDUP = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("crawl_id", StringType()),
+        _f("exact_hash", StringType(), False),
+        _f("cluster_id", StringType(), False),
+        _f("dup_of", StringType()),
+        _f("is_duplicate", BooleanType(), False),
+    ]
+)
+
+MINHASH_INDEX = StructType(
+    [
+        _f("band", IntegerType(), False),
+        _f("bucket", StringType(), False),
+        _f("doc_id", StringType(), False),
+        _f("crawl_id", StringType()),
+        _f("run_id", StringType()),
+    ]
+)
+
+LABELS = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("principle", StringType(), False),
+        _f("labeler", StringType(), False),
+        _f("score", DoubleType()),
+        _f("rationale", StringType()),
+        _f("prompt_version", StringType()),
+        _f("text_hash", StringType()),
+        _f("labeled_at", TimestampType()),
+    ]
+)
+
+SCORES = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("principle", StringType(), False),
+        _f("score", DoubleType(), False),
+        _f("spans", ArrayType(SPAN)),
+        _f("model_uri", StringType(), False),
+        _f("run_id", StringType(), False),
+    ]
+)
+
+REVISIONS = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("original_text", StringType(), False),
+        _f("revised_text", StringType()),
+        _f("principles", ArrayType(StringType()), False),
+        _f("method", StringType(), False),
+        _f("model", StringType()),
+        _f("prompt_version", StringType()),
+        _f("status", StringType(), False),
+        _f("reject_reasons", ArrayType(StringType())),
+        _f("score_before", DoubleType()),
+        _f("score_after", DoubleType()),
+        _f("length_ratio", DoubleType()),
+        _f("error", StringType()),
+        _f("revised_at", TimestampType()),
+    ]
+)
+
+DECISIONS = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("crawl_id", StringType()),
+        _f("action", StringType(), False),
+        _f("reasons", ArrayType(StringType()), False),
+        _f("stage", StringType(), False),
+        _f("decided_at", TimestampType()),
+    ]
+)
+
+CORPUS = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("text", StringType(), False),
+        _f("source", StringType()),
+        _f("url", StringType()),
+        _f("crawl_id", StringType()),
+        _f("action", StringType(), False),
+        _f("tags", ArrayType(StringType()), False),
+        _f("scores", MapType(StringType(), DoubleType())),
+        _f("weight", DoubleType(), False),
+        _f("run_id", StringType(), False),
+        _f("updated_at", TimestampType()),
+    ]
+)
+
+RUNS = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("status", StringType(), False),
+        _f("crawl_id", StringType()),
+        _f("input_path", StringType()),
+        _f("engine", StringType()),
+        _f("config_hash", StringType()),
+        _f("mlflow_run_id", StringType()),
+        _f("counts", MapType(StringType(), LongType())),
+        _f("table_versions", MapType(StringType(), LongType())),
+        _f("error", StringType()),
+        _f("started_at", TimestampType()),
+        _f("finished_at", TimestampType()),
+    ]
+)
+
+#: Every contract table by its SQL name. `curate sql` exposes exactly these.
+TABLES: dict[str, StructType] = {
+    "raw_docs": RAW_DOCS,
+    "quarantine": QUARANTINE,
+    "quality": QUALITY,
+    "dedup": DEDUP,
+    "minhash_index": MINHASH_INDEX,
+    "labels": LABELS,
+    "scores": SCORES,
+    "revisions": REVISIONS,
+    "decisions": DECISIONS,
+    "corpus": CORPUS,
+    "runs": RUNS,
+}
+
+ACTIONS = ("keep", "revise", "tag", "drop")

@@ -1,0 +1,133 @@
+"""Small crawl files in every input format, written the way real crawlers write them (warcio for WARC/WET).
+
+The text is real prose (public-domain style news and encyclopaedia paragraphs written for these tests),
+long enough to pass the quality rules, so the same fixtures serve the ingest and end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+ARTICLES = [
+    (
+        "https://news.example/flood-barrier",
+        "The river authority confirmed on Tuesday that the new flood barrier will be finished before the autumn "
+        "storms, after engineers completed the last of the concrete sections ahead of plan. Residents who had "
+        "campaigned for the barrier for more than a decade said the work had already changed how the town feels "
+        "about living so close to the water. The project cost less than first estimated because the steel was "
+        "ordered early, and the council says the savings will pay for a footpath along the new embankment.",
+    ),
+    (
+        "https://encyclopedia.example/wiki/Lighthouse",
+        "A lighthouse is a tower designed to emit light from a system of lamps and lenses and to serve as a "
+        "navigational aid for maritime pilots at sea or on inland waterways. Lighthouses mark dangerous "
+        "coastlines, hazardous shoals and reefs, and safe entries to harbours, and they can also assist in "
+        "aerial navigation. Once widely used, the number of operational lighthouses has declined because of the "
+        "expense of maintenance and the arrival of electronic navigational systems over the last century.",
+    ),
+    (
+        "https://recipes.example/bread",
+        "To make a simple loaf of bread you need flour, water, salt and yeast, and a little patience. Mix the "
+        "ingredients into a rough dough and leave it to rest for half an hour, then knead it until it is smooth "
+        "and elastic. Let it rise in a warm place until it has doubled in size, which usually takes about an "
+        "hour, and then shape it and bake it in a hot oven until the crust is deep brown and sounds hollow.",
+    ),
+]
+
+
+def jsonl_lines(articles: list[tuple[str, str]] = ARTICLES) -> list[bytes]:
+    return [
+        json.dumps({"id": f"doc-{i}", "url": url, "source": "fixture", "text": text}).encode() + b"\n"
+        for i, (url, text) in enumerate(articles)
+    ]
+
+
+BAD_LINES: dict[str, bytes] = {
+    "malformed_json": b'{"url": "https://x.example/a", "text": "cut off in the mid\n',
+    "not_an_object": b'["a", "list", "is", "not", "a", "document"]\n',
+    "missing_text": b'{"url": "https://x.example/b", "content": "the body is under another key"}\n',
+    "empty_text": b'{"url": "https://x.example/c", "text": "   \\n  "}\n',
+    "wrong_type:text": b'{"url": "https://x.example/d", "text": 404}\n',
+    "wrong_type:url": b'{"url": 17, "text": "a document whose url is a number"}\n',
+    "invalid_utf8": b'{"url": "https://x.example/e", "text": "caf\xe9 \xff\xfe"}\n',
+    "too_large": json.dumps({"url": "https://x.example/f", "text": "word " * 5000}).encode() + b"\n",
+}
+
+
+def write_jsonl(path: Path, lines: list[bytes]) -> Path:
+    payload = b"".join(lines)
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(payload, mtime=0))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def write_parquet(path: Path, articles: list[tuple[str, str]] = ARTICLES, extra_bad: bool = True) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    urls = [u for u, _ in articles] + (["https://x.example/null", "https://x.example/empty"] if extra_bad else [])
+    texts: list[str | None] = [t for _, t in articles] + ([None, ""] if extra_bad else [])
+    pq.write_table(pa.table({"url": urls, "text": texts}), path)
+    return path
+
+
+def _warc_writer(fh: io.BufferedIOBase) -> object:
+    from warcio.warcwriter import WARCWriter
+
+    return WARCWriter(fh, gzip=True)
+
+
+def write_wet(path: Path, articles: list[tuple[str, str]] = ARTICLES) -> Path:
+    with open(path, "wb") as fh:
+        writer = _warc_writer(fh)
+        info = writer.create_warcinfo_record("test.wet", {"software": "fixture"})  # type: ignore[attr-defined]
+        writer.write_record(info)  # type: ignore[attr-defined]
+        for url, text in articles:
+            rec = writer.create_warc_record(  # type: ignore[attr-defined]
+                url, "conversion", payload=io.BytesIO(text.encode()), warc_content_type="text/plain"
+            )
+            writer.write_record(rec)  # type: ignore[attr-defined]
+    return path
+
+
+def html_page(title: str, body: str) -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        "<nav><a href='/'>Home</a> | <a href='/news'>News</a> | <a href='/login'>Sign in</a></nav>"
+        f"<main><article><h1>{title}</h1><p>{body}</p></article></main>"
+        "<footer>Copyright 2026 Example Media. All rights reserved. Privacy policy. Cookie settings.</footer>"
+        "</body></html>"
+    )
+
+
+def write_warc(path: Path, articles: list[tuple[str, str]] = ARTICLES) -> Path:
+    """Responses with HTML (documents), one image (unsupported), one empty page, plus a request record."""
+    from warcio.statusandheaders import StatusAndHeaders
+
+    with open(path, "wb") as fh:
+        writer = _warc_writer(fh)
+        for url, text in articles:
+            req = writer.create_warc_record(url, "request", payload=io.BytesIO(b"GET / HTTP/1.1\r\n\r\n"))  # type: ignore[attr-defined]
+            writer.write_record(req)  # type: ignore[attr-defined]
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            body = html_page(url.rsplit("/", 1)[-1], text).encode()
+            rec = writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http)  # type: ignore[attr-defined]
+            writer.write_record(rec)  # type: ignore[attr-defined]
+        img = StatusAndHeaders("200 OK", [("Content-Type", "image/png")], protocol="HTTP/1.1")
+        rec = writer.create_warc_record(  # type: ignore[attr-defined]
+            "https://img.example/logo.png", "response", payload=io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(64)),
+            http_headers=img,
+        )
+        writer.write_record(rec)  # type: ignore[attr-defined]
+        empty = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        rec = writer.create_warc_record(  # type: ignore[attr-defined]
+            "https://empty.example/", "response", payload=io.BytesIO(b"<html><body></body></html>"),
+            http_headers=empty,
+        )
+        writer.write_record(rec)  # type: ignore[attr-defined]
+    return path

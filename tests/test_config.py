@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, RunConfig, load_config
+
+
+def test_defaults_validate() -> None:
+    cfg = load_config()
+    assert cfg == RunConfig()
+    assert cfg.engine.kind == "sail"
+    assert cfg.quality.min_words == 50
+
+
+def test_yaml_and_overrides_layer(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("quality:\n  min_words: 20\nrevise:\n  llm:\n    max_concurrency: 8\n")
+    cfg = load_config(f, {"quality.max_words": 500})
+    assert (cfg.quality.min_words, cfg.quality.max_words, cfg.revise.llm.max_concurrency) == (20, 500, 8)
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("quality:\n  min_wrods: 20\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'quality.min_wrods'"):
+        load_config(f)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"quality.min_words": "ten"}, "must be an integer"),
+        ({"engine.kind": "flink"}, "must be one of"),
+        ({"engine.kind": "remote"}, "sc://"),
+        ({"revise.enabled": "yes"}, "true or false"),
+        ({"ingest.max_quarantine_fraction": 1.5}, r"\[0, 1\]"),
+        ({"quality": 3}, "must be a mapping"),
+    ],
+)
+def test_bad_values_fail_before_anything_runs(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("quality: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(Exception, match="could not determine a constructor"):
+        load_config(f)
+
+
+def test_config_hash_changes_with_values() -> None:
+    assert load_config().config_hash() == RunConfig().config_hash()
+    assert load_config(None, {"quality.min_words": 10}).config_hash() != RunConfig().config_hash()

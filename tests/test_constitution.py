@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.constitution import ConstitutionError, default_constitution_path, load_constitution
+
+
+def test_default_constitution_has_the_four_principles() -> None:
+    c = load_constitution()
+    assert c.names == ["toxicity", "violence", "deception", "misaligned_ai"]
+    for p in c.principles:
+        assert 0 <= p.revise_threshold <= p.filter_threshold <= 1
+        assert p.positive and p.negative and p.label_prompt.version and p.revise_prompt.version
+    # the shared benign pool is appended to every principle's own negatives
+    assert len(c.get("toxicity").negative) > 6
+
+
+def _write(tmp_path: Path, mutate: object) -> Path:
+    data = yaml.safe_load(default_constitution_path().read_text())
+    mutate(data)  # type: ignore[operator]
+    out = tmp_path / "c.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["principles"][0].update(filter_threshold=0.1), "revise_threshold <= filter_threshold"),
+        (lambda d: d["principles"][0].update(mode="delete"), "mode must be one of"),
+        (lambda d: d["principles"][1].update(name="Bad Name"), "must match"),
+        (lambda d: d["principles"][0].pop("prompts"), "missing key 'prompts'"),
+        (lambda d: d["principles"][0].update(colour="red"), "unknown key"),
+        (lambda d: d["principles"].append(dict(d["principles"][0])), "duplicate principle name"),
+        (lambda d: d["principles"][0]["exemplars"].update(positive=[]), "non-empty list"),
+    ],
+)
+def test_invalid_constitutions_name_the_problem(tmp_path: Path, mutate: object, message: str) -> None:
+    with pytest.raises(ConstitutionError, match=message):
+        load_constitution(_write(tmp_path, mutate))
