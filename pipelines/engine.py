@@ -71,7 +71,9 @@ def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
     if not url.startswith("sc://"):
         raise EngineError(f"a Spark Connect URL looks like sc://host:15002, got {url!r}")
     try:
-        spark = SparkSession.builder.remote(url).getOrCreate()
+        # create(), not getOrCreate(): the latter hands back whichever Connect session is already active in
+        # this process (another lake's, a notebook's), and our stop() would then close it under its owner.
+        spark = SparkSession.builder.remote(url).create()
         _configure(spark, cfg)
     except Exception as exc:
         raise EngineError(f"cannot reach Spark Connect at {url}: {exc}") from exc

@@ -24,9 +24,7 @@ def _f(name: str, dtype: object, nullable: bool = True) -> StructField:
     return StructField(name, dtype, nullable)  # type: ignore[arg-type]
 
 
-SPAN = StructType(
-    [_f("start", IntegerType(), False), _f("end", IntegerType(), False), _f("score", DoubleType())]
-)
+SPAN = StructType([_f("start", IntegerType()), _f("end", IntegerType()), _f("score", DoubleType())])
 
 RAW_DOCS = StructType(
     [
