@@ -90,19 +90,27 @@ def _classic(cfg: EngineConfig) -> Iterator[SparkSession]:
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     from pyspark.sql import SparkSession
 
-    spark = (
+    if "SPARK_CONNECT_MODE_ENABLED" in os.environ or "SPARK_REMOTE" in os.environ:
+        # pyspark.sql.functions dispatches on this process-wide flag: classic and Connect sessions cannot
+        # share a Python process. Run the classic engine in a process of its own.
+        raise EngineError("a Spark Connect session already ran in this process; start classic PySpark in a new one")
+    spark = _classic_builder(SparkSession, cfg).getOrCreate()
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _classic_builder(SparkSession: type, cfg: EngineConfig) -> SparkSession.Builder:  # noqa: N803
+    return (
         SparkSession.builder.master(f"local[{cfg.parallelism}]")
+        .config("spark.api.mode", "classic")
         .appName("curate-conformance")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
     )
-    try:
-        yield spark
-    finally:
-        spark.stop()
 
 
 def engine_name(spark: SparkSession) -> str:
