@@ -177,9 +177,7 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("trafilatura (default)", "trafilatura", _trafilatura()),
     Candidate("trafilatura fast", "trafilatura", _trafilatura(fast=True)),
     Candidate("trafilatura favor_precision", "trafilatura", _trafilatura(favor_precision=True)),
-    Candidate(
-        "trafilatura fast favor_precision", "trafilatura", _trafilatura(fast=True, favor_precision=True)
-    ),
+    Candidate("trafilatura fast favor_precision", "trafilatura", _trafilatura(fast=True, favor_precision=True)),
     Candidate("resiliparse main_content", "resiliparse", _resiliparse(comments=True)),
     Candidate("resiliparse main_content -comments", "resiliparse", _resiliparse(comments=False)),
     Candidate("justext (all stoplists)", "justext", _justext),
@@ -262,9 +260,7 @@ def evaluate(cand: Candidate, pages: list[Page], passes: int) -> Result | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=_DEFAULT_DATA, help="folder with evaldata.json and pages/"
-    )
+    parser.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="folder with evaldata.json and pages/")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per extractor (median is used)")
     parser.add_argument("--only", nargs="*", help="substrings of extractor names to run")
     args = parser.parse_args(argv)

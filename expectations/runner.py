@@ -7,6 +7,7 @@ definition -> a ValidationDefinition run with the DataFrame as a batch parameter
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -44,10 +45,8 @@ def _context() -> Any:
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    try:
+    with contextlib.suppress(Exception):
         context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    except Exception:
-        pass
     return context
 
 
@@ -69,9 +68,7 @@ def describe_failure(result: Any) -> str:
         detail = "failed"
     if result.exception_info and result.exception_info.get("raised_exception"):
         detail = f"raised {result.exception_info.get('exception_message')}"
-    shown = {
-        k: v for k, v in kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly", "value")
-    }
+    shown = {k: v for k, v in kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly", "value")}
     return f"{target} {shown if shown else ''} -> {detail}".replace("  ", " ")
 
 
@@ -96,9 +93,7 @@ def validate(gate: str, df: DataFrame, expectations: Sequence[Expectation]) -> G
         context.suites.delete(suite.name)
         context.data_sources.delete(source.name)
     failures = [describe_failure(r) for r in result.results if not r.success]
-    return GateReport(
-        gate=gate, success=bool(result.success), evaluated=len(result.results), failures=failures
-    )
+    return GateReport(gate=gate, success=bool(result.success), evaluated=len(result.results), failures=failures)
 
 
 def run_gate(gate: str, df: DataFrame, expectations: Sequence[Expectation]) -> GateReport:

@@ -18,9 +18,7 @@ def ingest(max_quarantine_fraction: float) -> list[gxe.Expectation]:
     """On the parsed batch: enough of it parsed into documents, and every record is identified."""
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="status", value_set=["doc"], mostly=1.0 - max_quarantine_fraction
-        ),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["doc"], mostly=1.0 - max_quarantine_fraction),
         gxe.ExpectColumnValuesToNotBeNull(column="record_id"),
         gxe.ExpectColumnValuesToBeUnique(column="record_id"),
     ]

@@ -68,9 +68,7 @@ def _load_scorer(spec: str) -> ExemplarScorer:
 
     s = json.loads(spec)
     encoder = shared_encoder(s["device"], s["max_tokens"], s["batch_size"], s["threads"])
-    principles = [
-        PrincipleExemplars(p["name"], tuple(p["positive"]), tuple(p["negative"])) for p in s["principles"]
-    ]
+    principles = [PrincipleExemplars(p["name"], tuple(p["positive"]), tuple(p["negative"])) for p in s["principles"]]
     return ExemplarScorer(encoder, principles)
 
 

@@ -50,10 +50,7 @@ def print_rows(columns: list[str], rows: list[dict[str, Any]], fmt: str, title: 
         writer.writerow(columns)
         for row in rows:
             writer.writerow(
-                [
-                    json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else _jsonable(v)
-                    for v in row.values()
-                ]
+                [json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else _jsonable(v) for v in row.values()]
             )
         sys.stdout.write(buf.getvalue())
         return
@@ -67,11 +64,7 @@ def print_rows(columns: list[str], rows: list[dict[str, Any]], fmt: str, title: 
         cells = []
         for v in row.values():
             v = _jsonable(v)
-            text = (
-                json.dumps(v, ensure_ascii=False)
-                if isinstance(v, (dict, list))
-                else ("" if v is None else str(v))
-            )
+            text = json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else ("" if v is None else str(v))
             cells.append(text if len(text) <= 200 else text[:197] + "...")
         table.add_row(*cells)
     Console().print(table)
@@ -100,9 +93,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 def _require_lake(path: str) -> Path:
     root = Path(path)
-    if not root.is_dir() or not any(
-        (root / t / "_delta_log").is_dir() for t in ("raw_docs", "runs", "corpus")
-    ):
+    if not root.is_dir() or not any((root / t / "_delta_log").is_dir() for t in ("raw_docs", "runs", "corpus")):
         raise CLIError(f"no lake at {root}: create one with `curate run --lake {root} --input CRAWL`")
     return root
 
@@ -129,9 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(yaml.safe_dump(plan, sort_keys=False))
         return 0
-    summary = run_pipeline(
-        args.lake, args.input, cfg, crawl_id=args.crawl_id, progress=Progress(not args.quiet)
-    )
+    summary = run_pipeline(args.lake, args.input, cfg, crawl_id=args.crawl_id, progress=Progress(not args.quiet))
     report_run(summary, args.lake)
     return 0
 
@@ -143,8 +132,7 @@ def report_run(summary: Any, lake: str) -> None:
     console = Console()
     c = summary.counts
     console.print(
-        f"\n[bold]run {summary.run_id}[/] crawl [bold]{summary.crawl_id}[/]: {summary.status} "
-        f"in {summary.seconds:.0f}s"
+        f"\n[bold]run {summary.run_id}[/] crawl [bold]{summary.crawl_id}[/]: {summary.status} in {summary.seconds:.0f}s"
     )
     t = Table(title="what happened to the input", show_header=True)
     t.add_column("outcome")
@@ -219,11 +207,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = []
     for h in history:
         ts = h.get("timestamp")
-        when = (
-            datetime.fromtimestamp(ts / 1000).isoformat(timespec="seconds")
-            if isinstance(ts, (int, float))
-            else ts
-        )
+        when = datetime.fromtimestamp(ts / 1000).isoformat(timespec="seconds") if isinstance(ts, (int, float)) else ts
         metrics = h.get("operationMetrics") or {}
         rows.append(
             {
@@ -270,22 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, lake_required: bool = True) -> None:
-        p.add_argument(
-            "--lake", required=lake_required, help="lake root directory (Delta tables live under it)"
-        )
+        p.add_argument("--lake", required=lake_required, help="lake root directory (Delta tables live under it)")
         p.add_argument("--config", help="YAML run config (validated before anything starts)")
-        p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable"
-        )
-        p.add_argument(
-            "--remote", help="run on a Spark Connect endpoint, sc://host:port, instead of embedded Sail"
-        )
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
+        p.add_argument("--remote", help="run on a Spark Connect endpoint, sc://host:port, instead of embedded Sail")
 
     run = sub.add_parser("run", help="run every stage on one crawl batch and publish a corpus version")
     common(run)
-    run.add_argument(
-        "--input", required=True, help="a crawl file or directory (JSONL[.gz], Parquet, WET, WARC)"
-    )
+    run.add_argument("--input", required=True, help="a crawl file or directory (JSONL[.gz], Parquet, WET, WARC)")
     run.add_argument("--crawl-id", help="the nightly batch id (default: the input's file name)")
     run.add_argument("--engine", choices=["sail", "classic", "remote"], help="engine kind (default sail)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan, touch nothing")

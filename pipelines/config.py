@@ -76,10 +76,11 @@ class LLMSettings:
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
-    max_concurrency: int = 2
-    timeout_s: float = 120.0
-    max_retries: int = 2
-    max_tokens: int = 256
+    # The embedded server generates one request at a time; more concurrency would only queue (and time out).
+    max_concurrency: int = 1
+    timeout_s: float = 180.0
+    max_retries: int = 1
+    max_tokens: int = 384
     temperature: float = 0.0
 
 
@@ -87,8 +88,8 @@ class LLMSettings:
 class ReviseConfig:
     enabled: bool = True
     max_docs: int = 3
-    # Longer documents are not sent to the LLM (cost and context length); they take the fallback.
-    max_doc_chars: int = 6_000
+    # Longer documents are not sent to the LLM: a rewrite must fit in llm.max_tokens (about 4 chars a token).
+    max_doc_chars: int = 1_200
     min_length_ratio: float = 0.3
     max_length_ratio: float = 2.0
     # What happens to a flagged document that was not revised (over the cap, or its rewrite rejected).

@@ -118,9 +118,7 @@ def _principle(raw: Any, index: int) -> Principle:
         raise ConstitutionError(f"{where}: must be a mapping")
     name = _req(raw, "name", where)
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ConstitutionError(
-            f"{where}: name {name!r} must match {NAME_RE.pattern} (it becomes a column name)"
-        )
+        raise ConstitutionError(f"{where}: name {name!r} must match {NAME_RE.pattern} (it becomes a column name)")
     where = f"principle '{name}'"
     unknown = set(raw) - _KNOWN
     if unknown:

@@ -33,7 +33,7 @@ def retained(doc_id: Column, principle: str, fraction: float) -> Column:
     if fraction <= 0:
         return F.lit(False)
     bucket = F.pmod(F.xxhash64(doc_id, F.lit(principle)), F.lit(RETAIN_BUCKETS))
-    return bucket < F.lit(int(round(fraction * RETAIN_BUCKETS)))
+    return bucket < F.lit(round(fraction * RETAIN_BUCKETS))
 
 
 def principle_flags(df: DataFrame, constitution: Constitution) -> DataFrame:
@@ -125,9 +125,7 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
         .when(tagged, "classify")
         .otherwise("publish")
     )
-    unrevised_tags = F.when(
-        rev_failed & (F.lit(fallback) == "tag"), prefix("unrevised:", "revise_principles")
-    )
+    unrevised_tags = F.when(rev_failed & (F.lit(fallback) == "tag"), prefix("unrevised:", "revise_principles"))
     tags = F.array_distinct(
         F.concat(F.col("tag_principles"), F.coalesce(unrevised_tags, F.array().cast("array<string>")))
     )

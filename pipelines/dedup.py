@@ -45,12 +45,8 @@ def transform(batch: DataFrame, prior: DataFrame | None = None) -> DataFrame:
     # rank 0 = an earlier crawl's representative, which beats anything in tonight's batch
     candidates = hashed.select("exact_hash", F.lit(1).alias("rank"), "crawl_id", "doc_id")
     if prior is not None:
-        earlier = prior.select("exact_hash", "crawl_id", "doc_id").join(
-            batch.select("doc_id"), "doc_id", "left_anti"
-        )
-        candidates = candidates.unionByName(
-            earlier.select("exact_hash", F.lit(0).alias("rank"), "crawl_id", "doc_id")
-        )
+        earlier = prior.select("exact_hash", "crawl_id", "doc_id").join(batch.select("doc_id"), "doc_id", "left_anti")
+        candidates = candidates.unionByName(earlier.select("exact_hash", F.lit(0).alias("rank"), "crawl_id", "doc_id"))
     reps = candidates.groupBy("exact_hash").agg(F.min(F.struct("rank", "crawl_id", "doc_id")).alias("_rep"))
     out = hashed.join(reps.select("exact_hash", F.col("_rep.doc_id").alias("cluster_id")), "exact_hash")
     is_dup = F.col("cluster_id") != F.col("doc_id")

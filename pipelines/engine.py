@@ -101,7 +101,7 @@ def _classic(cfg: EngineConfig) -> Iterator[SparkSession]:
         spark.stop()
 
 
-def _classic_builder(SparkSession: type, cfg: EngineConfig) -> SparkSession.Builder:  # noqa: N803
+def _classic_builder(SparkSession: type, cfg: EngineConfig) -> SparkSession.Builder:
     return (
         SparkSession.builder.master(f"local[{cfg.parallelism}]")
         .config("spark.api.mode", "classic")

@@ -154,9 +154,7 @@ def to_quarantine(parsed: DataFrame, crawl_id: str, run_id: str) -> DataFrame:
 
 
 def summarise(parsed: DataFrame, raw_docs_before: DataFrame) -> IngestResult:
-    by_status = {
-        r["status"]: int(r["n"]) for r in parsed.groupBy("status").agg(F.count("*").alias("n")).collect()
-    }
+    by_status = {r["status"]: int(r["n"]) for r in parsed.groupBy("status").agg(F.count("*").alias("n")).collect()}
     documents = by_status.pop(DOC, 0)
     docs = parsed.where(F.col("status") == DOC).select("doc_id")
     distinct = docs.distinct()

@@ -101,9 +101,7 @@ class Lake:
 
     def append(self, df: DataFrame, table: str) -> None:
         self.ensure(table)
-        df.select(*TABLES[table].fieldNames()).write.format("delta").mode("append").save(
-            str(self.path(table))
-        )
+        df.select(*TABLES[table].fieldNames()).write.format("delta").mode("append").save(str(self.path(table)))
 
     def merge(self, df: DataFrame, table: str, keys: tuple[str, ...], *, update: bool = True) -> None:
         """Upsert on `keys` in one Delta commit: a rerun of the same rows changes nothing visible.
@@ -140,9 +138,8 @@ class Lake:
             if not self.exists(table):
                 continue
             # IF NOT EXISTS, never DROP: dropping a catalog entry must not be able to touch the data.
-            spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {check_ident(table)} USING delta LOCATION '{_quote_path(self.path(table))}'"
-            )
+            location = _quote_path(self.path(table))
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {check_ident(table)} USING delta LOCATION '{location}'")
             names.append(table)
         return names
 

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import ReviseConfig
 from pipelines.constitution import Constitution
+from pipelines.progress import Progress
 from udfs.revision import (
     RevisionTask,
     build_messages,
@@ -78,7 +79,7 @@ def default_cache_dir() -> Path:
 
 
 @contextmanager
-def llm_client(cfg: ReviseConfig, log_dir: Path) -> Iterator[tuple[LLMClient, str]]:
+def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = None) -> Iterator[tuple[LLMClient, str]]:
     """The configured client: the embedded packaged model behind `transformers serve`, or any endpoint."""
     from udfs.llm import LLMClient, LLMConfig
 
@@ -91,18 +92,21 @@ def llm_client(cfg: ReviseConfig, log_dir: Path) -> Iterator[tuple[LLMClient, st
         temperature=s.temperature,
     )
     if s.backend == "openai":
-        llm_cfg = LLMConfig(
-            base_url=s.base_url or "", model=s.model or "default", api_key_env=s.api_key_env, **common
-        )
+        llm_cfg = LLMConfig(base_url=s.base_url or "", model=s.model or "default", api_key_env=s.api_key_env, **common)
         with LLMClient(llm_cfg) as client:
             yield client, llm_cfg.model
         return
     from udfs.llm_server import EmbeddedLLMServer
 
-    with EmbeddedLLMServer(default_cache_dir() / "llm", log_dir) as server:
+    server = EmbeddedLLMServer(default_cache_dir() / "llm", log_dir)
+    with (progress or Progress(enabled=False)).stage("revise: starting the embedded LLM server"):
+        server.start()
+    try:
         llm_cfg = LLMConfig(base_url=server.base_url, model=server.model, **common)
         with LLMClient(llm_cfg) as client:
-            yield client, server.model
+            yield client, "SmolLM2-135M-Instruct (embedded)"
+    finally:
+        server.stop()
 
 
 def revise(
@@ -127,7 +131,7 @@ def revise(
         ]
         out = Outcome(
             doc_id=str(row["doc_id"]),
-            status="too_long",
+            status="pending",
             principles=principles,
             original_text=text,
             model=model,
@@ -135,9 +139,8 @@ def revise(
             score_before=float(row["score_before"]),  # type: ignore[arg-type]
         )
         outcomes.append(out)
-        if len(text) <= cfg.max_doc_chars:
-            messages = build_messages(text, tasks)
-            requests.append((out, messages[0]["content"], messages))
+        messages = build_messages(text, tasks)
+        requests.append((out, messages[0]["content"], messages))
     results = client.chat_many([m for _, _, m in requests], progress=progress)
     to_rescore: list[Outcome] = []
     for (out, system, _), res in zip(requests, results, strict=True):

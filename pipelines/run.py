@@ -285,9 +285,9 @@ def _stages(
         "crawl_id",
         "action",
         "tags",
-        F.when(
-            F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores"))
-        ).alias("scores"),
+        F.when(F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores"))).alias(
+            "scores"
+        ),
         F.lit(1.0).alias("weight"),
         F.lit(run_id).alias("run_id"),
         now.alias("updated_at"),
@@ -297,12 +297,7 @@ def _stages(
     # ---- publish: stage tables, corpus, then decisions (see the module docstring) -------------------
     with progress.stage("publish: merging into Delta tables"):
         lake.merge(
-            q.select(
-                *[
-                    F.lit(run_id).alias(c) if c == "run_id" else F.col(c)
-                    for c in TABLES["quality"].fieldNames()
-                ]
-            ),
+            q.select(*[F.lit(run_id).alias(c) if c == "run_id" else F.col(c) for c in TABLES["quality"].fieldNames()]),
             "quality",
             ("doc_id",),
         )
@@ -349,45 +344,36 @@ def _revise(
     counts["revision_candidates"] = n
     if n == 0:
         return []
+    fits = F.length("text") <= cfg.revise.max_doc_chars
     if not cfg.revise.enabled or cfg.revise.max_docs == 0:
         chosen: list[dict[str, Any]] = []
     else:
-        ordered = cands.orderBy(F.col("score_before").desc(), F.col("doc_id")).limit(cfg.revise.max_docs)
-        chosen = [r.asDict() for r in ordered.collect()]
-    over_cap = (
-        cands.join(
-            spark.createDataFrame([(r["doc_id"],) for r in chosen] or [("",)], "doc_id string"),
-            "doc_id",
-            "left_anti",
-        )
-        .select("doc_id", "text")
-        .collect()
-    )
+        ordered = cands.where(fits).orderBy(F.col("score_before").desc(), F.col("doc_id"))
+        chosen = [r.asDict() for r in ordered.limit(cfg.revise.max_docs).collect()]
+    chosen_ids = spark.createDataFrame([(r["doc_id"],) for r in chosen] or [("",)], "doc_id string")
+    skipped = cands.join(chosen_ids, "doc_id", "left_anti").select("doc_id", "text", fits.alias("fits")).collect()
     outcomes = [
-        revise.Outcome(doc_id=r["doc_id"], status="over_cap", principles=[], original_text=r["text"])
-        for r in over_cap
+        revise.Outcome(
+            doc_id=r["doc_id"],
+            status="over_cap" if r["fits"] else "too_long",
+            principles=[],
+            original_text=r["text"],
+        )
+        for r in skipped
     ]
     if chosen:
 
         def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
             df = spark.createDataFrame(pairs, "doc_id string, text string")
-            rows = (
-                classify.transform(df, constitution, cfg.classify)
-                .select("doc_id", "principle_scores")
-                .collect()
-            )
+            rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
             return {r["doc_id"]: list(r["principle_scores"]) for r in rows}
 
-        with (
-            progress.stage("revise: starting the LLM"),
-            revise.llm_client(cfg.revise, lake.state_dir / "logs") as (
-                client,
-                model,
-            ),
-        ):
-            bar: Callable[[int], None] = progress.bar("revise: rewriting flagged documents", len(chosen))
-            outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, client, model, progress=bar)
-            progress.end_bar()
+        with revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model):
+            bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(chosen)} documents", len(chosen))
+            try:
+                outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, client, model, progress=bar)
+            finally:
+                progress.end_bar()
     for o in outcomes:
         counts[f"revision:{o.status}"] = counts.get(f"revision:{o.status}", 0) + 1
     return outcomes
@@ -414,6 +400,6 @@ def _revisions_df(spark: SparkSession, outcomes: list[revise.Outcome], run_id: s
             now,
         )
         for o in outcomes
-        if o.status != "over_cap"
+        if o.status not in ("over_cap", "too_long")
     ]
     return spark.createDataFrame(rows, TABLES["revisions"])

@@ -19,7 +19,7 @@ from pipelines.constitution import load_constitution
 from pipelines.engine import spark_session
 
 
-def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object]]]:  # noqa: ANN001
+def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object]]]:
     base_c = load_constitution()
     constitution = dataclasses.replace(
         base_c,
@@ -47,7 +47,7 @@ def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object
     )
     decided = decide.transform(decide.principle_flags(base, constitution), constitution)
 
-    def rows(df) -> list[dict[str, object]]:  # noqa: ANN001
+    def rows(df) -> list[dict[str, object]]:
         out = [r.asDict(recursive=True) for r in df.collect()]
         return sorted(out, key=lambda r: json.dumps(r, sort_keys=True, default=str))
 

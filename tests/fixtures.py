@@ -120,13 +120,17 @@ def write_warc(path: Path, articles: list[tuple[str, str]] = ARTICLES) -> Path:
             writer.write_record(rec)  # type: ignore[attr-defined]
         img = StatusAndHeaders("200 OK", [("Content-Type", "image/png")], protocol="HTTP/1.1")
         rec = writer.create_warc_record(  # type: ignore[attr-defined]
-            "https://img.example/logo.png", "response", payload=io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(64)),
+            "https://img.example/logo.png",
+            "response",
+            payload=io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(64)),
             http_headers=img,
         )
         writer.write_record(rec)  # type: ignore[attr-defined]
         empty = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
         rec = writer.create_warc_record(  # type: ignore[attr-defined]
-            "https://empty.example/", "response", payload=io.BytesIO(b"<html><body></body></html>"),
+            "https://empty.example/",
+            "response",
+            payload=io.BytesIO(b"<html><body></body></html>"),
             http_headers=empty,
         )
         writer.write_record(rec)  # type: ignore[attr-defined]

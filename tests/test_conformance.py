@@ -44,7 +44,10 @@ def _inputs(tmp: Path) -> tuple[Path, Path]:
 def _run(engine: str, crawl: Path, prior: Path, out: Path) -> dict[str, list[dict[str, object]]]:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.conformance_job", engine, str(crawl), str(prior), str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -64,7 +67,7 @@ def test_transforms_agree_between_sail_and_classic(tmp_path: Path) -> None:
     assert {"exact_duplicate", "gopher_short_doc", "gopher_too_many_hashes"} <= reasons
 
 
-def test_classic_refuses_to_share_a_process_with_connect(spark) -> None:  # noqa: ANN001
+def test_classic_refuses_to_share_a_process_with_connect(spark) -> None:
     from pipelines.config import EngineConfig
     from pipelines.engine import EngineError, spark_session
 

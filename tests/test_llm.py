@@ -215,9 +215,7 @@ def test_server_stopped_mid_run(llm_cache: Path, tmp_path: Path) -> None:
             if done == 2:
                 stopper.start()
 
-        config = _config(
-            srv.base_url, srv.model, max_concurrency=1, max_tokens=4, timeout_s=20, max_retries=1
-        )
+        config = _config(srv.base_url, srv.model, max_concurrency=1, max_tokens=4, timeout_s=20, max_retries=1)
         started = time.monotonic()
         with LLMClient(config) as client:
             results: list[LLMResult] = client.chat_many(

@@ -72,7 +72,13 @@ def test_wet_conversion_records(tmp_path: Path) -> None:
 
 def test_warc_html_extraction(tmp_path: Path) -> None:
     out = list(parse_file(str(write_warc(tmp_path / "c.warc.gz")), "warc", OPTS))
-    assert [r.reason for r in out] == [None, None, None, "unsupported_content_type:image/png", "no_text_extracted"]
+    assert [r.reason for r in out] == [
+        None,
+        None,
+        None,
+        "unsupported_content_type:image/png",
+        "no_text_extracted",
+    ]
     first = out[0].text or ""
     assert "flood barrier will be finished" in first
     assert "All rights reserved" not in first and "Sign in" not in first

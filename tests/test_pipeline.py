@@ -74,7 +74,7 @@ def test_second_night_dedups_against_the_first(two_nights: dict[str, object]) ->
     assert c["corpus_size"] == 4 and c["raw_docs_total"] == 6 and c["quarantine_total"] == 3
 
 
-def test_accounting_invariant_over_both_nights(spark, two_nights: dict[str, object]) -> None:  # noqa: ANN001
+def test_accounting_invariant_over_both_nights(spark, two_nights: dict[str, object]) -> None:
     lake = Lake(two_nights["lake"], spark)  # type: ignore[arg-type]
     raw = {r.doc_id for r in lake.read("raw_docs").collect()}
     corpus = {r.doc_id for r in lake.read("corpus").collect()}
@@ -88,7 +88,9 @@ def test_accounting_invariant_over_both_nights(spark, two_nights: dict[str, obje
     assert dup.dup_of == original.doc_id
 
 
-def test_version_as_of_returns_the_earlier_corpus(two_nights: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_version_as_of_returns_the_earlier_corpus(
+    two_nights: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     lake = str(two_nights["lake"])
     assert main(["sql", "--lake", lake, "--format", "json", "SELECT count(*) AS n FROM corpus"]) == 0
     now = json.loads(capsys.readouterr().out.strip())["n"]
@@ -98,7 +100,7 @@ def test_version_as_of_returns_the_earlier_corpus(two_nights: dict[str, object],
     assert now == 4 and urls_then == {u for u, _ in ARTICLES}
 
 
-def test_rerun_of_a_batch_adds_nothing(spark, two_nights: dict[str, object]) -> None:  # noqa: ANN001
+def test_rerun_of_a_batch_adds_nothing(spark, two_nights: dict[str, object]) -> None:
     lake = Lake(two_nights["lake"], spark)  # type: ignore[arg-type]
     before = {t: lake.read(t).count() for t in ("raw_docs", "quarantine", "corpus", "decisions")}
     s = run_pipeline(two_nights["lake"], night2(two_nights["tmp"]), CFG, crawl_id="n2")  # type: ignore[arg-type]
@@ -107,7 +109,7 @@ def test_rerun_of_a_batch_adds_nothing(spark, two_nights: dict[str, object]) -> 
     assert after == before
 
 
-def test_failing_gate_stops_before_publishing(spark, tmp_path: Path, two_nights: dict[str, object]) -> None:  # noqa: ANN001
+def test_failing_gate_stops_before_publishing(spark, tmp_path: Path, two_nights: dict[str, object]) -> None:
     lake_dir = two_nights["lake"]
     lake = Lake(lake_dir, spark)  # type: ignore[arg-type]
     corpus_version = lake.version("corpus")
@@ -119,7 +121,9 @@ def test_failing_gate_stops_before_publishing(spark, tmp_path: Path, two_nights:
     assert runs == {"failed_gate"}
 
 
-def test_cli_errors_are_one_line(tmp_path: Path, two_nights: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_are_one_line(
+    tmp_path: Path, two_nights: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["sql", "--lake", str(tmp_path / "none"), "SELECT 1"]) == 2
     assert "no lake at" in capsys.readouterr().err
     lake = str(two_nights["lake"])

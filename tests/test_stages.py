@@ -13,11 +13,11 @@ from pipelines.constitution import load_constitution
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl, write_parquet, write_warc, write_wet
 
 
-def _parsed(spark, files):  # noqa: ANN001, ANN202
+def _parsed(spark, files):
     return ingest.parse_inputs(spark, files, IngestConfig(max_doc_bytes=10_000))
 
 
-def test_ingest_all_formats_and_reasons(spark, lake, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ingest_all_formats_and_reasons(spark, lake, tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
     write_jsonl(d / "a.jsonl.gz", jsonl_lines() + list(BAD_LINES.values()))
@@ -30,8 +30,15 @@ def test_ingest_all_formats_and_reasons(spark, lake, tmp_path: Path) -> None:  #
     result = ingest.summarise(parsed, lake.read("raw_docs"))
     assert result.records == 11 + 5 + 1 + 3
     assert result.quarantine_reasons == {
-        "empty_text": 2, "invalid_utf8": 1, "malformed_json": 1, "missing_text": 2, "no_text_extracted": 1,
-        "not_an_object": 1, "too_large": 1, "unsupported_content_type:image/png": 1, "wrong_type:text": 1,
+        "empty_text": 2,
+        "invalid_utf8": 1,
+        "malformed_json": 1,
+        "missing_text": 2,
+        "no_text_extracted": 1,
+        "not_an_object": 1,
+        "too_large": 1,
+        "unsupported_content_type:image/png": 1,
+        "wrong_type:text": 1,
         "wrong_type:url": 1,
     }
     # the jsonl and parquet files carry the same three articles (same url and text): one document each
@@ -42,8 +49,8 @@ def test_ingest_all_formats_and_reasons(spark, lake, tmp_path: Path) -> None:  #
     assert lake.read("quarantine").count() == 12
 
 
-def test_reingest_is_idempotent(spark, lake, tmp_path: Path) -> None:  # noqa: ANN001
-    path = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines() + [BAD_LINES["malformed_json"]])
+def test_reingest_is_idempotent(spark, lake, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "n1.jsonl", [*jsonl_lines(), BAD_LINES["malformed_json"]])
     files = ingest.list_inputs(path)
     for run in ("run-1", "run-2"):
         parsed = _parsed(lake.spark, files)
@@ -65,11 +72,11 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
         ingest.list_inputs(tmp_path)
 
 
-def _docs(spark, rows):  # noqa: ANN001, ANN202
+def _docs(spark, rows):
     return spark.createDataFrame(rows, "doc_id string, crawl_id string, text string")
 
 
-def test_quality_reasons_exact(spark) -> None:  # noqa: ANN001
+def test_quality_reasons_exact(spark) -> None:
     good = ARTICLES[0][1]
     rows = [
         ("good", "c", good),
@@ -93,13 +100,13 @@ def test_quality_reasons_exact(spark) -> None:  # noqa: ANN001
     assert out["bullets"].bullet_line_ratio == 1.0
 
 
-def test_quality_thresholds_are_configurable(spark) -> None:  # noqa: ANN001
+def test_quality_thresholds_are_configurable(spark) -> None:
     df = _docs(spark, [("short", "c", "The cat sat on the mat and that was that.")])
     (row,) = quality.transform(df, QualityConfig(min_words=5)).collect()
     assert row.quality_reasons == []
 
 
-def test_exact_dedup_within_batch_and_against_earlier(spark) -> None:  # noqa: ANN001
+def test_exact_dedup_within_batch_and_against_earlier(spark) -> None:
     prior = spark.createDataFrame(
         [("old1", "n0", "Hello, World!  The same text.")], "doc_id string, crawl_id string, text string"
     ).withColumn("exact_hash", dedup.exact_hash(F.col("text")))
@@ -123,13 +130,13 @@ def test_exact_dedup_within_batch_and_against_earlier(spark) -> None:  # noqa: A
     assert out["a9"].exact_hash == hashlib.sha256(b"a fresh document").hexdigest()
 
 
-def test_earliest_crawl_wins_within_batch(spark) -> None:  # noqa: ANN001
+def test_earliest_crawl_wins_within_batch(spark) -> None:
     batch = _docs(spark, [("aaa", "2026-11-02", "same words"), ("zzz", "2026-11-01", "Same words!")])
     out = {r.doc_id: r for r in dedup.transform(batch).collect()}
     assert out["aaa"].dup_of == "zzz" and out["zzz"].dup_of is None
 
 
-def _decide_input(spark, rows):  # noqa: ANN001, ANN202
+def _decide_input(spark, rows):
     schema = (
         "doc_id string, text string, quality_reasons array<string>, is_duplicate boolean, "
         "principle_scores array<double>, revision_status string, revised_text string"
@@ -137,7 +144,7 @@ def _decide_input(spark, rows):  # noqa: ANN001, ANN202
     return spark.createDataFrame(rows, schema)
 
 
-def test_decisions_follow_precedence_and_policies(spark) -> None:  # noqa: ANN001
+def test_decisions_follow_precedence_and_policies(spark) -> None:
     c = load_constitution()  # toxicity revise 0.7/0.9 (revise), deception 0.75/0.9 (drop), misaligned_ai (tag)
     clean = [0.1, 0.1, 0.1, 0.1]
     rows = [
@@ -171,7 +178,7 @@ def test_decisions_follow_precedence_and_policies(spark) -> None:  # noqa: ANN00
     assert out["toxic_mid_rejected"].out_text == "t"
 
 
-def test_fallback_tag_keeps_unrevised_with_a_tag(spark) -> None:  # noqa: ANN001
+def test_fallback_tag_keeps_unrevised_with_a_tag(spark) -> None:
     c = load_constitution()
     rows = [("m", "t", [], False, [0.8, 0.1, 0.1, 0.1], "timeout", None)]
     (r,) = decide.transform(decide.principle_flags(_decide_input(spark, rows), c), c, fallback="tag").collect()

@@ -35,9 +35,7 @@ def pick_device(device: str = "auto") -> str:
 
 
 class Encoder:
-    def __init__(
-        self, device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0
-    ) -> None:
+    def __init__(self, device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
@@ -72,9 +70,7 @@ class Encoder:
             ).to(self.device)
             with (
                 torch.inference_mode(),
-                torch.autocast(
-                    self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-                ),
+                torch.autocast(self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None),
             ):
                 hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -85,8 +81,6 @@ class Encoder:
 
 
 @lru_cache(maxsize=4)
-def shared_encoder(
-    device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0
-) -> Encoder:
+def shared_encoder(device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0) -> Encoder:
     """One encoder per worker process: UDF batches and partitions reuse it instead of reloading."""
     return Encoder(device=device, max_tokens=max_tokens, batch_size=batch_size, threads=threads)

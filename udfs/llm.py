@@ -163,9 +163,7 @@ class LLMClient:
         results: list[LLMResult | None] = [None] * n
         if n == 0:
             return []
-        pool = ThreadPoolExecutor(
-            max_workers=min(self.config.max_concurrency, n), thread_name_prefix="llm-client"
-        )
+        pool = ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, n), thread_name_prefix="llm-client")
         try:
             futures: dict[Future[LLMResult], int] = {
                 pool.submit(self.chat, messages): i for i, messages in enumerate(messages_list)
@@ -215,9 +213,7 @@ class LLMClient:
                 )
             return LLMResult(status="ok", text=text, attempts=attempts, latency_s=time.monotonic() - start)
         assert last is not None
-        return LLMResult(
-            status=last.status, error=last.message, attempts=attempts, latency_s=time.monotonic() - start
-        )
+        return LLMResult(status=last.status, error=last.message, attempts=attempts, latency_s=time.monotonic() - start)
 
     def _attempt(self, messages: list[dict[str, Any]]) -> str:
         """One HTTP call. Raises _Retryable for transient failures; anything else is final."""

@@ -132,9 +132,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 def _check_servable_path(path: Path) -> None:
     # transformers serve parses the model id as `<repo>[@revision][:<file>.gguf]`.
     if "@" in str(path):
-        raise ValueError(
-            f"model directory path must not contain '@' (transformers reads it as a revision): {path}"
-        )
+        raise ValueError(f"model directory path must not contain '@' (transformers reads it as a revision): {path}")
 
 
 def prepare_model_dir(cache_dir: Path, *, timeout_s: float = 600.0) -> Path:
@@ -346,8 +344,7 @@ class EmbeddedLLMServer:
                 tail = _tail(self.log_path)
                 self.stop()
                 raise RuntimeError(
-                    f"LLM server not ready after {self.ready_timeout_s:.0f}s "
-                    f"(log: {self.log_path}); log tail:\n{tail}"
+                    f"LLM server not ready after {self.ready_timeout_s:.0f}s (log: {self.log_path}); log tail:\n{tail}"
                 )
             time.sleep(0.2)
 

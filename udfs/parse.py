@@ -131,9 +131,7 @@ def parse_jsonl(path: str, opts: ParseOptions) -> Iterator[Parsed]:
                     continue
                 yield _jsonl_record(line, position, opts)
     except (EOFError, gzip.BadGzipFile, OSError, ValueError) as exc:
-        yield Parsed(
-            position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars)
-        )
+        yield Parsed(position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
 
 
 def _jsonl_record(line: bytes, position: int, opts: ParseOptions) -> Parsed:
@@ -212,9 +210,7 @@ def parse_wet(path: str, opts: ParseOptions) -> Iterator[Parsed]:
             payload = record.content_stream().read()
             yield _from_payload(payload, record, position, opts)
     except Exception as exc:
-        yield Parsed(
-            position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars)
-        )
+        yield Parsed(position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
 
 
 def _from_payload(payload: bytes, record: Any, position: int, opts: ParseOptions) -> Parsed:
@@ -267,18 +263,14 @@ def parse_warc(path: str, opts: ParseOptions) -> Iterator[Parsed]:
                 )
                 continue
             if len(payload) > opts.max_doc_bytes * 8:
-                yield Parsed(
-                    position=position, reason=TOO_LARGE, raw=_truncate(payload, opts.raw_truncate_chars)
-                )
+                yield Parsed(position=position, reason=TOO_LARGE, raw=_truncate(payload, opts.raw_truncate_chars))
                 continue
             text = html_to_text(payload, url)
             reason = check_text(text, url, opts)
             if reason == EMPTY_TEXT:
                 reason = NO_TEXT_EXTRACTED
             if reason is not None:
-                yield Parsed(
-                    position=position, reason=reason, raw=_truncate(payload, opts.raw_truncate_chars)
-                )
+                yield Parsed(position=position, reason=reason, raw=_truncate(payload, opts.raw_truncate_chars))
                 continue
             meta = {
                 k: v
@@ -291,9 +283,7 @@ def parse_warc(path: str, opts: ParseOptions) -> Iterator[Parsed]:
             }
             yield Parsed(position=position, text=text, url=url, meta=meta, ext_id=meta.get("warc_record_id"))
     except Exception as exc:
-        yield Parsed(
-            position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars)
-        )
+        yield Parsed(position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
 
 
 _PARSERS = {"jsonl": parse_jsonl, "parquet": parse_parquet, "wet": parse_wet, "warc": parse_warc}

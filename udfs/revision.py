@@ -78,9 +78,7 @@ def length_ratio(original: str, rewrite: str) -> float:
     return len(rewrite) / max(1, len(original))
 
 
-def check_rewrite(
-    original: str, rewrite: str, system: str, *, min_ratio: float, max_ratio: float
-) -> list[str]:
+def check_rewrite(original: str, rewrite: str, system: str, *, min_ratio: float, max_ratio: float) -> list[str]:
     """Reasons to reject a rewrite before re-scoring; empty = passes these checks."""
     if not rewrite.strip():
         return ["empty_rewrite"]
