@@ -1,0 +1,75 @@
+"""The revision stage end to end against a real OpenAI-compatible server: the packaged SmolLM2 behind
+`transformers serve`. The model is weak; what is tested is that whatever it returns is validated, recorded
+and decided consistently, and that documents over the cap are not sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import load_config
+from pipelines.constitution import default_constitution_path
+from pipelines.lake import Lake
+from pipelines.run import run_pipeline
+from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+from tests.test_pipeline import TOXIC
+
+pytestmark = pytest.mark.llm
+
+TOXIC_2 = TOXIC.replace("this town", "this forum").replace("ugly friends", "ugly cousins")
+
+
+@pytest.fixture(scope="module")
+def revised_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    tmp = tmp_path_factory.mktemp("revise")
+    data = yaml.safe_load(default_constitution_path().read_text())
+    for p in data["principles"]:
+        if p["name"] == "toxicity":  # put the toxic fixtures in the revise band, never above the filter line
+            p.update(revise_threshold=0.5, filter_threshold=0.9999)
+    constitution = tmp / "constitution.yaml"
+    constitution.write_text(yaml.safe_dump(data))
+    cfg = load_config(
+        None,
+        {
+            "classify.constitution": str(constitution),
+            "revise.max_docs": 1,
+            "revise.llm.max_tokens": 160,
+            "engine.shuffle_partitions": 2,
+        },
+    )
+    crawl = write_jsonl(
+        tmp / "n1.jsonl",
+        jsonl_lines([*ARTICLES, ("https://forum.example/1", TOXIC), ("https://forum.example/2", TOXIC_2)]),
+    )
+    summary = run_pipeline(tmp / "lake", crawl, cfg, crawl_id="n1")
+    return tmp / "lake", summary
+
+
+def test_capped_revision_is_validated_and_decided_consistently(spark, revised_lake: tuple[Path, object]) -> None:
+    lake_dir, summary = revised_lake
+    c = summary.counts  # type: ignore[attr-defined]
+    assert c["revision_candidates"] == 2
+    assert c.get("revision:over_cap") == 1
+    lake = Lake(lake_dir, spark)
+    (rev,) = lake.read("revisions").collect()  # only the one under the cap was sent
+    assert rev.status in ("ok", "rejected") and "toxicity" in rev.principles
+    assert rev.score_before >= 0.5 and rev.original_text in (TOXIC, TOXIC_2)
+    # a document flagged for several principles is revised once, for all of them
+    versions = sorted(f"{p.replace('_', '-')}-revise-v1" for p in rev.principles)
+    assert rev.model.startswith("SmolLM2") and rev.prompt_version == "+".join(["revise-v1", *versions])
+    decisions = {r.doc_id: r for r in lake.read("decisions").collect()}
+    corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
+    d = decisions[rev.doc_id]
+    if rev.status == "ok":
+        assert rev.score_after < 0.5 and not rev.reject_reasons
+        assert (d.action, d.reasons) == ("revise", [f"revised:{p}" for p in rev.principles])
+        assert corpus[rev.doc_id].text == rev.revised_text and corpus[rev.doc_id].action == "revise"
+    else:
+        assert rev.reject_reasons, "a rejected rewrite says why"
+        assert (d.action, d.reasons) == ("drop", ["revision_rejected", *[f"flagged:{p}" for p in rev.principles]])
+        assert rev.doc_id not in corpus
+    over = [r for r in decisions.values() if r.reasons[:1] == ["revision_over_cap"]]
+    assert len(over) == 1 and over[0].action == "drop"
+    assert c["unaccounted"] == 0 and len(decisions) == 5
