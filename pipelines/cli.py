@@ -8,7 +8,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,10 @@ def print_rows(columns: list[str], rows: list[dict[str, Any]], fmt: str, title: 
             text = json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else ("" if v is None else str(v))
             cells.append(text if len(text) <= 200 else text[:197] + "...")
         table.add_row(*cells)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not fold cells to an imaginary 80 columns
+        console = Console(width=200)
+    console.print(table)
     Console(stderr=True).print(f"[dim]{len(rows)} row(s)[/]")
 
 
@@ -207,23 +210,26 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = []
     for h in history:
         ts = h.get("timestamp")
-        when = datetime.fromtimestamp(ts / 1000).isoformat(timespec="seconds") if isinstance(ts, (int, float)) else ts
-        metrics = h.get("operationMetrics") or {}
+        when = (
+            datetime.fromtimestamp(ts / 1000, tz=UTC).isoformat(timespec="seconds")
+            if isinstance(ts, (int, float))
+            else ts
+        )
+        m = h.get("operationMetrics") or {}
+        params = h.get("operationParameters") or {}
         rows.append(
             {
                 "version": h.get("version"),
                 "timestamp": when,
                 "operation": h.get("operation"),
-                "rows_written": metrics.get("num_output_rows", metrics.get("num_target_rows_inserted")),
-                "parameters": json.dumps(h.get("operationParameters") or {}, sort_keys=True)[:120],
+                "mode": params.get("mode"),
+                "rows_inserted": m.get("numTargetRowsInserted", m.get("numOutputRows")),
+                "rows_updated": m.get("numTargetRowsUpdated"),
+                "rows_deleted": m.get("numTargetRowsDeleted"),
             }
         )
-    print_rows(
-        ["version", "timestamp", "operation", "rows_written", "parameters"],
-        rows,
-        args.format,
-        title=f"history of {args.table}",
-    )
+    columns = ["version", "timestamp", "operation", "mode", "rows_inserted", "rows_updated", "rows_deleted"]
+    print_rows(columns, rows, args.format, title=f"history of {args.table}")
     return 0
 
 

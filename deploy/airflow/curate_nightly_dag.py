@@ -21,7 +21,7 @@ import pendulum
 from airflow import DAG
 from airflow.operators.bash import BashOperator
 
-CONFIG_ARG = "{% if var.value.get('curate_config') %}--config '{{ var.value.curate_config }}' {% endif %}"
+CONFIG_ARG = "{% if var.value.get('curate_config', '') %}--config '{{ var.value.curate_config }}' {% endif %}"
 
 RUN_COMMAND = (
     "curate run --quiet --lake '{{ var.value.curate_lake }}' "
@@ -30,13 +30,12 @@ RUN_COMMAND = (
 )
 
 # `curate sql --format json` prints one JSON object per row; the newest run of this crawl must say success.
-CHECK_COMMAND = """
+CHECK_COMMAND = r"""
 set -euo pipefail
-status=$(curate sql --lake '{{ var.value.curate_lake }}' --format json \
-  "SELECT status FROM runs WHERE crawl_id = '{{ ds }}' ORDER BY started_at DESC LIMIT 1" \
-  | python3 -c 'import json,sys; r=[json.loads(x) for x in sys.stdin if x.strip()]; print(r[0]["status"] if r else "-")')
-echo "newest curate run for crawl {{ ds }}: ${status}"
-test "${status}" = success
+row=$(curate sql --lake '{{ var.value.curate_lake }}' --format json \
+  "SELECT run_id, status, error FROM runs WHERE crawl_id = '{{ ds }}' ORDER BY started_at DESC LIMIT 1")
+echo "newest curate run for crawl {{ ds }}: ${row:-none}"
+python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1] or "{}").get("status") != "success")' "${row}"
 """
 
 with DAG(
