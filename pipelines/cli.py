@@ -307,10 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:
         from expectations.runner import GateFailed
+        from pipelines.engine import EngineError
         from pipelines.ingest import IngestError
         from pipelines.lake import LakeError
 
-        if isinstance(exc, (IngestError, LakeError)):
+        if isinstance(exc, (IngestError, LakeError, EngineError)):
             print(f"curate: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, GateFailed):

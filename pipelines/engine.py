@@ -93,7 +93,10 @@ def _classic(cfg: EngineConfig) -> Iterator[SparkSession]:
     if "SPARK_CONNECT_MODE_ENABLED" in os.environ or "SPARK_REMOTE" in os.environ:
         # pyspark.sql.functions dispatches on this process-wide flag: classic and Connect sessions cannot
         # share a Python process. Run the classic engine in a process of its own.
-        raise EngineError("a Spark Connect session already ran in this process; start classic PySpark in a new one")
+        raise EngineError(
+            "SPARK_CONNECT_MODE_ENABLED or SPARK_REMOTE is set (a Spark Connect session ran in this process, or a "
+            "parent exported it): start classic PySpark in a new process without them"
+        )
     spark = _classic_builder(SparkSession, cfg).getOrCreate()
     try:
         yield spark

@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from expectations.runner import GateFailed, run_gate
 from pipelines import classify, decide, dedup, ingest, quality, revise
 from pipelines.config import RunConfig
 from pipelines.constitution import Constitution, load_constitution
-from pipelines.engine import engine_name, spark_session
+from pipelines.engine import EngineError, engine_name, spark_session
 from pipelines.lake import Lake
 from pipelines.progress import Progress
 from pipelines.tracking import flatten, track
@@ -50,6 +51,45 @@ class RunSummary:
     mlflow_run_id: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    score_histograms: dict[str, list[int]] = field(default_factory=dict)
+
+
+HIST_BINS = 20
+
+
+def check_engine_can_write_delta(spark: SparkSession, cfg: RunConfig) -> None:
+    if cfg.engine.kind != "classic":
+        return
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if "DeltaSparkSessionExtension" not in extensions:
+        raise EngineError(
+            "classic PySpark here has no Delta Lake JARs, so it cannot read or write the lake: use the default "
+            "Sail engine, --remote sc://HOST:PORT to a Spark with Delta, or a cluster with delta-spark configured"
+        )
+
+
+def score_histogram_figure(hists: dict[str, list[int]], constitution: Constitution) -> Any:
+    """Score distribution per principle with its revise and filter thresholds: the plot people look at first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(hists)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    edges = [i / HIST_BINS for i in range(HIST_BINS)]
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.bar(edges, hists[name], width=1 / HIST_BINS, align="edge", color="#4c72b0")
+        p = constitution.get(name)
+        ax.axvline(p.revise_threshold, color="#dd8452", linestyle="--", label="revise")
+        ax.axvline(p.filter_threshold, color="#c44e52", linestyle="--", label="filter")
+        ax.set_yscale("symlog")
+        ax.set_title(f"{name} ({p.mode})")
+        ax.set_xlabel("score")
+    axes[0][0].set_ylabel("documents")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
 
 
 def new_run_id() -> str:
@@ -138,10 +178,15 @@ def run_pipeline(
     started = datetime.now(UTC)
     root = Path(lake_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    with progress.stage("starting engine"), spark_session(cfg.engine) as spark:
+    with ExitStack() as stack:
+        with progress.stage(f"starting engine ({cfg.engine.kind})"):
+            spark = stack.enter_context(spark_session(cfg.engine))
+        check_engine_can_write_delta(spark, cfg)
         lake = Lake(root, spark)
         engine = engine_name(spark) + (f" ({cfg.engine.kind})")
         staging = lake.state_dir / "staging" / run_id
+        # A run killed mid-way stays visible as `running` in `runs` (its staging dir is left for inspection).
+        _write_run_row(lake, summary, cfg, str(input_path), engine, started)
         with track(lake.state_dir, cfg.tracking, run_name=f"{crawl_id}:{run_id}") as tracker:
             summary.mlflow_run_id = tracker.run_id
             tracker.params(flatten({"config": cfg.to_dict()}))
@@ -158,6 +203,8 @@ def run_pipeline(
             try:
                 _stages(lake, spark, files, cfg, constitution, crawl_id, run_id, staging, summary, progress)
                 summary.status = "success"
+                if summary.score_histograms:
+                    tracker.figure(score_histogram_figure(summary.score_histograms, constitution), "scores.png")
             except GateFailed as exc:
                 summary.status, summary.error = "failed_gate", str(exc)
                 raise
@@ -242,6 +289,10 @@ def _stages(
         scored = stage(classify.transform(to_score, constitution, cfg.classify).drop("text"), "scored")
         scores_long = stage(classify.to_scores_table(scored, constitution, run_id), "scores")
     counts["scored"] = n_score
+    bins = F.least(F.floor(F.col("score") * HIST_BINS), F.lit(HIST_BINS - 1)).cast("int")
+    summary.score_histograms = {n: [0] * HIST_BINS for n in constitution.names}
+    for r in scores_long.groupBy("principle", bins.alias("bin")).count().collect():
+        summary.score_histograms[r["principle"]][r["bin"]] = int(r["count"])
     gate("scores", scores_long, suites.scores(constitution.names))
 
     base = (

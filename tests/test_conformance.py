@@ -9,6 +9,7 @@ hash-based retain sample. Each engine runs in its own process (see conformance_j
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="classic PySpark needs a JVM")
 ROOT = Path(__file__).resolve().parents[1]
+# this test process runs Sail, which sets the Connect flag; the engine processes must not inherit it
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")}
 
 
 def _inputs(tmp: Path) -> tuple[Path, Path]:
@@ -48,6 +51,7 @@ def _run(engine: str, crawl: Path, prior: Path, out: Path) -> dict[str, list[dic
         capture_output=True,
         text=True,
         timeout=300,
+        env=CLEAN_ENV,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -71,5 +75,31 @@ def test_classic_refuses_to_share_a_process_with_connect(spark) -> None:
     from pipelines.config import EngineConfig
     from pipelines.engine import EngineError, spark_session
 
-    with pytest.raises(EngineError, match="new one"), spark_session(EngineConfig(kind="classic")):
+    with pytest.raises(EngineError, match="new process"), spark_session(EngineConfig(kind="classic")):
         pass
+
+
+def test_classic_without_delta_jars_says_what_to_do(tmp_path: Path) -> None:
+    crawl = write_jsonl(tmp_path / "c.jsonl", jsonl_lines())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--engine",
+            "classic",
+            "--lake",
+            str(tmp_path / "lake"),
+            "--input",
+            str(crawl),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=CLEAN_ENV,
+    )
+    assert proc.returncode == 2
+    assert "curate: error: classic PySpark here has no Delta Lake JARs" in proc.stderr

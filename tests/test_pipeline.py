@@ -155,3 +155,5 @@ def test_runs_and_mlflow_record_the_run(two_nights: dict[str, object]) -> None:
     assert run.data.metrics["quarantined"] == 2 and run.data.metrics["action__drop"] == 1
     assert run.data.tags["curate.status"] == "success"
     assert str(lake / "_state" / "mlartifacts") in run.info.artifact_uri
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"resolved_config.yaml", "summary.json", "scores.png"} <= artifacts
