@@ -92,6 +92,8 @@ class ReviseConfig:
     max_doc_chars: int = 1_200
     min_length_ratio: float = 0.3
     max_length_ratio: float = 2.0
+    # Wall-clock budget for the LLM part of a run; documents not sent by then take the fallback (`over_budget`).
+    time_budget_s: float = 300.0
     # What happens to a flagged document that was not revised (over the cap, or its rewrite rejected).
     fallback: str = "drop"  # drop | tag
     llm: LLMSettings = field(default_factory=LLMSettings)
@@ -216,6 +218,8 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.ingest.max_doc_bytes <= 0:
         raise ConfigError("ingest.max_doc_bytes must be positive")
     r = cfg.revise
+    if r.time_budget_s <= 0:
+        raise ConfigError("revise.time_budget_s must be positive")
     if r.max_docs < 0:
         raise ConfigError("revise.max_docs must be >= 0")
     if not 0 < r.min_length_ratio <= r.max_length_ratio:

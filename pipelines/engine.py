@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -52,6 +53,8 @@ def _configure(spark: SparkSession, cfg: EngineConfig) -> None:
 def _sail(cfg: EngineConfig) -> Iterator[SparkSession]:
     # Sail logs every session at INFO on stderr; keep the CLI readable unless the user asks for more.
     os.environ.setdefault("RUST_LOG", "error")
+    # Sail drops a session after 15 idle minutes; a nightly run's driver can be busy longer than that (LLM calls).
+    os.environ.setdefault("SAIL_SPARK__SESSION_TIMEOUT_SECS", str(24 * 3600))
     from pysail.spark import SparkConnectServer
 
     server = SparkConnectServer(ip="127.0.0.1", port=0)
@@ -114,6 +117,28 @@ def _classic_builder(SparkSession: type, cfg: EngineConfig) -> SparkSession.Buil
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
+
+
+@contextmanager
+def keepalive(spark: SparkSession, every_s: float = 60.0) -> Iterator[None]:
+    """Touch the session while the driver does long work of its own, so a remote endpoint's idle timeout does not
+    end it mid-run."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                spark.sql("SELECT 1").collect()
+            except Exception:
+                return
+
+    thread = threading.Thread(target=beat, name="spark-keepalive", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def engine_name(spark: SparkSession) -> str:

@@ -10,7 +10,9 @@ Per-document statuses: ok / rejected / error / timeout; documents not attempted 
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from udfs.revision import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from udfs.llm import LLMClient
+    from udfs.llm import LLMClient, LLMResult
 
 
 @dataclass
@@ -98,6 +100,9 @@ def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = Non
         return
     from udfs.llm_server import EmbeddedLLMServer
 
+    # The embedded server generates one request at a time and keeps generating a request whose client timed out:
+    # a retry would only queue behind it, so timeouts there are final.
+    common["max_retries"] = 0
     server = EmbeddedLLMServer(default_cache_dir() / "llm", log_dir)
     with (progress or Progress(enabled=False)).stage("revise: starting the embedded LLM server"):
         server.start()
@@ -107,6 +112,29 @@ def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = Non
             yield client, "SmolLM2-135M-Instruct (embedded)"
     finally:
         server.stop()
+
+
+def _offset_progress(progress: Callable[[int], None], offset: int, done: int) -> None:
+    progress(offset + done)
+
+
+def _within_budget(
+    client: LLMClient,
+    messages: list[list[dict[str, str]]],
+    cfg: ReviseConfig,
+    progress: Callable[[int], None] | None,
+) -> list[LLMResult | None]:
+    """Send requests a concurrency-wide wave at a time until the time budget is spent; None = not sent."""
+    t0 = time.monotonic()
+    wave = max(1, cfg.llm.max_concurrency)
+    results: list[LLMResult | None] = []
+    for start in range(0, len(messages), wave):
+        if time.monotonic() - t0 >= cfg.time_budget_s:
+            results += [None] * (len(messages) - start)
+            break
+        report = None if progress is None else functools.partial(_offset_progress, progress, len(results))
+        results += client.chat_many(messages[start : start + wave], progress=report)
+    return results
 
 
 def revise(
@@ -141,9 +169,12 @@ def revise(
         outcomes.append(out)
         messages = build_messages(text, tasks)
         requests.append((out, messages[0]["content"], messages))
-    results = client.chat_many([m for _, _, m in requests], progress=progress)
+    results = _within_budget(client, [m for _, _, m in requests], cfg, progress)
     to_rescore: list[Outcome] = []
     for (out, system, _), res in zip(requests, results, strict=True):
+        if res is None:
+            out.status = "over_budget"
+            continue
         if not res.ok:
             out.status, out.error = res.status, res.error
             continue

@@ -27,7 +27,7 @@ from expectations.runner import GateFailed, run_gate
 from pipelines import classify, decide, dedup, ingest, quality, revise
 from pipelines.config import RunConfig
 from pipelines.constitution import Constitution, load_constitution
-from pipelines.engine import EngineError, engine_name, spark_session
+from pipelines.engine import EngineError, engine_name, keepalive, spark_session
 from pipelines.lake import Lake
 from pipelines.progress import Progress
 from pipelines.tracking import flatten, track
@@ -419,7 +419,7 @@ def _revise(
             rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
             return {r["doc_id"]: list(r["principle_scores"]) for r in rows}
 
-        with revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model):
+        with keepalive(spark), revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model):
             bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(chosen)} documents", len(chosen))
             try:
                 outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, client, model, progress=bar)

@@ -105,7 +105,10 @@ def track(state_dir: Path, cfg: TrackingConfig, run_name: str) -> Iterator[Track
     logging.getLogger("alembic").setLevel(logging.WARNING)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(state_dir, cfg))
+    uri = tracking_uri(state_dir, cfg)
+    mlflow.set_tracking_uri(uri)
+    # Explicit, or MLflow asks the active Spark session for one (and fails if that session has ended).
+    mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
         artifacts = (state_dir / "mlartifacts").resolve()

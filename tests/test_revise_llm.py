@@ -18,7 +18,12 @@ from tests.test_pipeline import TOXIC
 
 pytestmark = pytest.mark.llm
 
-TOXIC_2 = TOXIC.replace("this town", "this forum").replace("ugly friends", "ugly cousins")
+# a different text, not a near-duplicate of TOXIC (fuzzy dedup would drop it before scoring)
+TOXIC_2 = (
+    "Honestly, shut up, you pathetic clown. Your comments on this forum are the dumbest garbage I have read all "
+    "year and you are too stupid to notice. Nobody here likes you, you whining idiot, so take your worthless "
+    "opinions and get lost before you embarrass yourself any further, loser. What a disgusting waste of space."
+)
 
 
 @pytest.fixture(scope="module")
