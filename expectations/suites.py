@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import great_expectations.expectations as gxe
 
+from pipelines.config import QualityConfig
 from schemas import ACTIONS
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -35,21 +36,42 @@ def pending_docs() -> list[gxe.Expectation]:
     ]
 
 
-def quality() -> list[gxe.Expectation]:
+def quality(cfg: QualityConfig | None = None) -> list[gxe.Expectation]:
+    """On the quality table: every document scored, counts and ratios in range, cleaned text present."""
+    cfg = cfg or QualityConfig()
+    ratios = [
+        "alpha_word_ratio",
+        "bullet_line_ratio",
+        "ellipsis_line_ratio",
+        "dup_para_frac",
+        "dup_line_frac",
+        "dup_line_char_frac",
+        "fw_line_punct_ratio",
+        "fw_short_line_ratio",
+    ]
+    if cfg.lang.model != "none":
+        ratios.append("lang_score")
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="quality_reasons"),
+        gxe.ExpectColumnValuesToNotBeNull(column="clean_text"),
         gxe.ExpectColumnValuesToBeBetween(column="n_words", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="alpha_word_ratio", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToBeBetween(column="bullet_line_ratio", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="c4_sentences", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="mean_word_length", min_value=0.0),
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0) for c in ratios],
     ]
 
 
 def dedup() -> list[gxe.Expectation]:
+    """On the deduplicated batch: one row per document, every one in a cluster, duplicates with a known kind."""
     return [
         gxe.ExpectColumnValuesToMatchRegex(column="exact_hash", regex=HEX64),
         gxe.ExpectColumnValuesToNotBeNull(column="is_duplicate"),
         gxe.ExpectColumnValuesToNotBeNull(column="cluster_id"),
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="dup_kind", value_set=["exact_duplicate", "near_duplicate"]),
+        gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="cluster_id", column_B="dup_of", ignore_row_if="either_value_is_missing"
+        ),
     ]
 
 

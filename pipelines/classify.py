@@ -1,18 +1,30 @@
-"""Principle scoring: an iterator pandas UDF that loads the scorer once per worker and scores batches.
+"""Principle scoring: an iterator pandas UDF that loads the scorers once per worker and scores batches.
 
-This walking-skeleton scorer is the exemplar-similarity scorer on MiniLM (udfs/exemplar.py); the
-distilled classifier from the MLflow registry replaces it behind the same UDF contract
-(text -> one score per principle, on the constitution's [0, 1] scale).
+Per principle, the scorer is the registered champion `models:/<model_prefix>_<principle>@champion` when the
+registry has one (resolved once on the driver to `models:/<name>/<version>`, so every worker scores with the
+same version even if the alias moves mid-run), and the exemplar-similarity scorer on MiniLM otherwise
+(udfs/exemplar.py, the cold start). Encoder heads and exemplar scorers share one MiniLM encoding per batch;
+texts are sorted by length before batching, and the encoder uses CUDA with bf16 when a GPU is present.
+
+The contract: `principle_scores` array<double>, one entry per principle in constitution order, on the
+[0, 1] scale; `principle_models` array<string>, the model URI behind each entry. `to_scores_table` adds
+sentence-level character spans for documents at or above a principle's span threshold.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
@@ -21,25 +33,76 @@ from pyspark.sql.types import ArrayType, DoubleType
 from pipelines.config import ClassifyConfig
 from pipelines.constitution import Constitution
 from schemas import require_columns
+from schemas.tables import SPAN
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-    from udfs.exemplar import ExemplarScorer
+SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# Spans cost one extra encoding per sentence of a flagged document; a very long flagged document gets spans
+# for its first MAX_SPAN_SENTENCES sentences only (its document-level score still covers all of it).
+MAX_SPAN_SENTENCES = 64
 
 
 def model_uri(constitution: Constitution) -> str:
+    """The URI recorded for principles scored by the exemplar scorer."""
     from udfs.encoder import ENCODER_NAME
 
     return f"exemplar:{ENCODER_NAME}@{constitution.fingerprint()}"
 
 
-def scorer_spec(constitution: Constitution, cfg: ClassifyConfig) -> str:
+@dataclass(frozen=True)
+class Champion:
+    principle: str
+    model_uri: str  # models:/<name>/<version>
+    local_path: str  # the downloaded pyfunc directory the workers load
+
+
+def _registry_has_store(uri: str) -> bool:
+    # A sqlite store that does not exist yet has no models; do not create one just to look.
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
+def resolve_champions(constitution: Constitution, cfg: ClassifyConfig) -> dict[str, Champion]:
+    """Principle -> its champion (downloaded once per model version), for principles that have one."""
+    if not cfg.use_champion or not cfg.registry_uri or not _registry_has_store(cfg.registry_uri):
+        return {}
+    import mlflow
+
+    from pipelines.distill import current_champion, model_name
+
+    client = mlflow.MlflowClient(tracking_uri=cfg.registry_uri, registry_uri=cfg.registry_uri)
+    cache = Path(tempfile.gettempdir()) / "curate-models" / hashlib.sha256(cfg.registry_uri.encode()).hexdigest()[:12]
+    out: dict[str, Champion] = {}
+    for name in constitution.names:
+        registered = model_name(cfg.model_prefix, name)
+        mv = current_champion(client, registered)
+        if mv is None:
+            continue
+        uri = f"models:/{registered}/{mv.version}"
+        dest = cache / registered / str(mv.version)
+        if not (dest / "MLmodel").is_file():
+            mlflow.set_registry_uri(cfg.registry_uri)
+            dest.mkdir(parents=True, exist_ok=True)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest))
+            dest = Path(local)
+        out[name] = Champion(principle=name, model_uri=uri, local_path=str(dest))
+    return out
+
+
+def scorer_spec(constitution: Constitution, cfg: ClassifyConfig, champions: dict[str, Champion] | None = None) -> str:
     """Everything a worker needs to build the scorer, as a JSON string (hashable, shippable)."""
+    champions = champions or {}
     return json.dumps(
         {
             "principles": [
-                {"name": p.name, "positive": list(p.positive), "negative": list(p.negative)}
+                {
+                    "name": p.name,
+                    "positive": list(p.positive),
+                    "negative": list(p.negative),
+                    "model_path": champions[p.name].local_path if p.name in champions else None,
+                    "span_threshold": p.spans_from,
+                }
                 for p in constitution.principles
             ],
             "device": cfg.device,
@@ -51,25 +114,112 @@ def scorer_spec(constitution: Constitution, cfg: ClassifyConfig) -> str:
     )
 
 
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character (start, end) of each sentence, leading/trailing whitespace excluded."""
+    out = []
+    for m in SENTENCE_RE.finditer(text):
+        start, end = m.start(), m.end()
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end > start:
+            out.append((start, end))
+    return out
+
+
+class PrincipleScorer:
+    """Scores texts against every principle: champions where loaded, exemplars elsewhere."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from udfs.exemplar import ExemplarScorer, PrincipleExemplars
+        from udfs.heads import EncoderHead
+
+        self.names = [p["name"] for p in spec["principles"]]
+        self.span_thresholds = np.array([p["span_threshold"] for p in spec["principles"]], dtype=float)
+        self._encoder: Any = None
+        self._spec = spec
+        self.heads: dict[int, Any] = {}
+        exemplar_idx = [i for i, p in enumerate(spec["principles"]) if not p["model_path"]]
+        for i, p in enumerate(spec["principles"]):
+            if p["model_path"]:
+                import mlflow.pyfunc
+
+                head = mlflow.pyfunc.load_model(p["model_path"]).unwrap_python_model().head
+                if type(head) is EncoderHead:
+                    head._encoder = self.encoder  # one encoding per batch for every frozen-encoder head
+                self.heads[i] = head
+        self.needs_embedding = bool(exemplar_idx) or any(type(h) is EncoderHead for h in self.heads.values())
+        self._exemplar_idx = exemplar_idx
+        self._exemplars = (
+            ExemplarScorer(
+                self.encoder,
+                [
+                    PrincipleExemplars(p["name"], tuple(p["positive"]), tuple(p["negative"]))
+                    for p in (spec["principles"][i] for i in exemplar_idx)
+                ],
+            )
+            if exemplar_idx
+            else None
+        )
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from udfs.encoder import shared_encoder
+
+            s = self._spec
+            self._encoder = shared_encoder(s["device"], s["max_tokens"], s["batch_size"], s["threads"])
+        return self._encoder
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """(n_docs, n_principles) scores in [0, 1]."""
+        from udfs.heads import EncoderHead
+
+        out = np.zeros((len(texts), len(self.names)))
+        if not texts:
+            return out
+        emb = self.encoder.embed(texts) if self.needs_embedding else None
+        if self._exemplars is not None:
+            out[:, self._exemplar_idx] = self._exemplars.score_embeddings(emb)
+        for i, head in self.heads.items():
+            out[:, i] = head.predict_embeddings(emb) if type(head) is EncoderHead else head.predict(texts)
+        return out
+
+    def spans(self, texts: list[str], scores: np.ndarray) -> list[list[list[dict[str, Any]]]]:
+        """Per document, per principle: sentences scoring >= the span threshold, for flagged documents."""
+        result: list[list[list[dict[str, Any]]]] = [[[] for _ in self.names] for _ in texts]
+        flagged = [i for i in range(len(texts)) if (scores[i] >= self.span_thresholds).any()]
+        pieces: list[tuple[int, int, int]] = []
+        for i in flagged:
+            pieces += [(i, s, e) for s, e in split_sentences(texts[i])[:MAX_SPAN_SENTENCES]]
+        if not pieces:
+            return result
+        sentence_scores = self.score([texts[i][s:e] for i, s, e in pieces])
+        for (i, s, e), row in zip(pieces, sentence_scores, strict=True):
+            for j, value in enumerate(row):
+                if scores[i, j] >= self.span_thresholds[j] and value >= self.span_thresholds[j]:
+                    result[i][j].append({"start": s, "end": e, "score": float(value)})
+        return result
+
+
 # Sail runs UDF partitions as threads of one process: the first import of transformers and the model load
 # must not race (transformers' lazy module raises ImportError when two threads import it at once).
 _LOAD_LOCK = threading.Lock()
 
 
-def load_scorer(spec: str) -> ExemplarScorer:
+def load_scorer(spec: str) -> PrincipleScorer:
     with _LOAD_LOCK:
         return _load_scorer(spec)
 
 
 @lru_cache(maxsize=4)
-def _load_scorer(spec: str) -> ExemplarScorer:
-    from udfs.encoder import shared_encoder
-    from udfs.exemplar import ExemplarScorer, PrincipleExemplars
+def _load_scorer(spec: str) -> PrincipleScorer:
+    return PrincipleScorer(json.loads(spec))
 
-    s = json.loads(spec)
-    encoder = shared_encoder(s["device"], s["max_tokens"], s["batch_size"], s["threads"])
-    principles = [PrincipleExemplars(p["name"], tuple(p["positive"]), tuple(p["negative"])) for p in s["principles"]]
-    return ExemplarScorer(encoder, principles)
+
+def _texts(series: pd.Series) -> list[str]:
+    return [t if isinstance(t, str) else "" for t in series]
 
 
 def score_column(text: Column, spec: str) -> Column:
@@ -77,30 +227,79 @@ def score_column(text: Column, spec: str) -> Column:
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         scorer = load_scorer(spec)  # once per worker, before the loop
         for texts in batches:
-            values = scorer.score([t if isinstance(t, str) else "" for t in texts])
+            values = scorer.score(_texts(texts))
             yield pd.Series([row.tolist() for row in values])
 
     return score(text)
 
 
-def transform(df: DataFrame, constitution: Constitution, cfg: ClassifyConfig) -> DataFrame:
-    """Adds `principle_scores`: array<double>, one entry per principle in constitution order."""
+def spans_column(text: Column, scores: Column, spec: str) -> Column:
+    @pandas_udf(ArrayType(ArrayType(SPAN)))  # type: ignore[call-overload]
+    def spans(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+        scorer = load_scorer(spec)
+        for texts, rows in batches:
+            n = len(scorer.names)
+            matrix = np.array([list(r) if r is not None else [0.0] * n for r in rows], dtype=float).reshape(-1, n)
+            yield pd.Series(scorer.spans(_texts(texts), matrix))
+
+    return spans(text, scores)
+
+
+def transform(
+    df: DataFrame,
+    constitution: Constitution,
+    cfg: ClassifyConfig,
+    champions: dict[str, Champion] | None = None,
+) -> DataFrame:
+    """Adds `principle_scores` (array<double>, constitution order) and `principle_models` (array<string>)."""
     require_columns(df.columns, ["doc_id", "text"], "classify")
-    return df.withColumn("principle_scores", score_column(F.col("text"), scorer_spec(constitution, cfg)))
+    if champions is None:
+        champions = resolve_champions(constitution, cfg)
+    fallback = model_uri(constitution)
+    uris = [champions[n].model_uri if n in champions else fallback for n in constitution.names]
+    spec = scorer_spec(constitution, cfg, champions)
+    return df.withColumn("principle_scores", score_column(F.col("text"), spec)).withColumn(
+        "principle_models", F.array(*[F.lit(u) for u in uris])
+    )
 
 
-def to_scores_table(df: DataFrame, constitution: Constitution, run_id: str) -> DataFrame:
-    """Long form for the `scores` table: one row per (doc_id, principle)."""
+def to_scores_table(
+    df: DataFrame,
+    constitution: Constitution,
+    run_id: str,
+    cfg: ClassifyConfig | None = None,
+    champions: dict[str, Champion] | None = None,
+) -> DataFrame:
+    """Long form for the `scores` table: one row per (doc_id, principle).
+
+    With a `text` column and `cfg.spans`, flagged documents get sentence-level spans (else empty spans).
+    """
     require_columns(df.columns, ["doc_id", "principle_scores"], "scores")
     names = F.array(*[F.lit(n) for n in constitution.names])
+    # one (empty) span list per principle: element_at past the end of an array fails under ANSI mode
+    empty = F.array(*[F.array().cast(ArrayType(SPAN)) for _ in constitution.names])
+    if "text" in df.columns and cfg is not None and cfg.spans:
+        spec = scorer_spec(
+            constitution, cfg, champions if champions is not None else resolve_champions(constitution, cfg)
+        )
+        df = df.withColumn("_spans", spans_column(F.col("text"), F.col("principle_scores"), spec))
+    else:
+        df = df.withColumn("_spans", empty)
+    uris = (
+        F.col("principle_models")
+        if "principle_models" in df.columns
+        else F.array(*[F.lit(model_uri(constitution)) for _ in constitution.names])
+    )
     return df.select(
         "doc_id",
         F.posexplode("principle_scores").alias("_i", "score"),
+        F.col("_spans").alias("_all_spans"),
+        uris.alias("_uris"),
     ).select(
         "doc_id",
         F.element_at(names, F.col("_i") + 1).alias("principle"),
         "score",
-        F.array().cast("array<struct<start:int,end:int,score:double>>").alias("spans"),
-        F.lit(model_uri(constitution)).alias("model_uri"),
+        F.element_at("_all_spans", F.col("_i") + 1).alias("spans"),
+        F.element_at("_uris", F.col("_i") + 1).alias("model_uri"),
         F.lit(run_id).alias("run_id"),
     )

@@ -255,6 +255,137 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _principle_arg(cfg: RunConfig, name: str) -> Any:
+    from pipelines.constitution import load_constitution
+
+    return load_constitution(cfg.classify.constitution).get(name)
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.label import LabelImportError, import_human_labels
+    from pipelines.lake import Lake
+
+    cfg = _config(args)
+    principle = _principle_arg(cfg, args.principle)
+    with spark_session(cfg.engine) as spark:
+        try:
+            n = import_human_labels(Lake(args.lake, spark), principle.name, args.labeler, args.input)
+        except LabelImportError as exc:
+            raise CLIError(str(exc)) from exc
+    print(f"imported {n} label(s) for {principle.name} as {args.labeler} into {Path(args.lake) / 'labels'}")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.label import label_documents
+    from pipelines.lake import Lake
+    from pipelines.revise import default_cache_dir
+    from pipelines.sampling import sample_for_labeling
+    from udfs.labelers import LabelerContext, make_labeler
+
+    cfg = _config(args)
+    root = _require_lake(args.lake)
+    principle = _principle_arg(cfg, args.principle)
+    n = args.sample if args.sample is not None else cfg.label.sample
+    with spark_session(cfg.engine) as spark:
+        lake = Lake(root, spark)
+        scores = lake.read("scores").where(f"principle = '{principle.name}'") if lake.exists("scores") else None
+        sample = sample_for_labeling(
+            lake.read("raw_docs"),
+            scores,
+            n,
+            threshold=principle.label_threshold,
+            uncertain_fraction=cfg.label.uncertain_fraction,
+            score_bins=cfg.label.score_bins,
+            seed=cfg.label.seed,
+        )
+        docs = [r.asDict() for r in sample.select("doc_id", "text", "source").collect()]
+        ctx = LabelerContext(cfg.label, default_cache_dir() / "llm", lake.state_dir / "logs")  # shared with revise
+        try:
+            labeler = make_labeler(args.labeler, ctx)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        try:
+            summary = label_documents(lake, principle, labeler, docs, chunk_size=cfg.label.chunk_size)
+        finally:
+            labeler.close()
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
+    print(
+        f"{summary.labeler} on {summary.principle} ({summary.prompt_version}): {summary.requested} sampled, "
+        f"{summary.already_labeled} already labelled, {summary.cache_hits} from the cache, {summary.sent} sent; "
+        f"statuses: {statuses}"
+    )
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from pipelines.distill import DistillError, describe, distill
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+
+    cfg = _config(args)
+    if not (Path(args.lake) / "labels" / "_delta_log").is_dir():
+        raise CLIError(f"no labels in {args.lake}: run `curate label` or `curate labels import` first")
+    principle = _principle_arg(cfg, args.principle)
+    with spark_session(cfg.engine) as spark:
+        try:
+            result = distill(Lake(args.lake, spark), principle, cfg, kind=args.kind)
+        except DistillError as exc:
+            raise CLIError(str(exc)) from exc
+    print(describe(result))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a JSONL file with the registered champions: keeps `id`, adds `score_<principle>` columns."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from pipelines import classify
+    from pipelines.constitution import Constitution, load_constitution
+    from pipelines.engine import spark_session
+    from pipelines.tracking import tracking_uri
+
+    cfg = _config(args)
+    state = Path(args.lake) / "_state"
+    registry = cfg.classify.registry_uri or (
+        tracking_uri(state, cfg.tracking) if (state / "mlflow.db").is_file() else None
+    )
+    ccfg = replace(cfg.classify, registry_uri=registry)
+    constitution = load_constitution(cfg.classify.constitution)
+    champions = classify.resolve_champions(constitution, ccfg) if registry else {}
+    if not champions:
+        raise CLIError(f"no principle has a champion model in {args.lake}: run `curate distill` first")
+    only = Constitution(
+        version=constitution.version,
+        principles=tuple(p for p in constitution.principles if p.name in champions),
+        source=constitution.source,
+    )
+    try:
+        docs = pd.read_json(args.input, lines=True, dtype=False)
+    except ValueError as exc:
+        raise CLIError(f"{args.input}: not JSONL ({exc})") from exc
+    if "text" not in docs.columns or "id" not in docs.columns:
+        raise CLIError(f"{args.input}: every line needs 'id' and 'text'")
+    with spark_session(cfg.engine) as spark:
+        frame = spark.createDataFrame(
+            [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(docs["text"])],
+            "doc_id string, text string",
+        )
+        rows = classify.transform(frame, only, ccfg, champions).select("doc_id", "principle_scores").collect()
+    by_row = {int(r["doc_id"]): list(r["principle_scores"]) for r in rows}
+    out = pd.DataFrame({"id": docs["id"]})
+    for j, name in enumerate(only.names):
+        out[f"score_{name}"] = [by_row[i][j] for i in range(len(docs))]
+    out.to_parquet(args.output, index=False)
+    uris = ", ".join(c.model_uri for c in champions.values())
+    print(f"scored {len(out)} document(s) with {uris} -> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +425,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nights", type=int, default=2)
     demo.add_argument("--fresh", action="store_true", help="delete the demo lake first")
     demo.set_defaults(func=cmd_demo)
+
+    labels = sub.add_parser("labels", help="manage teacher labels (import human labels)")
+    labels_sub = labels.add_subparsers(dest="labels_command", required=True)
+    limport = labels_sub.add_parser("import", help="import human labels from JSONL (text + label or score)")
+    common(limport)
+    limport.add_argument("--principle", required=True)
+    limport.add_argument("--labeler", required=True, help="human:<dataset>")
+    limport.add_argument("--input", required=True, help="JSONL: text, label (0/1) or score ([0, 1]), optional id")
+    limport.set_defaults(func=cmd_labels_import)
+
+    label = sub.add_parser("label", help="label a stratified sample of raw_docs with a teacher")
+    common(label)
+    label.add_argument("--principle", required=True)
+    label.add_argument("--labeler", required=True, help="embedded | openai | transformers | exemplar")
+    label.add_argument("--sample", type=int, help="documents to sample (default label.sample)")
+    label.set_defaults(func=cmd_label)
+
+    dist = sub.add_parser("distill", help="train a classifier on the labels, log and register it in MLflow")
+    common(dist)
+    dist.add_argument("--principle", required=True)
+    dist.add_argument("--kind", choices=["encoder", "linear", "finetune"], help="default distill.kind (encoder)")
+    dist.set_defaults(func=cmd_distill)
+
+    score = sub.add_parser("score", help="score a JSONL file with the champion classifiers into Parquet")
+    common(score)
+    score.add_argument("--input", required=True, help="JSONL with id and text")
+    score.add_argument("--output", required=True, help="Parquet file: id plus score_<principle> per champion")
+    score.set_defaults(func=cmd_score)
     return parser
 
 

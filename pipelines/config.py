@@ -40,10 +40,84 @@ class IngestConfig:
     max_quarantine_fraction: float = 0.5
 
 
+def _str_tuple(obj: object, name: str, value: object) -> None:
+    """YAML gives a list, `--set` a comma-separated string: store either as a tuple of strings."""
+    if isinstance(value, str):
+        value = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config key '{name}' must be a list of strings, got {value!r}")
+    object.__setattr__(obj, name.rsplit(".", 1)[-1], tuple(value))
+
+
+@dataclass(frozen=True)
+class GopherRepetitionConfig:
+    """Gopher repetition (Rae et al. 2021, Table A1); names and defaults as datatrove 0.10.1's filter."""
+
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_2_gram_frac: float = 0.20
+    top_3_gram_frac: float = 0.18
+    top_4_gram_frac: float = 0.16
+    dup_5_gram_frac: float = 0.15
+    dup_6_gram_frac: float = 0.14
+    dup_7_gram_frac: float = 0.13
+    dup_8_gram_frac: float = 0.12
+    dup_9_gram_frac: float = 0.11
+    dup_10_gram_frac: float = 0.10
+
+
+@dataclass(frozen=True)
+class C4Config:
+    """C4 (Raffel et al. 2020, section 2.2) line cleaning and document rules; defaults as datatrove 0.10.1's."""
+
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True  # FineWeb's recipe sets this to false
+    min_num_sentences: int = 5  # -1 disables
+    min_words_per_line: int = 3
+    max_word_length: int = 1000  # -1 disables
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+@dataclass(frozen=True)
+class FineWebConfig:
+    """FineWeb's own rules (Penedo et al. 2024, section 3.2.3); defaults as datatrove 0.10.1's filter."""
+
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+@dataclass(frozen=True)
+class LangConfig:
+    """Language id (udfs/langid.py, CLD3): documents outside `allow` or below `min_score` get a reason."""
+
+    model: str = "cld3"  # cld3 | none (no language id: lang and lang_score stay null)
+    allow: tuple[str, ...] = ("en",)  # ISO 639-1 codes; empty = every language
+    min_score: float = 0.65  # FineWeb's threshold for its English filter
+    max_chars: int = 2000  # the model reads this prefix of each document (CLD3 itself stops at 4000 bytes)
+
+    def __post_init__(self) -> None:
+        _str_tuple(self, "quality.lang.allow", self.allow)
+
+
+QUALITY_RULE_SETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb", "lang")
+
+
 @dataclass(frozen=True)
 class QualityConfig:
-    """A few Gopher quality rules (Rae et al. 2021, Table A1) with the published defaults."""
+    """The quality stage (pipelines/quality.py). The Gopher quality thresholds (Rae et al. 2021, Table A1; names
+    as datatrove 0.10.1's GopherQualityFilter) sit at the top level; each other rule set has its own section.
+    `rule_sets` chooses which sets give reasons; every metric is computed either way."""
 
+    rule_sets: tuple[str, ...] = QUALITY_RULE_SETS
     min_words: int = 50
     max_words: int = 100_000
     min_mean_word_length: float = 3.0
@@ -51,13 +125,59 @@ class QualityConfig:
     max_hash_word_ratio: float = 0.1
     max_ellipsis_word_ratio: float = 0.1
     max_bullet_line_ratio: float = 0.9
+    max_ellipsis_line_ratio: float = 0.3
     min_alpha_word_ratio: float = 0.8
     min_stop_words: int = 2
+    stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
+    bullets: tuple[str, ...] = ("•", "-")  # a line that starts with one of these is a bullet line
+    repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
+    c4: C4Config = field(default_factory=C4Config)
+    fineweb: FineWebConfig = field(default_factory=FineWebConfig)
+    lang: LangConfig = field(default_factory=LangConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("rule_sets", "stop_words", "bullets"):
+            _str_tuple(self, f"quality.{name}", getattr(self, name))
+        unknown = sorted(set(self.rule_sets) - set(QUALITY_RULE_SETS))
+        if unknown:
+            raise ConfigError(f"config key 'quality.rule_sets' names unknown {unknown}: use {QUALITY_RULE_SETS}")
+        if self.lang.model not in ("cld3", "none"):
+            raise ConfigError(f"config key 'quality.lang.model' must be 'cld3' or 'none', got {self.lang.model!r}")
+        if self.lang.max_chars < 1 or self.c4.min_words_per_line < 0 or self.fineweb.short_line_length < 0:
+            raise ConfigError("quality.lang.max_chars must be >= 1; c4.min_words_per_line, short_line_length >= 0")
 
 
 @dataclass(frozen=True)
 class DedupConfig:
+    """Exact dedup on normalised text, then MinHash-LSH near dedup (pipelines/dedup.py, udfs/minhash.py).
+
+    Defaults are FineWeb's (Penedo et al. 2024): 5-word shingles, 112 permutations as 14 bands x 8 rows, no
+    verification; their S-curve catches half the pairs at Jaccard 0.72. Changing shingle, ngram, num_perm,
+    bands, rows or seed changes the MinHash scheme: an existing `minhash_index` then has to be rebuilt.
+    """
+
     exact: bool = True
+    fuzzy: bool = True  # MinHash-LSH near-duplicate detection
+    shingle: str = "word"  # word | char
+    ngram: int = 5
+    num_perm: int = 112  # permutations; bands x rows of them make the LSH bands
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+    # Verify each candidate pair by the exact Jaccard of its shingle sets and keep it only at >= threshold.
+    verify: bool = False
+    threshold: float = 0.7
+    max_iterations: int = 64  # connected-components rounds before the run fails
+
+    def __post_init__(self) -> None:
+        if self.shingle not in ("word", "char"):
+            raise ConfigError(f"config key 'dedup.shingle' must be one of ['char', 'word'], got {self.shingle!r}")
+        if min(self.ngram, self.num_perm, self.bands, self.rows, self.max_iterations) < 1:
+            raise ConfigError("dedup.ngram, num_perm, bands, rows and max_iterations must be >= 1")
+        if self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"dedup.bands x dedup.rows ({self.bands} x {self.rows}) exceeds dedup.num_perm")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError("dedup.threshold must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -68,6 +188,40 @@ class ClassifyConfig:
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = one per core the engine gives the worker
+    # Score with the registered champion `models:/<model_prefix>_<principle>@champion` where one exists (the
+    # exemplar scorer otherwise). registry_uri None = the lake's own MLflow store (<lake>/_state/mlflow.db).
+    use_champion: bool = True
+    registry_uri: str | None = None
+    model_prefix: str = "curate"
+    spans: bool = True  # sentence-level spans for documents at or above a principle's span threshold
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Teacher labelling (`curate label`): what to sample and how to call the labeler."""
+
+    sample: int = 200
+    uncertain_fraction: float = 0.2  # share of the sample taken from the most uncertain current scores
+    score_bins: int = 5  # strata of the current score (plus one for unscored documents), crossed with source
+    seed: int = 0
+    chunk_size: int = 16  # labels are written after every chunk: a crash loses at most one chunk
+    max_chars: int = 2_000  # document text sent to an LLM labeler is cut here
+    llm: LLMSettings = field(default_factory=lambda: LLMSettings(max_tokens=4, timeout_s=60.0))
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation (`curate distill`): model kind, split and training settings."""
+
+    kind: str = "encoder"  # encoder (frozen MiniLM + head) | linear (hashed n-grams) | finetune
+    labelers: str | None = None  # comma-separated labeler names to learn from; None = every labeler
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 0
+    c: float = 1.0  # inverse L2 strength of the logistic heads
+    n_features: int = 2**20  # hashed n-gram buckets (linear kind)
+    min_labels: int = 20
+    epochs: int = 2  # finetune kind
 
 
 @dataclass(frozen=True)
@@ -113,6 +267,8 @@ class RunConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     revise: ReviseConfig = field(default_factory=ReviseConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

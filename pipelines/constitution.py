@@ -1,7 +1,8 @@
 """The constitution: user-defined principles with exemplars, prompts, thresholds and a policy mode.
 
-Scores share one scale, [0, 1] (see the default constitution's header). Validation happens before any
-engine starts and names the principle and key that are wrong.
+Scores share one scale, [0, 1] (see the default constitution's header): teacher labels (an LLM's digit
+0-9 divided by 9, a human's 0/1, an exemplar similarity), classifier scores and thresholds all live on it.
+Validation happens before any engine starts and names the principle and key that are wrong.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class Principle:
     revise_prompt: Prompt
     retain_fraction: float = 0.0
     upsample: float = 1.0
+    # A teacher score at or above this counts as a positive when a classifier is distilled from labels.
+    label_threshold: float = 0.5
+    # Sentences scoring at or above this become character spans in `scores` (None = revise_threshold).
+    span_threshold: float | None = None
+
+    @property
+    def spans_from(self) -> float:
+        return self.revise_threshold if self.span_threshold is None else self.span_threshold
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,8 @@ _KNOWN = {
     "filter_threshold",
     "retain_fraction",
     "upsample",
+    "label_threshold",
+    "span_threshold",
     "exemplars",
     "prompts",
 }
@@ -132,6 +143,8 @@ def _principle(raw: Any, index: int) -> Principle:
         ("filter_threshold", None),
         ("retain_fraction", 0.0),
         ("upsample", 1.0),
+        ("label_threshold", 0.5),
+        ("span_threshold", -1.0),
     ):
         value = raw.get(key, default)
         if value is None:
@@ -145,6 +158,9 @@ def _principle(raw: Any, index: int) -> Principle:
         raise ConstitutionError(f"{where}: retain_fraction must lie in [0, 1]")
     if numbers["upsample"] <= 0:
         raise ConstitutionError(f"{where}: upsample must be positive")
+    for key in ("label_threshold", "span_threshold"):
+        if key in raw and not 0.0 <= numbers[key] <= 1.0:
+            raise ConstitutionError(f"{where}: {key} must lie in [0, 1] (the shared score scale)")
     exemplars = _req(raw, "exemplars", where)
     if not isinstance(exemplars, dict):
         raise ConstitutionError(f"{where}: exemplars must be a mapping with 'positive' and 'negative'")
@@ -162,6 +178,8 @@ def _principle(raw: Any, index: int) -> Principle:
         filter_threshold=numbers["filter_threshold"],
         retain_fraction=numbers["retain_fraction"],
         upsample=numbers["upsample"],
+        label_threshold=numbers["label_threshold"],
+        span_threshold=numbers["span_threshold"] if "span_threshold" in raw else None,
         positive=_texts(_req(exemplars, "positive", f"{where}.exemplars"), f"{where}.exemplars.positive"),
         negative=_negatives(exemplars, where),
         label_prompt=_prompt(_req(prompts, "label", f"{where}.prompts"), f"{where}.prompts.label"),
@@ -181,6 +199,11 @@ def load_constitution(path: str | Path | None = None) -> Constitution:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConstitutionError(f"{p}: duplicate principle name(s) {', '.join(dupes)}")
+    label_versions = [pr.label_prompt.version for pr in principles]
+    shared = sorted({v for v in label_versions if label_versions.count(v) > 1})
+    if shared:
+        # Labels are cached by prompt version: two principles sharing one would share cached labels.
+        raise ConstitutionError(f"{p}: label prompt version(s) {', '.join(shared)} used by several principles")
     version = data.get("version", 1)
     if not isinstance(version, int):
         raise ConstitutionError(f"{p}: version must be an integer")

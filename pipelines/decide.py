@@ -107,7 +107,7 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
     prefix = lambda pre, col: F.transform(F.col(col), lambda x: F.concat(F.lit(pre), x))  # noqa: E731
     reasons = (
         F.when(q_fail, F.col("quality_reasons"))
-        .when(dup, F.array(F.lit("exact_duplicate")))
+        .when(dup, F.array(F.col("dup_kind") if "dup_kind" in df.columns else F.lit("exact_duplicate")))
         .when(p_drop, prefix("principle:", "drop_principles"))
         .when(revised_ok, prefix("revised:", "revise_principles"))
         .when(

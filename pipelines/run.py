@@ -272,23 +272,52 @@ def _stages(
     with progress.stage(f"quality: {n_pending} documents"):
         q = stage(quality.transform(pending.select("doc_id", "text"), cfg.quality), "quality")
         counts["quality_failed"] = q.where(F.size("quality_reasons") > 0).count()
-    gate("quality", q, suites.quality())
+    gate("quality", q, suites.quality(cfg.quality))
+    # C4's line cleaning: dedup, classify, revise and the corpus read the cleaned text; raw_docs keeps the original
+    pending = pending.drop("text").join(
+        q.select("doc_id", quality.text_for_later_stages(cfg.quality).alias("text")), "doc_id"
+    )
 
     # ---- exact dedup, against every earlier crawl ------------------------------------------------
-    with progress.stage("dedup: exact, against earlier crawls"):
+    # ... and MinHash-LSH near dedup against the corpus's `minhash_index` (pipelines/dedup.py).
+    with progress.stage("dedup: exact and MinHash-LSH, against the corpus"):
         passing = pending.join(q.where(F.size("quality_reasons") == 0).select("doc_id"), "doc_id")
-        prior = lake.read("dedup").where(~F.col("is_duplicate"))
-        d = stage(dedup.transform(passing.select("doc_id", "crawl_id", "text"), prior), "dedup")
-        counts["exact_duplicates"] = d.where(F.col("is_duplicate")).count()
+        d = stage(
+            dedup.transform(
+                passing.select("doc_id", "crawl_id", "text"),
+                lake.read("dedup"),
+                cfg.dedup,
+                index=lake.read("minhash_index") if cfg.dedup.fuzzy else None,
+                texts=lake.read("raw_docs").select("doc_id", "text") if cfg.dedup.verify else None,
+                checkpoint=stage,
+            ),
+            "dedup",
+        )
+        for r in d.where(F.col("is_duplicate")).groupBy("dup_kind").count().collect():
+            counts[f"{r['dup_kind'].removesuffix('_duplicate')}_duplicates"] = int(r["count"])
+        counts.setdefault("exact_duplicates", 0)
+        counts.setdefault("near_duplicates", 0)
     gate("dedup", d, suites.dedup())
 
     # ---- principle scores --------------------------------------------------------------------------
     to_score = d.where(~F.col("is_duplicate")).select("doc_id", "text")
     n_score = to_score.count()
+    from dataclasses import replace
+
+    from pipelines.tracking import tracking_uri
+
+    # Champions come from the lake's own registry unless configured; revise's re-scoring (below) uses the same.
+    registry = cfg.classify.registry_uri or tracking_uri(lake.state_dir, cfg.tracking)
+    cfg = replace(cfg, classify=replace(cfg.classify, registry_uri=registry))
+    champions = classify.resolve_champions(constitution, cfg.classify)
     with progress.stage(f"classify: scoring {n_score} documents x {len(constitution.names)} principles"):
-        scored = stage(classify.transform(to_score, constitution, cfg.classify).drop("text"), "scored")
-        scores_long = stage(classify.to_scores_table(scored, constitution, run_id), "scores")
+        scored_text = stage(classify.transform(to_score, constitution, cfg.classify, champions), "scored")
+        scores_long = stage(
+            classify.to_scores_table(scored_text, constitution, run_id, cfg.classify, champions), "scores"
+        )
+        scored = scored_text.drop("text", "principle_models")
     counts["scored"] = n_score
+    counts["principles_with_champion"] = len(champions)
     bins = F.least(F.floor(F.col("score") * HIST_BINS), F.lit(HIST_BINS - 1)).cast("int")
     summary.score_histograms = {n: [0] * HIST_BINS for n in constitution.names}
     for r in scores_long.groupBy("principle", bins.alias("bin")).count().collect():
@@ -298,7 +327,7 @@ def _stages(
     base = (
         pending.select("doc_id", "crawl_id", "text", "source", "url")
         .join(q.select("doc_id", "quality_reasons"), "doc_id")
-        .join(d.select("doc_id", "is_duplicate"), "doc_id", "left")
+        .join(d.select("doc_id", "is_duplicate", "dup_kind"), "doc_id", "left")
         .join(scored, "doc_id", "left")
     )
     flagged = stage(decide.principle_flags(base, constitution), "flagged")
@@ -353,6 +382,7 @@ def _stages(
             ("doc_id",),
         )
         lake.merge(d.withColumn("run_id", F.lit(run_id)), "dedup", ("doc_id",))
+        lake.merge(dedup.index_rows(d, cfg.dedup, run_id), "minhash_index", ("doc_id", "band"), update=False)
         lake.merge(scores_long, "scores", ("doc_id", "principle"))
         if outcomes:
             lake.merge(_revisions_df(spark, outcomes, run_id), "revisions", ("doc_id", "run_id"))

@@ -54,19 +54,44 @@ QUARANTINE = StructType(
     ]
 )
 
+#: One row per document: every quality metric (pipelines/quality.py; names as datatrove's, so thresholds can be
+#: re-tuned in SQL), C4's cleaned text (what later stages read), the language, and the failed rules.
 QUALITY = StructType(
     [
         _f("doc_id", StringType(), False),
         _f("run_id", StringType(), False),
+        # Gopher quality
         _f("n_chars", LongType()),
-        _f("n_words", LongType()),
-        _f("n_lines", LongType()),
+        _f("n_tokens", LongType()),
+        _f("n_words", LongType()),  # tokens that are not all punctuation
         _f("mean_word_length", DoubleType()),
-        _f("alpha_word_ratio", DoubleType()),
         _f("hash_word_ratio", DoubleType()),
         _f("ellipsis_word_ratio", DoubleType()),
+        _f("n_lines", LongType()),
         _f("bullet_line_ratio", DoubleType()),
-        _f("stop_word_count", LongType()),
+        _f("ellipsis_line_ratio", DoubleType()),
+        _f("alpha_word_ratio", DoubleType()),
+        _f("stop_word_count", LongType()),  # distinct stop words present
+        # Gopher repetition
+        _f("dup_para_frac", DoubleType()),
+        _f("dup_para_char_frac", DoubleType()),
+        _f("dup_line_frac", DoubleType()),
+        _f("dup_line_char_frac", DoubleType()),
+        *[_f(f"top_{n}_gram_frac", DoubleType()) for n in (2, 3, 4)],
+        *[_f(f"dup_{n}_gram_frac", DoubleType()) for n in range(5, 11)],
+        # C4
+        _f("c4_lines", LongType()),
+        _f("c4_lines_kept", LongType()),
+        _f("c4_sentences", LongType()),
+        _f("c4_lorem_ipsum", BooleanType()),
+        _f("c4_curly_bracket", BooleanType()),
+        _f("clean_text", StringType()),
+        # FineWeb (on clean_text)
+        _f("fw_lines", LongType()),
+        _f("fw_line_punct_ratio", DoubleType()),
+        _f("fw_short_line_ratio", DoubleType()),
+        _f("fw_char_dup_ratio", DoubleType()),
+        _f("fw_list_ratio", DoubleType()),
         _f("quality_reasons", ArrayType(StringType()), False),
         _f("lang", StringType()),
         _f("lang_score", DoubleType()),
@@ -79,22 +104,31 @@ DEDUP = StructType(
         _f("run_id", StringType(), False),
         _f("crawl_id", StringType()),
         _f("exact_hash", StringType(), False),
-        _f("cluster_id", StringType(), False),
+        _f("cluster_id", StringType(), False),  # the cluster's representative (itself when kept)
         _f("dup_of", StringType()),
         _f("is_duplicate", BooleanType(), False),
+        _f("dup_kind", StringType()),  # exact_duplicate | near_duplicate | null (kept)
     ]
 )
 
+# One row per (kept document, LSH band): the corpus side of incremental near dedup. `bucket` is the band's
+# 64-bit key; `scheme` names the MinHash parameters that made it (keys of different schemes never match).
 MINHASH_INDEX = StructType(
     [
         _f("band", IntegerType(), False),
-        _f("bucket", StringType(), False),
+        _f("bucket", LongType(), False),
         _f("doc_id", StringType(), False),
         _f("crawl_id", StringType()),
         _f("run_id", StringType()),
+        _f("scheme", StringType(), False),
     ]
 )
 
+#: Teacher labels, keyed by (doc_id, principle, labeler, prompt_version) and cached by text_hash: a label
+#: with status `ok` is never requested again. `score` is on the constitution's [0, 1] scale and is null
+#: unless status is `ok` (`unparsable` answers keep the raw answer in `rationale`, never a score).
+#: `text` is kept so a classifier can be distilled from labels whose documents are not in `raw_docs`
+#: (imported human labels).
 LABELS = StructType(
     [
         _f("doc_id", StringType(), False),
@@ -105,9 +139,16 @@ LABELS = StructType(
         _f("prompt_version", StringType()),
         _f("text_hash", StringType()),
         _f("labeled_at", TimestampType()),
+        _f("status", StringType()),  # ok | unparsable | error | timeout
+        _f("error", StringType()),
+        _f("text", StringType()),
+        _f("source", StringType()),
     ]
 )
 
+#: Classifier scores, one row per (doc_id, principle); `spans` are the sentences scoring at or above the
+#: principle's span threshold (character offsets into the text), `model_uri` names the model that scored
+#: (`models:/<name>/<version>` for a registered champion, `exemplar:...` for the cold-start scorer).
 SCORES = StructType(
     [
         _f("doc_id", StringType(), False),

@@ -14,12 +14,12 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from pipelines import decide, dedup, ingest, quality
-from pipelines.config import EngineConfig, IngestConfig, QualityConfig
+from pipelines.config import DedupConfig, EngineConfig, IngestConfig, QualityConfig
 from pipelines.constitution import load_constitution
 from pipelines.engine import spark_session
 
 
-def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object]]]:
+def run(spark, crawl: Path, prior_path: Path, out_dir: Path) -> dict[str, list[dict[str, object]]]:
     base_c = load_constitution()
     constitution = dataclasses.replace(
         base_c,
@@ -29,10 +29,25 @@ def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object
     )
     parsed = ingest.parse_inputs(spark, ingest.list_inputs(crawl), IngestConfig(max_doc_bytes=20_000))
     raw = ingest.to_raw_docs(parsed, "2026-11-01", "run").drop("ingested_at")
+    # quality: every rule set with its defaults, language id included (CLD3 in a pandas UDF on both engines)
     q = quality.transform(raw.select("doc_id", "crawl_id", "text"), QualityConfig())
-    prior = spark.read.parquet(str(prior_path)).withColumn("exact_hash", dedup.exact_hash(F.col("text")))
-    passing = q.where(F.size("quality_reasons") == 0)
-    d = dedup.transform(passing.select("doc_id", "crawl_id", "text"), prior)
+    # dedup: exact and MinHash-LSH (signatures UDF, band buckets, Jaccard verification, connected components)
+    # against an earlier crawl that is in `dedup` and `minhash_index`, plus tonight's near duplicates of every
+    # passing document (one word appended, a day later) so that near clusters form within the batch too
+    ck = dedup.ParquetCheckpoint(spark, Path(out_dir) / "checkpoints")
+    near_cfg = DedupConfig(verify=True)
+    earlier = spark.read.parquet(str(prior_path))
+    prior = dedup.transform(earlier, cfg=DedupConfig(fuzzy=False))
+    bands = dedup.band_udf(dedup.params_of(near_cfg))(F.col("text"))
+    index = ck(dedup.index_rows(prior.withColumn("bands", bands), near_cfg, "run-0"), "index")
+    passing = ck(q.where(F.size("quality_reasons") == 0).select("doc_id", "crawl_id", "text"), "passing")
+    echoes = passing.select(
+        F.concat(F.lit("echo-"), "doc_id").alias("doc_id"),
+        F.lit("2026-11-02").alias("crawl_id"),
+        F.concat("text", F.lit(" Updated daily.")).alias("text"),
+    )
+    d = dedup.transform(passing.unionByName(echoes), prior, near_cfg, index=index, texts=earlier, checkpoint=ck)
+    d = ck(d, "dedup")
     # stand-in scores derived from the text by a native hash, so both engines see identical inputs
     h = F.abs(F.xxhash64("text")) % 1000 / 1000.0
     ai = F.when(F.lower("text").contains("bread"), 0.8).otherwise(0.1)
@@ -40,7 +55,7 @@ def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object
     base = (
         raw.select("doc_id", "text")
         .join(q.select("doc_id", "quality_reasons"), "doc_id")
-        .join(d.select("doc_id", "is_duplicate"), "doc_id", "left")
+        .join(d.select("doc_id", "is_duplicate", "dup_kind"), "doc_id", "left")
         .join(scored, "doc_id", "left")
         .withColumn("revision_status", F.lit(None).cast("string"))
         .withColumn("revised_text", F.lit(None).cast("string"))
@@ -63,7 +78,7 @@ def run(spark, crawl: Path, prior_path: Path) -> dict[str, list[dict[str, object
 def main(argv: list[str]) -> int:
     engine, crawl, prior, out = argv
     with spark_session(EngineConfig(kind=engine, parallelism=2, shuffle_partitions=2)) as spark:
-        result = run(spark, Path(crawl), Path(prior))
+        result = run(spark, Path(crawl), Path(prior), Path(out).parent / engine)
     Path(out).write_text(json.dumps(result, sort_keys=True, default=str))
     return 0
 

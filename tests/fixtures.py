@@ -18,7 +18,8 @@ ARTICLES = [
         "storms, after engineers completed the last of the concrete sections ahead of plan. Residents who had "
         "campaigned for the barrier for more than a decade said the work had already changed how the town feels "
         "about living so close to the water. The project cost less than first estimated because the steel was "
-        "ordered early, and the council says the savings will pay for a footpath along the new embankment.",
+        "ordered early, and the council says the savings will pay for a footpath along the new embankment. "
+        "The barrier can be raised in less than an hour when the river rises. Engineers will test it twice a year.",
     ),
     (
         "https://encyclopedia.example/wiki/Lighthouse",
@@ -26,14 +27,16 @@ ARTICLES = [
         "navigational aid for maritime pilots at sea or on inland waterways. Lighthouses mark dangerous "
         "coastlines, hazardous shoals and reefs, and safe entries to harbours, and they can also assist in "
         "aerial navigation. Once widely used, the number of operational lighthouses has declined because of the "
-        "expense of maintenance and the arrival of electronic navigational systems over the last century.",
+        "expense of maintenance and the arrival of electronic navigational systems over the last century. "
+        "Many old towers are now museums. Some still guide small boats along rocky coasts at night.",
     ),
     (
         "https://recipes.example/bread",
         "To make a simple loaf of bread you need flour, water, salt and yeast, and a little patience. Mix the "
         "ingredients into a rough dough and leave it to rest for half an hour, then knead it until it is smooth "
         "and elastic. Let it rise in a warm place until it has doubled in size, which usually takes about an "
-        "hour, and then shape it and bake it in a hot oven until the crust is deep brown and sounds hollow.",
+        "hour, and then shape it and bake it in a hot oven until the crust is deep brown and sounds hollow. "
+        "Leave the loaf to cool before you slice it. It keeps well for two days in a cloth bag.",
     ),
 ]
 

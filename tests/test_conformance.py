@@ -69,6 +69,8 @@ def test_transforms_agree_between_sail_and_classic(tmp_path: Path) -> None:
     # the input exercises the branches that matter
     assert {"drop", "keep", "tag"} <= actions
     assert {"exact_duplicate", "gopher_short_doc", "gopher_too_many_hashes"} <= reasons
+    assert {r["dup_kind"] for r in on_sail["dedup"]} == {None, "exact_duplicate", "near_duplicate"}
+    assert {r["dup_of"] for r in on_sail["dedup"]} >= {"earlier-1"}
 
 
 def test_classic_refuses_to_share_a_process_with_connect(spark) -> None:

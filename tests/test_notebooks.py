@@ -23,7 +23,7 @@ NEW_ARTICLE = (
     "four hundred people came through the doors on the first morning. The children's room has moved to the "
     "ground floor, next to a new reading garden that volunteers planted over the spring. Librarians said the "
     "local history collection, which had been stored in the council offices during the work, is back on the "
-    "shelves and can be borrowed again from next week.",
+    "shelves and can be borrowed again from next week. The cafe by the entrance opens at nine. Entry is free.",
 )
 
 

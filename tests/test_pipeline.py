@@ -16,7 +16,17 @@ from pipelines.run import run_pipeline
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl
 
 # No LLM here: revision is exercised in test_revise_llm.py against a real server.
-CFG = load_config(None, {"revise.enabled": False, "engine.shuffle_partitions": 2})
+# The quality rules are C4's and Gopher's published ones: TOXIC and NIGHT2_NEW have 4 sentences (C4 wants 5) and
+# the upper-cased mirror has no lower-case stop word; these two thresholds are lowered so they reach later stages.
+CFG = load_config(
+    None,
+    {
+        "revise.enabled": False,
+        "engine.shuffle_partitions": 2,
+        "quality.c4.min_num_sentences": 3,
+        "quality.min_stop_words": 0,
+    },
+)
 
 TOXIC = (
     "You are a worthless idiot and a pathetic loser, and everyone in this town hates you. Shut your stupid "
@@ -31,7 +41,7 @@ NIGHT2_NEW = (
     "season, after divers finished inspecting the piles that support the deck. The old pier, which had been "
     "closed since the winter storms damaged its timber frame, will be taken down over the summer and the "
     "wood reused for benches along the promenade. Local fishermen welcomed the news and said the delays had "
-    "cost them a large part of last year's catch.",
+    "cost them a large part of last year's catch. The new pier has lights along its whole length.",
 )
 
 

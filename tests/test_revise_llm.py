@@ -42,6 +42,7 @@ def revised_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
             "revise.max_docs": 1,
             "revise.llm.max_tokens": 160,
             "engine.shuffle_partitions": 2,
+            "quality.c4.min_num_sentences": 3,  # TOXIC and TOXIC_2 have 4 sentences
         },
     )
     crawl = write_jsonl(

@@ -1,14 +1,13 @@
-"""Stage transforms on the embedded engine: ingest (idempotent), quality reasons, exact dedup, decisions."""
+"""Stage transforms on the embedded engine: ingest (idempotent), quality reasons, decisions (dedup: test_dedup.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
 
-from pipelines import decide, dedup, ingest, quality
-from pipelines.config import IngestConfig, QualityConfig
+from pipelines import decide, ingest
+from pipelines.config import IngestConfig
 from pipelines.constitution import load_constitution
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl, write_parquet, write_warc, write_wet
 
@@ -74,66 +73,6 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
 
 def _docs(spark, rows):
     return spark.createDataFrame(rows, "doc_id string, crawl_id string, text string")
-
-
-def test_quality_reasons_exact(spark) -> None:
-    good = ARTICLES[0][1]
-    rows = [
-        ("good", "c", good),
-        ("short", "c", "The cat sat on the mat and that was that."),
-        ("symbols", "c", " ".join(["#tag"] * 60)),
-        ("longwords", "c", " ".join(["internationalisation"] * 60) + " the and"),
-        ("ellipsis", "c", " ".join(["and the wait..."] * 30)),
-        ("bullets", "c", "\n".join(["- the item with words and more"] * 20)),
-        ("empty", "c", "   "),
-    ]
-    out = {r.doc_id: r for r in quality.transform(_docs(spark, rows), QualityConfig()).collect()}
-    assert out["good"].quality_reasons == []
-    assert out["short"].quality_reasons == ["gopher_short_doc"]
-    assert out["symbols"].quality_reasons == ["gopher_too_many_hashes", "gopher_enough_stop_words"]
-    assert out["longwords"].quality_reasons == ["gopher_above_avg_threshold"]
-    assert out["ellipsis"].quality_reasons == ["gopher_too_many_ellipsis"]
-    assert out["bullets"].quality_reasons == ["gopher_too_many_bullets"]
-    assert out["empty"].quality_reasons == ["gopher_short_doc", "gopher_enough_stop_words"]
-    assert out["empty"].mean_word_length is None and out["empty"].n_words == 0
-    assert out["short"].n_words == 10 and out["short"].stop_word_count == 4
-    assert out["bullets"].bullet_line_ratio == 1.0
-
-
-def test_quality_thresholds_are_configurable(spark) -> None:
-    df = _docs(spark, [("short", "c", "The cat sat on the mat and that was that.")])
-    (row,) = quality.transform(df, QualityConfig(min_words=5)).collect()
-    assert row.quality_reasons == []
-
-
-def test_exact_dedup_within_batch_and_against_earlier(spark) -> None:
-    prior = spark.createDataFrame(
-        [("old1", "n0", "Hello, World!  The same text.")], "doc_id string, crawl_id string, text string"
-    ).withColumn("exact_hash", dedup.exact_hash(F.col("text")))
-    batch = _docs(
-        spark,
-        [
-            ("b2", "n1", "hello world the SAME text"),  # equal to old1 after normalisation
-            ("b1", "n1", "A fresh document."),
-            ("a9", "n1", "a fresh document"),  # smaller doc_id wins within the batch
-            ("c1", "n1", "unique"),
-        ],
-    )
-    out = {r.doc_id: r for r in dedup.transform(batch, prior).collect()}
-    assert (out["b2"].is_duplicate, out["b2"].dup_of) == (True, "old1")
-    assert (out["a9"].is_duplicate, out["a9"].dup_of, out["a9"].cluster_id) == (False, None, "a9")
-    assert (out["b1"].is_duplicate, out["b1"].dup_of) == (True, "a9")
-    assert (out["c1"].is_duplicate, out["c1"].cluster_id) == (False, "c1")
-    import hashlib
-
-    assert out["c1"].exact_hash == hashlib.sha256(b"unique").hexdigest()
-    assert out["a9"].exact_hash == hashlib.sha256(b"a fresh document").hexdigest()
-
-
-def test_earliest_crawl_wins_within_batch(spark) -> None:
-    batch = _docs(spark, [("aaa", "2026-11-02", "same words"), ("zzz", "2026-11-01", "Same words!")])
-    out = {r.doc_id: r for r in dedup.transform(batch).collect()}
-    assert out["aaa"].dup_of == "zzz" and out["zzz"].dup_of is None
 
 
 def _decide_input(spark, rows):

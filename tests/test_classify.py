@@ -1,0 +1,94 @@
+"""The scoring stage on CPU: exemplar fallback, a registered champion, spans, and `curate score`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from pipelines import classify
+from pipelines.cli import main
+from pipelines.config import ClassifyConfig, load_config
+from pipelines.constitution import load_constitution
+from pipelines.distill import distill
+from pipelines.label import import_human_labels
+from pipelines.tracking import tracking_uri
+from tests.test_distill import _labelled_rows
+
+TOXIC_DOC = "The library opens at nine. You are a worthless idiot and a pathetic moron! The bus leaves at ten."
+
+
+def test_split_sentences_offsets() -> None:
+    text = "  One here. Two there!\nThree"
+    spans = classify.split_sentences(text)
+    assert [text[s:e] for s, e in spans] == ["One here.", "Two there!", "Three"]
+
+
+def test_exemplar_fallback_scores_and_spans(spark: Any) -> None:
+    constitution = load_constitution()
+    df = spark.createDataFrame(
+        [("t", TOXIC_DOC), ("b", "The river flows south to the sea. The valley is green.")],
+        "doc_id string, text string",
+    )
+    cfg = ClassifyConfig()
+    scored = classify.transform(df, constitution, cfg)
+    long = classify.to_scores_table(scored, constitution, "run1", cfg).collect()
+    tox = {r["doc_id"]: r for r in long if r["principle"] == "toxicity"}
+    assert tox["t"]["score"] > constitution.get("toxicity").spans_from > tox["b"]["score"]
+    assert tox["t"]["model_uri"].startswith("exemplar:all-MiniLM-L6-v2@")
+    flagged = [TOXIC_DOC[s["start"] : s["end"]] for s in tox["t"]["spans"]]
+    assert flagged == ["You are a worthless idiot and a pathetic moron!"]
+    assert tox["b"]["spans"] == []
+    # without text, no spans are computed, and the table shape is the same
+    no_text = classify.to_scores_table(scored.drop("text"), constitution, "run1", cfg).collect()
+    assert len(no_text) == 8 and all(r["spans"] == [] for r in no_text)
+
+
+@pytest.fixture()
+def champion_lake(lake: Any, tmp_path: Path) -> Any:
+    path = tmp_path / "human.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _labelled_rows()))
+    import_human_labels(lake, "toxicity", "human:synthetic", path)
+    cfg = load_config(overrides={"tracking.experiment": "classify-test"})
+    result = distill(lake, load_constitution().get("toxicity"), cfg, kind="linear")
+    assert result.champion
+    return lake
+
+
+def test_champion_is_used_where_registered(champion_lake: Any, spark: Any) -> None:
+    constitution = load_constitution()
+    cfg = ClassifyConfig(registry_uri=tracking_uri(champion_lake.state_dir, load_config().tracking))
+    champions = classify.resolve_champions(constitution, cfg)
+    assert set(champions) == {"toxicity"} and champions["toxicity"].model_uri == "models:/curate_toxicity/1"
+    df = spark.createDataFrame(
+        [("t", "The mayor is a worthless idiot."), ("b", "The mayor opened the library.")], "doc_id string, text string"
+    )
+    long = classify.to_scores_table(classify.transform(df, constitution, cfg), constitution, "r", cfg).collect()
+    uris = {r["principle"]: r["model_uri"] for r in long}
+    assert uris["toxicity"] == "models:/curate_toxicity/1" and uris["violence"].startswith("exemplar:")
+    tox = {r["doc_id"]: r["score"] for r in long if r["principle"] == "toxicity"}
+    assert tox["t"] > 0.5 > tox["b"]
+    # use_champion off: back to the exemplar scorer
+    assert (
+        classify.resolve_champions(constitution, ClassifyConfig(registry_uri=cfg.registry_uri, use_champion=False))
+        == {}
+    )
+
+
+def test_cli_score_keeps_id_and_adds_champion_columns(champion_lake: Any, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"id": 7, "text": "The mayor is a worthless idiot."})
+        + "\n"
+        + json.dumps({"id": 8, "text": "The mayor opened the library."})
+        + "\n"
+    )
+    out = tmp_path / "out.parquet"
+    assert main(["score", "--lake", str(champion_lake.root), "--input", str(src), "--output", str(out)]) == 0
+    df = pd.read_parquet(out).sort_values("id")
+    assert list(df.columns) == ["id", "score_toxicity"]
+    assert df["id"].tolist() == [7, 8]
+    assert df["score_toxicity"].iloc[0] > 0.5 > df["score_toxicity"].iloc[1]

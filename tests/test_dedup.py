@@ -1,0 +1,357 @@
+"""Dedup: the MinHash functions without Spark, then exact and near dedup on the embedded engine - across crawls,
+against the persisted index, deterministic, incremental equal to full, and safe from boilerplate buckets."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyspark.sql import functions as F
+
+from pipelines import decide, dedup
+from pipelines.config import ConfigError, DedupConfig, load_config
+from pipelines.constitution import load_constitution
+from udfs import minhash
+
+P = minhash.MinHashParams()
+# Our own texts (not tests/fixtures.py, which other tests may change): pinned keys and Jaccards depend on them.
+A = (
+    "The river authority confirmed on Tuesday that the new flood barrier will be finished before the "
+    "autumn storms, after engineers completed the last of the concrete sections ahead of plan. Residents "
+    "who had campaigned for the barrier for more than a decade said the work had already changed how the "
+    "town feels about living so close to the water. The project cost less than first estimated because "
+    "the steel was ordered early, and the council says the savings will pay for a footpath along the new "
+    "embankment."
+)
+B = (
+    "A lighthouse is a tower designed to emit light from a system of lamps and lenses and to serve as a "
+    "navigational aid for maritime pilots at sea or on inland waterways. Lighthouses mark dangerous "
+    "coastlines, hazardous shoals and reefs, and safe entries to harbours, and they can also assist in "
+    "aerial navigation. Once widely used, the number of operational lighthouses has declined because of "
+    "the expense of maintenance and the arrival of electronic navigational systems over the last century."
+)
+C = (
+    "To make a simple loaf of bread you need flour, water, salt and yeast, and a little patience. Mix the "
+    "ingredients into a rough dough and leave it to rest for half an hour, then knead it until it is "
+    "smooth and elastic. Let it rise in a warm place until it has doubled in size, which usually takes "
+    "about an hour, and then shape it and bake it in a hot oven until the crust is deep brown and sounds "
+    "hollow."
+)
+URLS = (
+    "https://news.example/flood-barrier",
+    "https://encyclopedia.example/wiki/Lighthouse",
+    "https://recipes.example/bread",
+)
+SCHEMA = "doc_id string, crawl_id string, text string"
+
+
+def edit(text: str, *positions: int, word: str = "zebra") -> str:
+    """Replace the words at `positions`: one replaced word in an 80-word text leaves 5-gram Jaccard ~0.93."""
+    return " ".join(word if i in positions else w for i, w in enumerate(text.split()))
+
+
+# ---- udfs/minhash.py: no Spark -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello,  World!", "hello world"),
+        ("tab\there\u00a0nbsp\u2028line\x85nel\x0bvt", "tab here nbsp line nel vt"),
+        ("  don't   stop-me ... now  ", "dont stopme now"),
+        ("Ünïcode ÇA va, 3½ €", "ünïcode ça va 3½"),
+        ("...", ""),
+        ("", ""),
+    ],
+)
+def test_normalisation_arrow_equals_python_reference(text: str, expected: str) -> None:
+    assert minhash.normalise(pa.array([text])).to_pylist() == [expected]
+    assert minhash.normalise_text(text) == expected
+
+
+def test_shingle_counts_word_and_char() -> None:
+    texts = ["one two three four five six seven", "just three words", "", "!!!", None]
+    _, per_doc = minhash.shingle_hashes(texts, P)
+    assert per_doc.tolist() == [3, 1, 0, 0, 0]  # 7 words -> 3 five-word windows; short -> one; empty -> none
+    _, per_doc = minhash.shingle_hashes(["abcdefg", "ab c"], minhash.MinHashParams(shingle="char", ngram=5))
+    assert per_doc.tolist() == [3, 1]
+    # the same words give the same shingles wherever they are; order matters inside a shingle
+    a = minhash.shingle_set("a b c d e f", P)
+    assert len(np.intersect1d(a, minhash.shingle_set("x a b c d e", P))) == 1
+    assert len(np.intersect1d(a, minhash.shingle_set("e d c b a", P))) == 0
+
+
+def test_exact_jaccard() -> None:
+    j = minhash.jaccard(["a b c d e f", "a b c d e f", "a b", ""], ["a b c d e g", "A, b c d e f!", "c d", "x"], P)
+    assert j.tolist() == [pytest.approx(1 / 3), 1.0, 0.0, 0.0]
+
+
+def test_band_keys_are_pinned() -> None:
+    """Persisted band keys must stay comparable: a change here needs a new scheme name (minhash-v2)."""
+    keys = minhash.band_keys([A, "", None], P)
+    assert P.scheme == "minhash-v1:word5:p112:b14x8:s1"
+    assert keys[0][:3] == [1977827842003178042, -6024040123037322680, -6134583375741805552]
+    assert keys[1] is None and keys[2] is None
+    assert keys == minhash.band_keys([A, "", None], P)
+
+
+def test_signatures_estimate_jaccard_and_chunking_does_not_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = [(A, edit(A, *range(2, 87, k))) for k in (3, 5, 10, 25)]
+    true = minhash.jaccard([a for a, _ in pairs], [b for _, b in pairs], P)
+    sig, has = minhash.signatures([t for pair in pairs for t in pair], P)
+    estimate = (sig[0::2] == sig[1::2]).mean(axis=1)
+    assert has.all()
+    assert np.abs(estimate - true).max() < 0.15
+    monkeypatch.setattr(minhash, "CHUNK_BYTES", 300)  # every document its own chunk
+    assert (minhash.signatures([t for pair in pairs for t in pair], P)[0] == sig).all()
+
+
+def test_lsh_threshold_and_validation() -> None:
+    assert P.threshold() == pytest.approx(0.719, abs=0.001)
+    with pytest.raises(ValueError, match="exceeds num_perm"):
+        minhash.MinHashParams(bands=20, rows=8)
+    with pytest.raises(ConfigError, match=r"exceeds dedup\.num_perm"):
+        load_config(None, {"dedup.bands": 20})
+    with pytest.raises(ConfigError, match=r"dedup\.shingle"):
+        load_config(None, {"dedup.shingle": "sentence"})
+    assert load_config(None, {"dedup.shingle": "char", "dedup.ngram": 9}).dedup.ngram == 9
+
+
+# ---- the stage on Spark ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ck(spark, tmp_path: Path) -> dedup.ParquetCheckpoint:
+    return dedup.ParquetCheckpoint(spark, tmp_path / "checkpoints")
+
+
+def _by_id(df) -> dict[str, object]:
+    return {r.doc_id: r for r in df.collect()}
+
+
+def _clusters(df) -> set[tuple[object, ...]]:
+    return {(r.doc_id, r.cluster_id, r.is_duplicate, r.dup_kind) for r in df.collect()}
+
+
+def test_exact_dedup_within_batch_and_against_earlier(spark) -> None:
+    prior = spark.createDataFrame([("old1", "n0", "Hello, World!  The same text.")], SCHEMA).withColumn(
+        "exact_hash", dedup.exact_hash(F.col("text"))
+    )
+    batch = spark.createDataFrame(
+        [
+            ("b2", "n1", "hello world the SAME text"),  # equal to old1 after normalisation
+            ("b1", "n1", "A fresh document."),
+            ("a9", "n1", "a fresh document"),  # smaller doc_id wins within the batch
+            ("c1", "n1", "unique"),
+            ("t1", "n1", "tab\tand\u00a0nbsp"),
+        ],
+        SCHEMA,
+    )
+    out = _by_id(dedup.transform(batch, prior, DedupConfig(fuzzy=False)))
+    assert (out["b2"].is_duplicate, out["b2"].dup_of, out["b2"].dup_kind) == (True, "old1", "exact_duplicate")
+    assert (out["a9"].is_duplicate, out["a9"].dup_of, out["a9"].cluster_id) == (False, None, "a9")
+    assert (out["b1"].is_duplicate, out["b1"].dup_of) == (True, "a9")
+    assert (out["c1"].is_duplicate, out["c1"].cluster_id, out["c1"].dup_kind) == (False, "c1", None)
+    assert out["c1"].exact_hash == hashlib.sha256(b"unique").hexdigest()
+    assert out["a9"].exact_hash == hashlib.sha256(b"a fresh document").hexdigest()
+    assert out["t1"].exact_hash == hashlib.sha256(b"tab and nbsp").hexdigest()
+
+
+def test_batch_of_exact_duplicates_only_and_empty_batch(spark, ck) -> None:
+    prior = dedup.transform(spark.createDataFrame([("old", "n1", A)], SCHEMA), cfg=DedupConfig(fuzzy=False))
+    batch = spark.createDataFrame([("new", "n2", A.upper())], SCHEMA)
+    (row,) = dedup.transform(batch, prior, DedupConfig(), checkpoint=ck).collect()
+    assert (row.dup_of, row.dup_kind, row.bands) == ("old", "exact_duplicate", None)
+    assert dedup.transform(batch.limit(0), prior, DedupConfig(), checkpoint=ck).collect() == []
+
+
+def test_earliest_crawl_wins_within_batch(spark) -> None:
+    batch = spark.createDataFrame([("aaa", "2026-11-02", "same words"), ("zzz", "2026-11-01", "Same words!")], SCHEMA)
+    out = _by_id(dedup.transform(batch, cfg=DedupConfig(fuzzy=False)))
+    assert out["aaa"].dup_of == "zzz" and out["zzz"].dup_of is None
+
+
+def test_near_duplicates_across_crawls(spark, ck) -> None:
+    batch = spark.createDataFrame(
+        [
+            ("n2-a", "n2", edit(A, 40)),  # near duplicate of an earlier crawl's document
+            ("n1-a", "n1", A),
+            ("n1-b", "n1", B),
+            ("n1-b2", "n1", edit(B, 30, word="otter")),  # near duplicate within the crawl
+            ("n3-b", "n3", edit(B, 30, word="otter").upper() + "!"),  # exact duplicate of a near duplicate
+            ("n1-c", "n1", C),
+        ],
+        SCHEMA,
+    )
+    out = _by_id(dedup.transform(batch, cfg=DedupConfig(), checkpoint=ck))
+    assert (out["n2-a"].dup_of, out["n2-a"].dup_kind) == ("n1-a", "near_duplicate")
+    assert (out["n1-b2"].dup_of, out["n1-b2"].dup_kind) == ("n1-b", "near_duplicate")
+    assert (out["n3-b"].dup_of, out["n3-b"].dup_kind) == ("n1-b", "exact_duplicate")
+    assert sorted(d for d, r in out.items() if not r.is_duplicate) == ["n1-a", "n1-b", "n1-c"]
+    assert out["n3-b"].bands is None and len(out["n1-a"].bands) == 14
+
+
+def _night(spark, ck, rows, prior, index, texts, cfg: DedupConfig, run_id: str):
+    batch = spark.createDataFrame(rows, SCHEMA)
+    d = ck(dedup.transform(batch, prior, cfg, index=index, texts=texts, checkpoint=ck), f"{run_id}_out")
+    new_index = ck(dedup.index_rows(d, cfg, run_id), f"{run_id}_index")
+    return d, (new_index if index is None else index.unionByName(new_index))
+
+
+def test_dup_of_points_into_the_index(spark, ck) -> None:
+    cfg = DedupConfig(verify=True)
+    texts = spark.createDataFrame([("n1-a", A), ("n1-b", B)], "doc_id string, text string")
+    d1, index = _night(spark, ck, [("n1-a", "n1", A), ("n1-b", "n1", B)], None, None, texts, cfg, "r1")
+    assert {r.doc_id for r in index.collect()} == {"n1-a", "n1-b"}
+    assert {r.scheme for r in index.collect()} == {dedup.params_of(cfg).scheme}
+    d2, index = _night(spark, ck, [("n2-a", "n2", edit(A, 40)), ("n2-c", "n2", C)], d1, index, texts, cfg, "r2")
+    out = _by_id(d2)
+    assert (out["n2-a"].dup_of, out["n2-a"].dup_kind) == ("n1-a", "near_duplicate")
+    assert out["n2-c"].is_duplicate is False
+    assert {r.doc_id for r in index.collect()} == {"n1-a", "n1-b", "n2-c"}  # only survivors are appended
+
+
+def test_index_of_another_scheme_is_refused(spark, ck) -> None:
+    d, index = _night(spark, ck, [("n1-a", "n1", A)], None, None, None, DedupConfig(), "r1")
+    batch = spark.createDataFrame([("n2-b", "n2", B)], SCHEMA)
+    with pytest.raises(dedup.DedupError, match="another MinHash scheme"):
+        dedup.transform(batch, d, DedupConfig(bands=7, rows=16), index=index, checkpoint=ck)
+
+
+def _corpus() -> list[list[tuple[str, str, str]]]:
+    a2 = edit(A, 40)
+    # s1 and s2 share no LSH bucket (Jaccard 0.61); tonight's `bridge` is 0.78 from each and shares buckets with both
+    bridge = f"{A} {B}"
+    s1, s2 = edit(bridge, 10, 25, 40, 55, word="alpha"), edit(bridge, 90, 105, 120, 135, word="omega")
+    return [
+        [("c1-a", "c1", A), ("c1-a2", "c1", a2), ("c1-b", "c1", B), ("c1-s1", "c1", s1)],
+        [("c2-b2", "c2", edit(B, 40)), ("c2-a2", "c2", a2 + " "), ("c2-c", "c2", C), ("c2-x", "c2", edit(C, 3, 60))],
+        [("c2-s2", "c2", s2)],
+        [("c3-a3", "c3", edit(A, 40, 70)), ("c3-c2", "c3", edit(C, 50)), ("c3-b3", "c3", edit(B, 40, 70, word="yak"))],
+        [("c3-bridge", "c3", bridge)],
+    ]
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_incremental_equals_full(spark, ck, verify: bool) -> None:
+    cfg = DedupConfig(verify=verify)
+    nights = _corpus()
+    everything = [row for night in nights for row in night]
+    texts = spark.createDataFrame([(d, t) for d, _, t in everything], "doc_id string, text string")
+    full = dedup.transform(spark.createDataFrame(everything, SCHEMA), cfg=cfg, texts=texts, checkpoint=ck)
+    prior, index, parts = None, None, []
+    for i, rows in enumerate(nights):  # five nightly runs, two of them on a crawl already partly deduplicated
+        d, index = _night(spark, ck, rows, prior, index, texts, cfg, f"n{i}")
+        prior = d if prior is None else prior.unionByName(d)
+        parts.append(d)
+    incremental = set().union(*(_clusters(p) for p in parts))
+    assert _clusters(full) == incremental
+    assert {k for _, _, _, k in incremental} == {"near_duplicate", "exact_duplicate", None}
+    # a later document that bridges two kept ones joins the earliest; the other stays published
+    assert {("c2-s2", "c2-s2", False, None), ("c3-bridge", "c1-s1", True, "near_duplicate")} <= incremental
+    assert ("c2-x", "c2-c", True, "near_duplicate") in incremental
+
+
+def test_same_clusters_on_every_run_and_partitioning(spark, ck) -> None:
+    rows = [row for night in _corpus() for row in night]
+    runs = []
+    for partitions in ("1", "7"):
+        spark.conf.set("spark.sql.shuffle.partitions", partitions)
+        try:
+            df = spark.createDataFrame(rows, SCHEMA).repartition(int(partitions))
+            runs.append(_clusters(dedup.transform(df, cfg=DedupConfig(), checkpoint=ck)))
+        finally:
+            spark.conf.set("spark.sql.shuffle.partitions", "2")
+    assert runs[0] == runs[1]
+    assert sum(1 for r in runs[0] if r[2]) >= 5
+
+
+def test_boilerplate_bucket_makes_a_star_not_a_clique(spark, ck) -> None:
+    n = 400
+    rows = [(f"doc-{i:04d}", "c1", f"{A} Page {i} of the archive, item {i * 7919}.") for i in range(n)]
+    batch = spark.createDataFrame(rows, SCHEMA)
+    bands = batch.select("doc_id", "crawl_id", dedup.band_udf(P)(F.col("text")).alias("bands"))
+    members = bands.select(
+        dedup.order_key(F.lit(1), F.col("crawl_id"), F.col("doc_id")).alias("key"),
+        F.posexplode("bands").alias("band", "bucket"),
+    )
+    sizes = [r["count"] for r in members.groupBy("band", "bucket").count().collect()]
+    assert max(sizes) > n // 2  # the boilerplate lands most documents in shared buckets
+    clique = sum(k * (k - 1) // 2 for k in sizes)
+    edges = dedup.star_edges(members).count()
+    assert edges <= sum(k - 1 for k in sizes) < clique / 50  # one edge per member and bucket, not one per pair
+    out = _by_id(dedup.transform(batch, cfg=DedupConfig(), checkpoint=ck))
+    assert {r.cluster_id for r in out.values()} == {"doc-0000"}
+
+
+def test_verification_rejects_candidates_below_the_threshold(spark, ck) -> None:
+    loose = {"bands": 56, "rows": 2}  # S-curve threshold ~0.13: a 0.3-Jaccard pair is a candidate
+    far = edit(A, *range(2, 87, 10))
+    rows = [("x1", "c1", A), ("x2", "c1", far)]
+    assert minhash.jaccard([A], [far], P)[0] < 0.5
+    unverified = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(**loose), checkpoint=ck))
+    verified = _by_id(
+        dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(verify=True, **loose), checkpoint=ck)
+    )
+    assert unverified["x2"].dup_of == "x1"
+    assert verified["x2"].is_duplicate is False
+
+
+def test_near_duplicate_reason_reaches_decisions(spark) -> None:
+    c = load_constitution()
+    schema = (
+        "doc_id string, text string, quality_reasons array<string>, is_duplicate boolean, dup_kind string, "
+        "principle_scores array<double>, revision_status string, revised_text string"
+    )
+    rows = [(k, "t", [], True, f"{k}_duplicate", None, None, None) for k in ("near", "exact")]
+    flagged = decide.principle_flags(spark.createDataFrame(rows, schema), c)
+    out = _by_id(decide.transform(flagged, c))
+    assert (out["near"].action, out["near"].reasons, out["near"].stage) == ("drop", ["near_duplicate"], "dedup")
+    assert out["exact"].reasons == ["exact_duplicate"]
+
+
+def test_two_nights_publish_near_duplicates_and_the_index(spark, tmp_path: Path, monkeypatch) -> None:
+    from pipelines import quality
+    from pipelines.lake import Lake
+    from pipelines.run import run_pipeline
+    from tests.fixtures import jsonl_lines, write_jsonl
+
+    # dedup is under test, not the quality rules (they have their own tests): every document passes them
+    scored = quality.transform
+    monkeypatch.setattr(
+        quality,
+        "transform",
+        lambda df, cfg: scored(df, cfg).withColumn("quality_reasons", F.array().cast("array<string>")),
+    )
+    cfg = load_config(None, {"revise.enabled": False, "engine.shuffle_partitions": 2})
+    lake_root = tmp_path / "lake"
+    night1 = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines(list(zip(URLS, (A, B, C), strict=True))))
+    night2 = write_jsonl(
+        tmp_path / "n2.jsonl",
+        jsonl_lines(
+            [
+                ("https://mirror.example/barrier", edit(A, 40)),  # near duplicate of night 1's first article
+                ("https://copy.example/bread", C.upper()),  # exact duplicate of night 1's third
+            ]
+        ),
+    )
+    s1 = run_pipeline(lake_root, night1, cfg, crawl_id="n1")
+    s2 = run_pipeline(lake_root, night2, cfg, crawl_id="n2")
+    assert (s1.counts["near_duplicates"], s1.counts["exact_duplicates"]) == (0, 0)
+    assert (s2.counts["near_duplicates"], s2.counts["exact_duplicates"]) == (1, 1)
+    assert s2.counts["reason:near_duplicate"] == 1 and s2.counts["reason:exact_duplicate"] == 1
+    lake = Lake(lake_root, spark)
+    url_of = {r.doc_id: r.url for r in lake.read("raw_docs").collect()}
+    dups = {
+        url_of[r.doc_id]: (url_of[r.dup_of], r.dup_kind) for r in lake.read("dedup").where("is_duplicate").collect()
+    }
+    assert dups == {
+        "https://mirror.example/barrier": (URLS[0], "near_duplicate"),
+        "https://copy.example/bread": (URLS[2], "exact_duplicate"),
+    }
+    index = lake.read("minhash_index")
+    assert index.count() == 3 * 14  # the three kept documents of night 1, none of night 2
+    assert {url_of[r.doc_id] for r in index.select("doc_id").distinct().collect()} == set(URLS)

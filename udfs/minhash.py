@@ -1,0 +1,337 @@
+"""MinHash signatures, LSH band keys and exact Jaccard, vectorised with pyarrow and numpy (no Spark).
+
+Broder (1997) MinHash with banded LSH as used for FineWeb (Penedo et al. 2024): 5-word shingles, 112
+permutations, 14 bands of 8 rows. The pandas UDFs in `pipelines/dedup.py` are thin wrappers around
+`band_keys` and `jaccard`; everything here is deterministic on every machine, engine and numpy version,
+because the whole hashing chain is defined here in 64-bit integer arithmetic:
+
+1. Normalise (pyarrow, RE2): lower-case; delete every character that is not a letter (``\\p{L}``), a digit
+   (``\\p{N}``) or whitespace; collapse whitespace runs (tab, LF, VT, FF, CR, NEL, every ``\\p{Z}``) to one
+   space; trim. `normalise_text` is the same in plain Python, for tests and benchmarks.
+2. Tokens: words (split on the spaces) or characters (code points of the normalised text, spaces included).
+   A word's hash is a polynomial over its UTF-8 bytes, finished with SplitMix64.
+3. Shingles: every window of ``ngram`` consecutive tokens inside a document, hashed as a polynomial of its
+   token hashes, finished with SplitMix64. A document with fewer tokens than ``ngram`` has one shingle (all
+   its tokens); one with no token has none, gets no signature and never enters LSH.
+4. Permutation ``k`` maps a shingle hash ``x`` to ``a_k * x + b_k mod 2**64`` (``a_k`` odd, so a bijection);
+   the signature value is the minimum over the document's shingles. ``a_k, b_k`` come from SplitMix64 of the
+   seed, not from numpy's generators, whose streams may change between releases - persisted band keys must
+   stay comparable for the life of the corpus.
+5. Band ``j`` key: SplitMix64 of a polynomial of its ``rows`` signature values, as a signed 64-bit integer.
+
+Work is done one chunk of documents at a time (about `CHUNK_BYTES` of text), so memory per call is bounded
+by the chunk, not by the batch the engine hands over.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+U64 = np.uint64
+MAX64 = np.iinfo(np.uint64).max
+# Odd multipliers for the polynomial hashes (the 64-bit golden ratio and a SplitMix64 constant).
+_POLY_TOKEN = U64(0x9E3779B97F4A7C15)
+_POLY_BYTE = U64(0xBF58476D1CE4E5B9)
+_POLY_BAND = U64(0x94D049BB133111EB)
+CHUNK_BYTES = 2 << 20
+
+_WS = r"\t\n\x0B\f\r\x{85}\p{Z}"
+_DROP_RE = rf"[^\p{{L}}\p{{N}}{_WS}]+"
+_SPACE_RE = rf"[{_WS}]+"
+_WS_CHARS = frozenset("\t\n\x0b\f\r\x85")
+
+
+@dataclass(frozen=True)
+class MinHashParams:
+    """What defines a signature. `scheme` names it; band keys of different schemes never mix."""
+
+    shingle: str = "word"  # word | char
+    ngram: int = 5
+    num_perm: int = 112
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shingle not in ("word", "char"):
+            raise ValueError(f"shingle must be 'word' or 'char', got {self.shingle!r}")
+        if self.ngram < 1 or self.num_perm < 1 or self.bands < 1 or self.rows < 1:
+            raise ValueError("ngram, num_perm, bands and rows must be >= 1")
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceeds num_perm ({self.num_perm})")
+
+    @property
+    def scheme(self) -> str:
+        return f"minhash-v1:{self.shingle}{self.ngram}:p{self.num_perm}:b{self.bands}x{self.rows}:s{self.seed}"
+
+    def threshold(self) -> float:
+        """Jaccard where the LSH S-curve 1 - (1 - J**rows)**bands is steepest (about 50% caught)."""
+        return float((1.0 / self.bands) ** (1.0 / self.rows))
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele et al. 2014), vectorised: a bijection that mixes every input bit."""
+    with np.errstate(over="ignore"):
+        z = x.astype(U64, copy=True)
+        z ^= z >> U64(30)
+        z *= U64(0xBF58476D1CE4E5B9)
+        z ^= z >> U64(27)
+        z *= U64(0x94D049BB133111EB)
+        z ^= z >> U64(31)
+    return z
+
+
+def _stream(seed: int, n: int, salt: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        state = U64((seed * 0x9E3779B97F4A7C15 + salt) & 0xFFFFFFFFFFFFFFFF)
+        steps = np.arange(1, n + 1, dtype=U64) * U64(0x9E3779B97F4A7C15)
+        return splitmix64(steps + state)
+
+
+def permutations(params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    a = _stream(params.seed, params.num_perm, 1) | U64(1)
+    b = _stream(params.seed, params.num_perm, 2)
+    return a, b
+
+
+# ---- normalisation --------------------------------------------------------------------------------
+
+
+def normalise(texts: pa.Array) -> pa.Array:
+    """Arrow strings in, normalised strings out (nulls stay null)."""
+    lowered = pc.utf8_lower(texts)
+    kept = pc.replace_substring_regex(lowered, pattern=_DROP_RE, replacement="")
+    spaced = pc.replace_substring_regex(kept, pattern=_SPACE_RE, replacement=" ")
+    return pc.utf8_trim(spaced, characters=" ")
+
+
+def _is_space(c: str) -> bool:
+    return c in _WS_CHARS or unicodedata.category(c).startswith("Z")
+
+
+def normalise_text(text: str) -> str:
+    """`normalise` for one string in plain Python (the reference the tests hold the Arrow path to)."""
+    kept = "".join(
+        " " if _is_space(c) else c for c in text.lower() if _is_space(c) or unicodedata.category(c)[0] in "LN"
+    )
+    return " ".join(part for part in kept.split(" ") if part)
+
+
+# ---- tokens and shingles --------------------------------------------------------------------------
+
+
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets as int64 starting at 0, UTF-8 bytes) of a string array without nulls."""
+    arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets - offsets[0], raw[offsets[0] : offsets[-1]]
+
+
+def _bytes_hash(offsets: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Hash of every string (all non-empty) given its byte offsets: polynomial over bytes, then SplitMix64."""
+    lens = np.diff(offsets)
+    if len(lens) == 0:
+        return np.zeros(0, U64)
+    powers = np.ones(int(lens.max()), U64)
+    with np.errstate(over="ignore"):
+        powers[1:] = np.multiply.accumulate(np.full(len(powers) - 1, _POLY_BYTE, dtype=U64))
+        from_end = np.repeat(offsets[1:], lens) - np.arange(len(raw), dtype=np.int64) - 1
+        terms = raw.astype(U64) * powers[from_end]
+        h = np.add.reduceat(terms, offsets[:-1])
+        return splitmix64(h ^ (lens.astype(U64) * _POLY_TOKEN))
+
+
+def _tokens(texts: pa.Array, shingle: str) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes (flat) and tokens per document, from raw strings."""
+    if shingle == "char":
+        norm = normalise(texts).to_pylist()
+        counts = np.array([len(t) if t else 0 for t in norm], dtype=np.int64)
+        joined = "".join(t for t in norm if t)
+        return np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(U64), counts
+    # Splitting on Arrow's whitespace after the deletion equals `normalise` then splitting on its spaces: what
+    # the deletion leaves is letters, digits and our whitespace set, and Arrow's whitespace is that set plus
+    # U+001C..U+001F, which the deletion has removed. One regex pass instead of three.
+    kept = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(texts), pattern=_DROP_RE, replacement=""))
+    words = pc.utf8_split_whitespace(pc.if_else(pc.equal(kept, ""), pa.scalar(None, pa.string()), kept))
+    counts = pc.list_value_length(words).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(words)
+    unique = flat.dictionary_encode()
+    offsets, raw = _string_buffers(unique.dictionary)
+    return _bytes_hash(offsets, raw)[unique.indices.to_numpy(zero_copy_only=False)], counts
+
+
+def _windows(tokens: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every n-token window inside each document; shorter documents get one window of all tokens."""
+    nwin = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
+    total = int(nwin.sum())
+    if total == 0:
+        return np.zeros(0, U64), nwin
+    doc_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    win_first = np.concatenate([[0], np.cumsum(nwin)[:-1]])
+    start = np.repeat(doc_start, nwin) + (np.arange(total) - np.repeat(win_first, nwin))
+    length = np.repeat(np.minimum(counts, n), nwin)
+    short = length < n  # one window per document shorter than n tokens: few, done apart
+    h = _poly(tokens, start, n)
+    if short.any():
+        h[short] = _poly_short(tokens, start[short], length[short], n)
+    with np.errstate(over="ignore"):
+        h += length.astype(U64)
+    return splitmix64(h), nwin
+
+
+def _poly(tokens: np.ndarray, start: np.ndarray, n: int) -> np.ndarray:
+    h = np.zeros(len(start), U64)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            h *= _POLY_TOKEN
+            h += tokens[np.minimum(start + j, len(tokens) - 1)]
+            h += U64(1)
+    return h
+
+
+def _poly_short(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, n: int) -> np.ndarray:
+    h = np.zeros(len(start), U64)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            inside = j < length
+            h = np.where(inside, h * _POLY_TOKEN + tokens[np.where(inside, start + j, 0)] + U64(1), h)
+    return h
+
+
+def _shingles_chunk(arr: pa.Array, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    tokens, counts = _tokens(arr, params.shingle)
+    return _windows(tokens, counts, params.ngram)
+
+
+def shingle_hashes(texts: Sequence[str | None] | pa.Array, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle hashes of all documents, flat; shingles per document). A document's shingles may repeat."""
+    arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), type=pa.string())
+    parts = [_shingles_chunk(arr.slice(s, e - s), params) for s, e in _chunks(arr)]
+    return np.concatenate([h for h, _ in parts]), np.concatenate([n for _, n in parts])
+
+
+def shingle_set(text: str, params: MinHashParams) -> np.ndarray:
+    """The distinct shingle hashes of one document, sorted (for exact Jaccard in tests and benchmarks)."""
+    h, _ = shingle_hashes([text], params)
+    return np.unique(h)
+
+
+# ---- signatures and bands -------------------------------------------------------------------------
+
+
+def _chunks(arr: pa.Array) -> list[tuple[int, int]]:
+    lengths = pc.binary_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    out, start, acc = [], 0, 0
+    for i, n in enumerate(lengths):
+        acc += int(n)
+        if acc >= CHUNK_BYTES:
+            out.append((start, i + 1))
+            start, acc = i + 1, 0
+    if start < len(lengths) or not out:
+        out.append((start, len(lengths)))
+    return out
+
+
+def _signatures_chunk(arr: pa.Array, params: MinHashParams, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    shingles, per_doc = _shingles_chunk(arr, params)
+    sig = np.full((len(per_doc), params.num_perm), MAX64, dtype=U64)
+    has = per_doc > 0
+    if not has.any():
+        return sig
+    starts = np.concatenate([[0], np.cumsum(per_doc)[:-1]])[has]
+    out = np.empty((int(has.sum()), params.num_perm), U64)
+    with np.errstate(over="ignore"):
+        for k in range(params.num_perm):
+            out[:, k] = np.minimum.reduceat(shingles * a[k] + b[k], starts)
+    sig[has] = out
+    return sig
+
+
+def signatures(texts: Sequence[str | None] | pa.Array, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures [docs x num_perm] uint64, has_shingles [docs] bool). Rows without shingles are all-max."""
+    arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), type=pa.string())
+    a, b = permutations(params)
+    parts = [_signatures_chunk(arr.slice(s, e - s), params, a, b) for s, e in _chunks(arr)]
+    sig = np.concatenate(parts) if parts else np.zeros((0, params.num_perm), U64)
+    return sig, (sig[:, 0] != MAX64) if len(sig) else np.zeros(0, bool)
+
+
+def bands_of(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
+    """Band keys [docs x bands] as int64 from signatures."""
+    out = np.empty((len(sig), params.bands), np.int64)
+    with np.errstate(over="ignore"):
+        for j in range(params.bands):
+            h = np.zeros(len(sig), U64)
+            for i in range(params.rows):
+                h = h * _POLY_BAND + sig[:, j * params.rows + i]
+            out[:, j] = splitmix64(h + U64(j)).view(np.int64)
+    return out
+
+
+def band_keys(texts: Sequence[str | None] | pa.Array, params: MinHashParams) -> list[list[int] | None]:
+    """Per document its `bands` LSH keys, or None when it has no shingle (empty after normalisation)."""
+    sig, has = signatures(texts, params)
+    keys = bands_of(sig, params)
+    return [row.tolist() if ok else None for row, ok in zip(keys, has, strict=True)]
+
+
+# ---- exact Jaccard ----------------------------------------------------------------------------------
+
+
+def _unique_per_doc(h: np.ndarray, per_doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    doc = np.repeat(np.arange(len(per_doc)), per_doc)
+    order = np.lexsort((h, doc))
+    h, doc = h[order], doc[order]
+    first = np.ones(len(h), bool)
+    first[1:] = (h[1:] != h[:-1]) | (doc[1:] != doc[:-1])
+    return h[first], doc[first]
+
+
+def jaccard(
+    texts_a: Sequence[str | None] | pa.Array, texts_b: Sequence[str | None] | pa.Array, params: MinHashParams
+) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of each pair (a[i], b[i]); 0.0 when either has no shingle.
+
+    Each distinct text is shingled once however many pairs it is in (a bucket's centre is in all of them).
+    """
+    a = texts_a if isinstance(texts_a, pa.Array) else pa.array(list(texts_a), type=pa.string())
+    b = texts_b if isinstance(texts_b, pa.Array) else pa.array(list(texts_b), type=pa.string())
+    n = len(a)
+    encoded = pa.concat_arrays([a.cast(pa.string()), b.cast(pa.string())]).dictionary_encode()
+    ids = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    h, per = shingle_hashes(encoded.dictionary, params)
+    u, owner = _unique_per_doc(h, per)
+    size = np.bincount(owner, minlength=len(per))
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    ia, ib = ids[:n], ids[n:]
+    sa = np.where(ia >= 0, size[np.maximum(ia, 0)], 0)
+    sb = np.where(ib >= 0, size[np.maximum(ib, 0)], 0)
+    # every pair's two sets side by side, tagged with the pair: shared hashes are equal neighbours once sorted
+    pair = np.concatenate([np.repeat(np.arange(n), sa), np.repeat(np.arange(n), sb)])
+    take = np.concatenate([_ranges(start[np.maximum(ia, 0)], sa), _ranges(start[np.maximum(ib, 0)], sb)])
+    hv = u[take]
+    order = np.lexsort((hv, pair))
+    hv, pair = hv[order], pair[order]
+    both = (hv[1:] == hv[:-1]) & (pair[1:] == pair[:-1])
+    inter = np.bincount(pair[1:][both], minlength=n)
+    union = sa + sb - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        j = np.where((sa > 0) & (sb > 0), inter / np.maximum(union, 1), 0.0)
+    return j.astype(np.float64)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of range(s, s + n) for each (s, n), vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.repeat(starts - first, lengths) + np.arange(total)
