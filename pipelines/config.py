@@ -218,7 +218,7 @@ class DistillConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     seed: int = 0
-    c: float = 1.0  # inverse L2 strength of the logistic heads
+    c: float | None = None  # inverse L2 strength of the logistic heads; None = chosen on the validation split
     n_features: int = 2**20  # hashed n-gram buckets (linear kind)
     min_labels: int = 20
     epochs: int = 2  # finetune kind

@@ -5,7 +5,9 @@
 - The split is by document (a hash of the normalised text): duplicates never straddle train and test, and a
   document stays in its split when labels are added, so two models distilled at different times are
   compared on the test documents they share.
-- A document is a positive when its teacher score is >= the principle's `label_threshold`. The decision
+- A document is a positive when its teacher score is >= the principle's `label_threshold`. The heads'
+  regularisation (`distill.c`, unset by default) is chosen from `C_GRID` by validation ROC-AUC for the
+  encoder and linear kinds (features computed once, so the search costs a few logistic fits); the decision
   threshold is the one that maximises F1 on the validation split; the test split reports ROC-AUC, F1 at
   that threshold and Spearman correlation with the teacher's scores.
 - Everything goes to MLflow (params, metrics, training label counts, a calibration plot); the model is
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+#: Inverse L2 strengths tried when `distill.c` is unset: noisy crowd labels want strong regularisation, clean
+#: LLM labels on a few hundred documents want little; one fixed value served neither.
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 class DistillError(ValueError):
@@ -110,22 +115,50 @@ def beats(new: dict[str, float], old: dict[str, float] | None) -> bool:
     return False
 
 
-def fit_head(kind: str, texts: list[str], y: np.ndarray, cfg: RunConfig) -> Any:
-    from udfs.heads import EncoderHead, FinetuneHead, LinearHead
+def choose_c(train_x: Any, train_y: np.ndarray, val_x: Any, val_y: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The `C_GRID` value with the best validation ROC-AUC (ties: the stronger regularisation), and every
+    value's AUC. 1.0 when the validation split cannot rank (empty or one class)."""
+    from sklearn.metrics import roc_auc_score
 
+    from udfs.heads import _logistic, _sigmoid
+
+    if len(val_y) == 0 or val_y.min() == val_y.max():
+        return 1.0, {}
+    aucs: dict[str, float] = {}
+    for c in C_GRID:
+        coef, intercept = _logistic(train_x, train_y, c)
+        aucs[str(c)] = float(roc_auc_score(val_y, _sigmoid(val_x @ coef + intercept)))
+    best = max(C_GRID, key=lambda c: (aucs[str(c)], -c))
+    return best, aucs
+
+
+def fit_head(
+    kind: str, texts: list[str], y: np.ndarray, cfg: RunConfig, val: tuple[list[str], np.ndarray] | None = None
+) -> tuple[Any, float, dict[str, float]]:
+    """(trained head, the C it used, validation AUC per C tried). `val` is searched when `distill.c` is unset."""
+    from udfs.heads import EncoderHead, FinetuneHead, LinearHead, _logistic
+
+    fixed = cfg.distill.c
+    search = fixed is None and val is not None and kind in ("linear", "encoder")
     if kind == "linear":
-        return LinearHead(n_features=min(cfg.distill.n_features, 2**22)).fit(texts, y, c=cfg.distill.c)
+        head = LinearHead(n_features=min(cfg.distill.n_features, 2**22))
+        x = head.features(texts)
+        c, aucs = choose_c(x, y, head.features(val[0]), val[1]) if search and val else (fixed or 1.0, {})
+        head.coef, head.intercept = _logistic(x, y, c)
+        return head, c, aucs
     if kind == "encoder":
-        c = cfg.classify
-        return EncoderHead(max_tokens=c.max_tokens, batch_size=c.batch_size, device=c.device).fit(
-            texts, y, c=cfg.distill.c
-        )
+        k = cfg.classify
+        enc = EncoderHead(max_tokens=k.max_tokens, batch_size=k.batch_size, device=k.device)
+        emb = enc.embed(texts)
+        c, aucs = choose_c(emb, y, enc.embed(val[0]), val[1]) if search and val else (fixed or 1.0, {})
+        return enc.fit(texts, y, c=c, emb=emb), c, aucs
     if kind == "finetune":
-        c = cfg.classify
+        k = cfg.classify
         head = FinetuneHead(
-            max_tokens=c.max_tokens, batch_size=c.batch_size, device=c.device, epochs=cfg.distill.epochs
+            max_tokens=k.max_tokens, batch_size=k.batch_size, device=k.device, epochs=cfg.distill.epochs
         )
-        return head.fit(texts, y, c=cfg.distill.c, seed=cfg.distill.seed)
+        c = fixed or 1.0  # a grid would mean one fine-tuning per value
+        return head.fit(texts, y, c=c, seed=cfg.distill.seed), c, {}
     raise DistillError(f"unknown model kind {kind!r} (have: encoder, finetune, linear)")
 
 
@@ -225,8 +258,15 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
         {f"{s}_{c}": int((p["y"] == i).sum()) for s, p in parts.items() for i, c in ((0, "neg"), (1, "pos"))}
     )
 
-    head = fit_head(kind, parts["train"]["text"].tolist(), parts["train"]["y"].to_numpy(), cfg)
-    val = parts["val"] if not parts["val"].empty else parts["train"]
+    has_val = not parts["val"].empty
+    val = parts["val"] if has_val else parts["train"]
+    head, c, c_aucs = fit_head(
+        kind,
+        parts["train"]["text"].tolist(),
+        parts["train"]["y"].to_numpy(),
+        cfg,
+        (val["text"].tolist(), val["y"].to_numpy()) if has_val else None,
+    )
     threshold = choose_threshold(head.predict(val["text"].tolist()), val["y"].to_numpy())
     test_texts = parts["test"]["text"].tolist()
     test_y, test_teacher = parts["test"]["y"].to_numpy(), parts["test"]["teacher"].to_numpy()
@@ -250,7 +290,8 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
                 "kind": kind,
                 "labelers": ",".join(labelers) if labelers else "all",
                 "label_threshold": str(principle.label_threshold),
-                "c": str(cfg.distill.c),
+                "c": str(c),
+                "c_chosen_on_validation": str(bool(c_aucs)),
                 "seed": str(cfg.distill.seed),
                 "val_fraction": str(cfg.distill.val_fraction),
                 "test_fraction": str(cfg.distill.test_fraction),
@@ -258,6 +299,7 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
             }
         )
         tracker.metrics({f"test_{k}": v for k, v in metrics.items()})
+        tracker.metrics({f"val_roc_auc_c_{k}": v for k, v in c_aucs.items()})
         tracker.metrics({f"labels_{k}": float(v) for k, v in label_counts.items()})
         if old_metrics is not None:
             tracker.metrics({f"champion_test_{k}": v for k, v in old_metrics.items()})

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.config import RunConfig, load_config
 from pipelines.constitution import load_constitution
-from pipelines.distill import DistillError, beats, choose_threshold, distill, split_of
+from pipelines.distill import C_GRID, DistillError, beats, choose_c, choose_threshold, distill, split_of
 from pipelines.label import import_human_labels
 
 INSULTS = ["is a worthless idiot", "is a pathetic moron", "should shut his stupid mouth", "is a disgusting loser"]
@@ -64,6 +64,31 @@ def test_threshold_maximises_f1() -> None:
     scores = np.array([0.9, 0.8, 0.6, 0.4, 0.3])
     y = np.array([1, 1, 0, 1, 0])
     assert choose_threshold(scores, y) == 0.4  # F1 6/7: predict the top four
+
+
+def test_regularisation_is_chosen_by_validation_auc() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    # One informative dimension among 200 noise dimensions, 60 training rows: weak regularisation fits the noise.
+    rng = np.random.default_rng(3)
+
+    def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        x = rng.normal(size=(n, 201))
+        x[:, 0] += 0.8 * (2 * y - 1)
+        return x, y
+
+    (xt, yt), (xv, yv) = data(60), data(2000)
+    expected = {}
+    for c in C_GRID:  # the reference: sklearn's own balanced logistic regression, scored on validation
+        clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(xt, yt)
+        expected[str(c)] = roc_auc_score(yv, clf.decision_function(xv))
+    c, aucs = choose_c(xt, yt, xv, yv)
+    assert aucs == pytest.approx(expected, abs=1e-6)
+    assert aucs[str(c)] == max(expected.values())
+    assert expected[str(c)] > expected[str(max(C_GRID))] + 0.02  # the grid matters on this data
+    assert choose_c(xt, yt, xv[:5], np.ones(5, dtype=int)) == (1.0, {})  # a one-class validation split cannot rank
 
 
 def test_alias_rule() -> None:

@@ -44,6 +44,12 @@ def _logistic(x: Any, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     return clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
 
 
+def _predict_embeddings(coef: np.ndarray | None, intercept: float, emb: np.ndarray) -> np.ndarray:
+    if coef is None:
+        raise RuntimeError("head is not trained")
+    return _sigmoid(emb @ coef + intercept)
+
+
 @dataclass
 class LinearHead:
     """Hashed n-gram logistic regression."""
@@ -110,9 +116,7 @@ class EncoderHead:
         return self
 
     def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        if self.coef is None:
-            raise RuntimeError("head is not trained")
-        return _sigmoid(emb @ self.coef + self.intercept)
+        return _predict_embeddings(self.coef, self.intercept, emb)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -212,9 +216,7 @@ class FinetuneHead:
         return self
 
     def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        if self.coef is None:
-            raise RuntimeError("head is not trained")
-        return _sigmoid(emb @ self.coef + self.intercept)
+        return _predict_embeddings(self.coef, self.intercept, emb)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -166,7 +166,14 @@ class _ClientProxy:
         return getattr(self._inner, name)
 
 
-class OpenAILabeler:
+class _PromptedLabeler:
+    """LLM labelers: the cache key's prompt version is the shared template's plus the principle's."""
+
+    def prompt_version(self, principle: PrincipleSpec) -> str:
+        return f"{LABEL_TEMPLATE}+{principle.label_prompt_version}"
+
+
+class OpenAILabeler(_PromptedLabeler):
     """Labels through an OpenAI-compatible endpoint. `llm` is a udfs.llm.LLMConfig."""
 
     def __init__(
@@ -185,9 +192,6 @@ class OpenAILabeler:
         self.max_chars = max_chars
         self.name = name or f"llm:{short_model_name(llm.model)}"
         self._on_close = on_close
-
-    def prompt_version(self, principle: PrincipleSpec) -> str:
-        return f"{LABEL_TEMPLATE}+{principle.label_prompt_version}"
 
     def label(
         self,
@@ -229,7 +233,7 @@ class OpenAILabeler:
 _LOCAL_LOCK = threading.Lock()
 
 
-class TransformersLabeler:
+class TransformersLabeler(_PromptedLabeler):
     """The packaged SmolLM2 in-process: next-token distribution over the ten digits, no generation."""
 
     def __init__(self, cache_dir: Path, *, max_chars: int = 2_000, device: str = "cpu") -> None:
@@ -253,9 +257,6 @@ class TransformersLabeler:
         if any(len(i) != 1 for i in ids):
             raise RuntimeError("the local labeler needs a tokenizer with one token per digit")
         self.digit_ids = [i[0] for i in ids]
-
-    def prompt_version(self, principle: PrincipleSpec) -> str:
-        return f"{LABEL_TEMPLATE}+{principle.label_prompt_version}"
 
     def label(
         self,
