@@ -99,5 +99,6 @@ def corpus() -> list[gxe.Expectation]:
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="weight", min_value=0.0, strict_min=True),
+        gxe.ExpectColumnValuesToNotBeNull(column="tags"),  # export reads tags (and their tokens) from every row
         gxe.ExpectColumnValuesToBeInSet(column="action", value_set=["keep", "revise", "tag"]),
     ]

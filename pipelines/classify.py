@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tempfile
 import threading
@@ -101,7 +102,8 @@ def scorer_spec(constitution: Constitution, cfg: ClassifyConfig, champions: dict
                     "positive": list(p.positive),
                     "negative": list(p.negative),
                     "model_path": champions[p.name].local_path if p.name in champions else None,
-                    "span_threshold": p.spans_from,
+                    # spans are for masking what the corpus should not teach; a positive principle has none
+                    "span_threshold": math.inf if p.positive_kind else p.spans_from,
                 }
                 for p in constitution.principles
             ],

@@ -84,8 +84,8 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _config(args: argparse.Namespace) -> RunConfig:
-    overrides = _overrides(args.set or [])
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> RunConfig:
+    overrides = {**_overrides(args.set or []), **(extra or {})}  # explicit flags win over --set
     if getattr(args, "engine", None):
         overrides["engine.kind"] = args.engine
     if getattr(args, "remote", None):
@@ -386,6 +386,77 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_iterate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.engine import spark_session
+    from pipelines.iterate import iterate
+    from pipelines.lake import Lake
+    from pipelines.progress import Progress
+
+    extra: dict[str, Any] = {}
+    if args.labeler:
+        extra["iterate.labeler"] = args.labeler
+    if args.sample is not None:
+        extra["iterate.sample"] = args.sample
+    cfg = _config(args, extra)
+    root = _require_lake(args.lake)
+    if not (root / "decisions" / "_delta_log").is_dir():
+        raise CLIError(f"no decisions in {root}: run `curate run` first")
+    with spark_session(cfg.engine) as spark:
+        try:
+            summary = iterate(Lake(root, spark), cfg, rounds=args.rounds, progress=Progress(not args.quiet))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    table = Table(title=f"iterate on {root}")
+    for c in ("round", "status", "re-decided", "changed", "flagged fraction", "promoted", "corpus version"):
+        table.add_column(c)
+    for r in summary.rounds:
+        fractions = ", ".join(f"{p} {f:.3f}" for p, f in r.flagged_fraction.items())
+        table.add_row(
+            str(r.round),
+            r.status,
+            str(r.redecided),
+            str(r.changed),
+            fractions,
+            ", ".join(r.promoted) or "-",
+            "" if r.corpus_version is None else str(r.corpus_version),
+        )
+    Console().print(table)
+    stop = "reached a fixed point" if summary.fixed_point else f"stopped after {len(summary.rounds)} round(s)"
+    print(f'{stop}; rounds are in `runs` (curate sql --lake {args.lake} "SELECT * FROM runs") and MLflow')
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.export import ExportError, export_corpus
+    from pipelines.lake import Lake
+    from pipelines.progress import Progress
+
+    cfg = _config(args)
+    root = _require_lake(args.lake)
+    with spark_session(cfg.engine) as spark:
+        try:
+            manifest = export_corpus(
+                Lake(root, spark),
+                args.out,
+                cfg,
+                version=args.version,
+                fmt=args.format,
+                progress=Progress(not args.quiet),
+            )
+        except ExportError as exc:
+            raise CLIError(str(exc)) from exc
+    print(
+        f"exported corpus version {manifest['source']['version']}: {manifest['documents']} documents as "
+        f"{manifest['rows_written']} rows in {len(manifest['shards'])} {manifest['format']} shard(s) -> {args.out} "
+        "(manifest.json lists counts, shards and the config hash)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -453,6 +524,22 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--input", required=True, help="JSONL with id and text")
     score.add_argument("--output", required=True, help="Parquet file: id plus score_<principle> per champion")
     score.set_defaults(func=cmd_score)
+
+    it = sub.add_parser("iterate", help="relabel, retrain, rescore and re-decide the corpus until a fixed point")
+    common(it)
+    it.add_argument("--rounds", type=int, help="at most this many rounds (default iterate.rounds)")
+    it.add_argument("--labeler", help="exemplar | embedded | openai | transformers | human:<dataset> (imported only)")
+    it.add_argument("--sample", type=int, help="documents relabelled per principle and round (default iterate.sample)")
+    it.add_argument("--quiet", action="store_true", help="no progress output")
+    it.set_defaults(func=cmd_iterate)
+
+    exp = sub.add_parser("export", help="write training-ready shards of a corpus version (weights, tags, spans)")
+    common(exp)
+    exp.add_argument("--version", type=int, help="corpus Delta version (default: the latest)")
+    exp.add_argument("--format", choices=["jsonl", "parquet"], help="default export.format (jsonl)")
+    exp.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    exp.add_argument("--quiet", action="store_true", help="no progress bar")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

@@ -248,8 +248,22 @@ class ReviseConfig:
     max_length_ratio: float = 2.0
     # Wall-clock budget for the LLM part of a run; documents not sent by then take the fallback (`over_budget`).
     time_budget_s: float = 300.0
-    # What happens to a flagged document that was not revised (over the cap, or its rewrite rejected).
-    fallback: str = "drop"  # drop | tag
+    # llm: rewrite with the LLM, validate, fall back per `fallback`; excise: remove the flagged sentences, no LLM.
+    method: str = "llm"  # llm | excise
+    # What happens to a flagged document whose LLM rewrite was not accepted (rejected, error, timeout,
+    # over_budget): excise = try excision, drop it when that fails too; drop; tag (keep it unrevised, tagged).
+    # Documents over max_docs or max_doc_chars are not revised at all: excise and drop both drop them.
+    fallback: str = "excise"  # excise | drop | tag
+    # Meaning preservation: cosine of MiniLM document embeddings (original vs LLM rewrite) must lie in
+    # [min_similarity, max_similarity]. Excisions are not held to it (removing the flagged sentences moves the
+    # embedding by design); their similarity is recorded.
+    min_similarity: float = 0.6
+    max_similarity: float = 1.0
+    # An excision must keep at least this share of the original's characters, or the document is dropped.
+    excise_min_ratio: float = 0.5
+    # Round 1 removes the flagged sentences; each further round also removes the next most offending sentence,
+    # while the re-scored document is still flagged.
+    excise_rounds: int = 3
     llm: LLMSettings = field(default_factory=LLMSettings)
 
 
@@ -258,6 +272,38 @@ class TrackingConfig:
     enabled: bool = True
     experiment: str = "curate"
     tracking_uri: str | None = None  # None = sqlite under the lake's _state directory
+
+
+@dataclass(frozen=True)
+class IterateConfig:
+    """`curate iterate`: relabel a sample, retrain, rescore and re-decide until a fixed point (pipelines/iterate.py)."""
+
+    rounds: int = 3
+    labeler: str = "exemplar"  # a registered labeler (udfs/labelers.py), or human:<dataset> = imported labels only
+    sample: int = 200  # documents relabelled per principle and round (the label cache makes repeats free)
+    principles: tuple[str, ...] = ()  # principles to relabel and retrain; empty = all of them
+
+    def __post_init__(self) -> None:
+        _str_tuple(self, "iterate.principles", self.principles)
+        if self.rounds < 1 or self.sample < 0:
+            raise ConfigError("iterate.rounds must be >= 1 and iterate.sample >= 0")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`curate export`: training-ready shards of a corpus version (pipelines/export.py)."""
+
+    format: str = "jsonl"  # jsonl | parquet
+    max_rows_per_shard: int = 100_000
+    max_bytes_per_shard: int = 256 * 2**20  # of encoded text (JSONL lines; text + metadata for Parquet)
+    tag_tokens: bool = True  # prepend the tag tokens of a tagged document's principles (constitution tag_token)
+    tag_separator: str = "\n"  # between the tag tokens and the text
+    spans: bool = True  # loss-masking spans of the flagged principles of tagged documents
+    seed: int = 0  # the deterministic shuffle of the exported rows (repeat selection does not depend on it)
+
+    def __post_init__(self) -> None:
+        if self.max_rows_per_shard < 1 or self.max_bytes_per_shard < 1:
+            raise ConfigError("export.max_rows_per_shard and export.max_bytes_per_shard must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -271,6 +317,8 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     revise: ReviseConfig = field(default_factory=ReviseConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    iterate: IterateConfig = field(default_factory=IterateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -283,8 +331,10 @@ class RunConfig:
 _ALLOWED = {
     ("engine", "kind"): {"sail", "remote", "classic"},
     ("classify", "device"): {"auto", "cpu", "cuda"},
-    ("revise", "fallback"): {"drop", "tag"},
+    ("revise", "fallback"): {"excise", "drop", "tag"},
+    ("revise", "method"): {"llm", "excise"},
     ("revise", "llm", "backend"): {"embedded", "openai"},
+    ("export", "format"): {"jsonl", "parquet"},
 }
 
 
@@ -380,5 +430,9 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("revise.max_docs must be >= 0")
     if not 0 < r.min_length_ratio <= r.max_length_ratio:
         raise ConfigError("revise.min_length_ratio must be > 0 and <= revise.max_length_ratio")
+    if not 0.0 <= r.min_similarity <= r.max_similarity <= 1.0:
+        raise ConfigError("revise.min_similarity and revise.max_similarity must satisfy 0 <= min <= max <= 1")
+    if not 0.0 < r.excise_min_ratio <= 1.0 or r.excise_rounds < 1:
+        raise ConfigError("revise.excise_min_ratio must lie in (0, 1] and revise.excise_rounds be >= 1")
     if r.llm.backend == "openai" and not r.llm.base_url:
         raise ConfigError("revise.llm.backend 'openai' needs revise.llm.base_url")

@@ -4,6 +4,17 @@ into one `action` per document, with reasons and the stage that decided.
 Precedence: quality -> duplicate -> principle drop -> revision -> tag -> keep. Everything is a native
 expression over columns, so the same decisions come out on every engine, and a threshold can be re-tuned
 by re-running this step alone.
+
+Policies of a negative principle with score s (thresholds R = revise, F = filter):
+- mode `drop`:   s >= F -> drop;            R <= s < F -> tag `<name>`
+- mode `revise`: s >= F -> drop;            R <= s < F -> revise (a failed revision takes the fallback)
+- mode `tag`:    s >= R -> tag `<name>`
+- `retain_fraction` f: of the would-be drops (s >= F, modes drop and revise) the share f chosen by
+  `pmod(xxhash64(doc_id, name), 10000) < round(f * 10000)` is kept with tag `retained:<name>` instead.
+A positive principle (kind positive) never changes the action: a kept document scoring >= its
+upsample_threshold gets weight `upsample` and the reason `upsampled:<name>`. With several positive principles
+the weight is the LARGEST matching `upsample` (not the product: splitting one theme into two overlapping
+principles must not square its weight); 1.0 when none matches; 0.0 for a dropped document.
 """
 
 from __future__ import annotations
@@ -37,14 +48,18 @@ def retained(doc_id: Column, principle: str, fraction: float) -> Column:
 
 
 def principle_flags(df: DataFrame, constitution: Constitution) -> DataFrame:
-    """Adds `drop_principles`, `revise_principles`, `tag_principles` (arrays of names) from the scores.
+    """Adds `drop_principles`, `revise_principles`, `tag_principles` and `upsample_principles` (arrays of
+    names) from `principle_scores` (one score per principle, constitution order).
 
     Unscored rows (null `principle_scores`) get empty arrays.
     """
     require_columns(df.columns, ["doc_id", "principle_scores"], "decide")
-    drops, revises, tags = [], [], []
+    drops, revises, tags, upsamples = [], [], [], []
     for i, p in enumerate(constitution.principles):
         s = F.element_at(F.col("principle_scores"), i + 1)
+        if p.positive_kind:
+            upsamples.append(F.when(s >= F.lit(p.upsample_threshold), F.lit(p.name)))
+            continue
         above_filter = s >= F.lit(p.filter_threshold)
         band = (s >= F.lit(p.revise_threshold)) & (s < F.lit(p.filter_threshold))
         keep_anyway = retained(F.col("doc_id"), p.name, p.retain_fraction)
@@ -64,11 +79,21 @@ def principle_flags(df: DataFrame, constitution: Constitution) -> DataFrame:
         df.withColumn("drop_principles", F.when(scored, _compact(drops)).otherwise(empty))
         .withColumn("revise_principles", F.when(scored, _compact(revises)).otherwise(empty))
         .withColumn("tag_principles", F.when(scored, _compact(tags)).otherwise(empty))
+        .withColumn("upsample_principles", F.when(scored, _compact(upsamples)).otherwise(empty))
     )
 
 
+def weight_of(upsample_principles: Column, constitution: Constitution) -> Column:
+    """The largest `upsample` of the matched positive principles, 1.0 when none matched (module docstring)."""
+    factors = {p.name: p.upsample for p in constitution.positive}
+    if not factors:
+        return F.lit(1.0)
+    lookup = F.create_map(*[x for name, u in factors.items() for x in (F.lit(name), F.lit(float(u)))])
+    return F.coalesce(F.array_max(F.transform(upsample_principles, lambda n: F.element_at(lookup, n))), F.lit(1.0))
+
+
 def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop") -> DataFrame:
-    """Adds `action`, `reasons`, `stage`, `tags` and the final `out_text`.
+    """Adds `action`, `reasons`, `stage`, `tags`, `weight` and the final `out_text`.
 
     Needs the flag columns from `principle_flags`, `quality_reasons`, `is_duplicate` (null = not
     evaluated), and the revision outcome `revision_status` / `revised_text` (null = not attempted).
@@ -96,6 +121,8 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
     rev_failed = needs_revision & ~F.coalesce(F.col("revision_status") == "ok", F.lit(False))
     status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
     tagged = F.size("tag_principles") > 0
+    empty = F.array().cast("array<string>")
+    upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
 
     action = (
         F.when(q_fail | dup | p_drop, "drop")
@@ -117,6 +144,10 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
         .when(tagged, prefix("tagged:", "tag_principles"))
         .otherwise(F.array().cast("array<string>"))
     )
+    kept = action != F.lit("drop")
+    reasons = F.when(
+        kept, F.concat(reasons, F.transform(upsampled, lambda n: F.concat(F.lit("upsampled:"), n)))
+    ).otherwise(reasons)
     stage = (
         F.when(q_fail, "quality")
         .when(dup, "dedup")
@@ -134,5 +165,6 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
         .withColumn("reasons", reasons)
         .withColumn("stage", stage)
         .withColumn("tags", tags)
+        .withColumn("weight", F.when(kept, weight_of(upsampled, constitution)).otherwise(F.lit(0.0)))
         .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
     )

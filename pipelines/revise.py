@@ -1,42 +1,64 @@
-"""Revision: rewrite the flagged subset with an LLM through the OpenAI-compatible client, then validate.
+"""Revision: rewrite the flagged subset with an LLM, or excise its flagged sentences, and validate the result.
 
 Only documents in a principle's revise band (and not dropped for another reason) are candidates; at most
-`revise.max_docs` of them per run, highest score first, so LLM cost is bounded and reruns choose the same
-documents. Each rewrite is checked (length ratio, leaked instructions) and re-scored by the same scorer
-that flagged it; it is accepted only when every flagged principle falls below its revise threshold.
-Per-document statuses: ok / rejected / error / timeout; documents not attempted are `over_cap` or
-`too_long`. A failed LLM call never fails the run.
+`revise.max_docs` of them per run, highest score first, so cost is bounded and reruns choose the same
+documents. A document flagged for several principles gets one request carrying all their instructions.
+
+LLM rewrites (`revise.method: llm`) are validated before acceptance: length ratio, no leaked instructions or
+refusal, meaning preservation (MiniLM embedding cosine to the original within bounds), and a re-score by the
+scorer that flagged the document, which must put every flagged principle below its revise threshold. A
+rewrite that fails, or a call that failed, falls back per `revise.fallback`: `excise` removes the flagged
+sentences (udfs/excise.py) and validates that (re-score below threshold, enough text left), else the document
+is dropped. `revise.method: excise` uses excision alone, no LLM.
+
+Per-document statuses: ok / rejected / error / timeout / over_budget; documents not attempted are `over_cap` or
+`too_long`. An accepted excision is status `ok` with method `excise`, so the decision step needs no special case.
+A failed LLM call never fails the run.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pyspark.sql import functions as F
 
-from pipelines.config import ReviseConfig
+from pipelines.config import ClassifyConfig, ReviseConfig
 from pipelines.constitution import Constitution
 from pipelines.progress import Progress
+from udfs.excise import excise, removal_plan, split_sentences
 from udfs.revision import (
     RevisionTask,
     build_messages,
     check_rewrite,
     clean_output,
+    cosine_pairs,
+    document_embeddings,
     length_ratio,
     prompt_version,
+    similarity_reasons,
 )
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from pipelines.classify import Champion
     from udfs.llm import LLMClient, LLMResult
+
+# (key, text) pairs -> key -> scores in constitution order; the same scorer that flagged the documents.
+Rescore = Callable[[list[tuple[str, str]]], dict[str, list[float]]]
+# texts -> L2-normalised document embeddings (udfs.revision.document_embeddings over the MiniLM encoder).
+Embed = Callable[[list[str]], np.ndarray]
+
+# LLM outcomes that take the fallback; over_cap / too_long documents were never attempted and are not revised.
+FALLBACK_STATUSES = ("rejected", "error", "timeout", "over_budget")
 
 
 @dataclass
@@ -46,13 +68,65 @@ class Outcome:
     principles: list[str]
     original_text: str
     revised_text: str | None = None
-    model: str | None = None
+    method: str = "llm"  # the method that produced revised_text: llm | excise
+    model: str | None = None  # the LLM called, None for a pure excision
     prompt_version: str | None = None
     reject_reasons: list[str] = field(default_factory=list)
     score_before: float | None = None
     score_after: float | None = None
     length_ratio: float | None = None
+    similarity: float | None = None
+    # When an excision replaced a failed LLM attempt: that attempt's status and (rejected) rewrite, for audit.
+    fallback_from: str | None = None
+    llm_rewrite: str | None = None
     error: str | None = None
+
+
+@dataclass
+class Timings:
+    """Where the stage's wall time went: the stage's own overhead is total - llm - score - embed."""
+
+    docs: int = 0
+    total_s: float = 0.0
+    llm_s: float = 0.0  # waiting on the LLM server (HTTP round trips, generation)
+    score_s: float = 0.0  # re-scoring rewrites and sentences with the classifier
+    embed_s: float = 0.0  # MiniLM embeddings for meaning preservation
+
+    @property
+    def overhead_s(self) -> float:
+        return max(0.0, self.total_s - self.llm_s - self.score_s - self.embed_s)
+
+
+def document_embedder(cfg: ClassifyConfig) -> Embed:
+    """Document embeddings with the scorer's own MiniLM encoder (one instance per process), loaded on first use."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        from udfs.encoder import shared_encoder
+
+        return document_embeddings(shared_encoder(cfg.device, cfg.max_tokens, cfg.batch_size, cfg.threads).embed, texts)
+
+    return embed
+
+
+def local_rescorer(
+    constitution: Constitution, cfg: ClassifyConfig, champions: dict[str, Champion] | None = None
+) -> Rescore:
+    """The scoring stage's scorer (champions, else exemplars) called in this process, without Spark: for tests,
+    benchmarks and small batches. The pipeline re-scores through Spark with the same scorer spec."""
+    from pipelines.classify import load_scorer, scorer_spec
+
+    spec = scorer_spec(constitution, cfg, champions)
+
+    def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+        values = load_scorer(spec).score([t for _, t in pairs])
+        return {k: row.tolist() for (k, _), row in zip(pairs, values, strict=True)}
+
+    return rescore
+
+
+def decide_fallback(cfg: ReviseConfig) -> str:
+    """The action the decision step takes for an unrevised flagged document: excision was already tried here."""
+    return "drop" if cfg.fallback == "excise" else cfg.fallback
 
 
 def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
@@ -114,64 +188,146 @@ def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = Non
         server.stop()
 
 
-def _offset_progress(progress: Callable[[int], None], offset: int, done: int) -> None:
-    progress(offset + done)
-
-
 def _within_budget(
     client: LLMClient,
     messages: list[list[dict[str, str]]],
     cfg: ReviseConfig,
     progress: Callable[[int], None] | None,
 ) -> list[LLMResult | None]:
-    """Send requests a concurrency-wide wave at a time until the time budget is spent; None = not sent."""
-    t0 = time.monotonic()
-    wave = max(1, cfg.llm.max_concurrency)
-    results: list[LLMResult | None] = []
-    for start in range(0, len(messages), wave):
-        if time.monotonic() - t0 >= cfg.time_budget_s:
-            results += [None] * (len(messages) - start)
-            break
-        report = None if progress is None else functools.partial(_offset_progress, progress, len(results))
-        results += client.chat_many(messages[start : start + wave], progress=report)
+    """Send every request through `max_concurrency` workers; None = not sent because the time budget was spent.
+
+    A worker takes the next request as soon as it is free (no waves waiting on their slowest member), and
+    checks the budget before sending. `progress` gets the count of answered requests, from this thread.
+    """
+    n = len(messages)
+    if n == 0:
+        return []
+    deadline = time.monotonic() + cfg.time_budget_s
+
+    def one(m: list[dict[str, str]]) -> LLMResult | None:
+        if time.monotonic() >= deadline:
+            return None
+        return client.chat(m)
+
+    results: list[LLMResult | None] = [None] * n
+    pool = ThreadPoolExecutor(max_workers=min(max(1, cfg.llm.max_concurrency), n), thread_name_prefix="revise")
+    try:
+        futures: dict[Future[LLMResult | None], int] = {pool.submit(one, m): i for i, m in enumerate(messages)}
+        answered = 0
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            if results[futures[future]] is not None:
+                answered += 1
+                if progress is not None:
+                    progress(answered)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _flagged_max(scores: list[float], principles: list[str], index: dict[str, int]) -> float:
+    return max(scores[index[p]] for p in principles)
+
+
+def _still_flagged(scores: list[float], principles: list[str], constitution: Constitution) -> list[str]:
+    index = {n: i for i, n in enumerate(constitution.names)}
+    return [p for p in principles if scores[index[p]] >= constitution.get(p).revise_threshold]
+
+
+class _Clock:
+    def __init__(self, timings: Timings | None) -> None:
+        self.t = timings or Timings()
+
+    def score(self, rescore: Rescore, pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+        if not pairs:
+            return {}
+        t0 = time.perf_counter()
+        try:
+            return rescore(pairs)
+        finally:
+            self.t.score_s += time.perf_counter() - t0
+
+    def embed(self, embed: Embed, texts: list[str]) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return embed(texts)
+        finally:
+            self.t.embed_s += time.perf_counter() - t0
+
+
+def _similarities(clock: _Clock, embed: Embed, pairs: list[tuple[str, str]]) -> list[float]:
+    if not pairs:
+        return []
+    emb = clock.embed(embed, [a for a, _ in pairs] + [b for _, b in pairs])
+    return [float(x) for x in cosine_pairs(emb[: len(pairs)], emb[len(pairs) :])]
 
 
 def revise(
     rows: list[dict[str, object]],
     constitution: Constitution,
     cfg: ReviseConfig,
-    rescore: Callable[[list[tuple[str, str]]], dict[str, list[float]]],
-    client: LLMClient,
-    model: str,
+    rescore: Rescore,
+    embed: Embed,
+    client: LLMClient | None = None,
+    model: str | None = None,
     progress: Callable[[int], None] | None = None,
+    timings: Timings | None = None,
 ) -> list[Outcome]:
-    """Rewrite `rows` (from `candidates`, already capped) and validate each rewrite."""
-    index = {n: i for i, n in enumerate(constitution.names)}
-    outcomes: list[Outcome] = []
-    requests: list[tuple[Outcome, str, list[dict[str, str]]]] = []
-    for row in rows:
-        text = str(row["text"])
-        principles = list(row["revise_principles"])  # type: ignore[call-overload]
-        tasks = [
-            RevisionTask(p, constitution.get(p).revise_prompt.text, constitution.get(p).revise_prompt.version)
-            for p in principles
-        ]
-        out = Outcome(
+    """Revise `rows` (from `candidates`, already capped) with `cfg.method`, validating every result."""
+    t0 = time.perf_counter()
+    clock = _Clock(timings)
+    outcomes = [
+        Outcome(
             doc_id=str(row["doc_id"]),
             status="pending",
-            principles=principles,
-            original_text=text,
-            model=model,
-            prompt_version=prompt_version(tasks),
+            principles=list(row["revise_principles"]),  # type: ignore[call-overload]
+            original_text=str(row["text"]),
+            method=cfg.method,
             score_before=float(row["score_before"]),  # type: ignore[arg-type]
         )
-        outcomes.append(out)
-        messages = build_messages(text, tasks)
-        requests.append((out, messages[0]["content"], messages))
-    results = _within_budget(client, [m for _, _, m in requests], cfg, progress)
-    to_rescore: list[Outcome] = []
-    for (out, system, _), res in zip(requests, results, strict=True):
+        for row in rows
+    ]
+    if cfg.method == "llm":
+        if client is None:
+            raise ValueError("revise.method 'llm' needs an LLM client")
+        _llm(outcomes, constitution, cfg, rescore, embed, client, model, progress, clock)
+        to_excise = [o for o in outcomes if o.status in FALLBACK_STATUSES] if cfg.fallback == "excise" else []
+    else:
+        to_excise = outcomes
+    _excise(to_excise, constitution, cfg, rescore, embed, clock)
+    clock.t.docs += len(outcomes)
+    clock.t.total_s += time.perf_counter() - t0
+    return outcomes
+
+
+def _llm(
+    outcomes: list[Outcome],
+    constitution: Constitution,
+    cfg: ReviseConfig,
+    rescore: Rescore,
+    embed: Embed,
+    client: LLMClient,
+    model: str | None,
+    progress: Callable[[int], None] | None,
+    clock: _Clock,
+) -> None:
+    index = {n: i for i, n in enumerate(constitution.names)}
+    systems: list[str] = []
+    messages: list[list[dict[str, str]]] = []
+    for out in outcomes:
+        tasks = [
+            RevisionTask(p, constitution.get(p).revise_prompt.text, constitution.get(p).revise_prompt.version)
+            for p in out.principles
+        ]
+        out.model, out.prompt_version = model, prompt_version(tasks)
+        m = build_messages(out.original_text, tasks)
+        systems.append(m[0]["content"])
+        messages.append(m)
+    t0 = time.perf_counter()
+    results = _within_budget(client, messages, cfg, progress)
+    clock.t.llm_s += time.perf_counter() - t0
+    answered: list[Outcome] = []
+    for out, system, res in zip(outcomes, systems, results, strict=True):
         if res is None:
             out.status = "over_budget"
             continue
@@ -184,14 +340,85 @@ def revise(
         out.reject_reasons = check_rewrite(
             out.original_text, rewrite, system, min_ratio=cfg.min_length_ratio, max_ratio=cfg.max_length_ratio
         )
-        out.status = "rejected" if out.reject_reasons else "pending"
         if rewrite.strip():
-            to_rescore.append(out)
-    new_scores = rescore([(o.doc_id, o.revised_text or "") for o in to_rescore]) if to_rescore else {}
-    for out in to_rescore:
+            answered.append(out)
+        else:
+            out.status = "rejected"
+    # Rejected rewrites are re-scored and compared too: the audit (and the benchmark) reads their scores.
+    sims = _similarities(clock, embed, [(o.original_text, o.revised_text or "") for o in answered])
+    new_scores = clock.score(rescore, [(o.doc_id, o.revised_text or "") for o in answered])
+    for out, sim in zip(answered, sims, strict=True):
+        out.similarity = sim
+        out.reject_reasons += similarity_reasons(
+            sim, min_similarity=cfg.min_similarity, max_similarity=cfg.max_similarity
+        )
         scores = new_scores[out.doc_id]
-        out.score_after = max(scores[index[p]] for p in out.principles)
-        still = [p for p in out.principles if scores[index[p]] >= constitution.get(p).revise_threshold]
-        out.reject_reasons += [f"still_flagged:{p}" for p in still]
+        out.score_after = _flagged_max(scores, out.principles, index)
+        out.reject_reasons += [f"still_flagged:{p}" for p in _still_flagged(scores, out.principles, constitution)]
         out.status = "rejected" if out.reject_reasons else "ok"
-    return outcomes
+
+
+def _excise(
+    outcomes: list[Outcome],
+    constitution: Constitution,
+    cfg: ReviseConfig,
+    rescore: Rescore,
+    embed: Embed,
+    clock: _Clock,
+) -> None:
+    """Excise the flagged sentences of each outcome's original, in rounds, accepting what re-scores clean."""
+    if not outcomes:
+        return
+    index = {n: i for i, n in enumerate(constitution.names)}
+    sentences = [split_sentences(o.original_text) for o in outcomes]
+    sent_scores = clock.score(
+        rescore,
+        [(f"{i}:{j}", o.original_text[s:e]) for i, o in enumerate(outcomes) for j, (s, e) in enumerate(sentences[i])],
+    )
+    # Per outcome: (sentence x flagged principle) scores and the principles' span thresholds.
+    matrices = []
+    for i, o in enumerate(outcomes):
+        cols = [index[p] for p in o.principles]
+        rows = [sent_scores[f"{i}:{j}"] for j in range(len(sentences[i]))]
+        m = np.array([[r[c] for c in cols] for r in rows], dtype=float).reshape(len(rows), len(cols))
+        matrices.append((m, np.array([constitution.get(p).spans_from for p in o.principles], dtype=float)))
+    result: dict[int, tuple[str, list[str], float | None]] = {}  # i -> (text, reasons, score_after)
+    last_plan: dict[int, list[int]] = {}
+    done: set[int] = set()  # accepted, or left too short (a later round would only remove more)
+    for extra in range(cfg.excise_rounds):
+        batch: list[tuple[int, str]] = []
+        for i in range(len(outcomes)):
+            plan = removal_plan(*matrices[i], extra) if i not in done else []
+            if not plan or plan == last_plan.get(i):
+                continue  # nothing (new) to remove this round
+            last_plan[i] = plan
+            text = excise(outcomes[i].original_text, [sentences[i][j] for j in plan])
+            if length_ratio(outcomes[i].original_text, text) < cfg.excise_min_ratio:
+                result[i] = (text, ["excise_too_short"], None)
+                done.add(i)
+            else:
+                batch.append((i, text))
+        scores = clock.score(rescore, [(f"x{i}", text) for i, text in batch])
+        for i, text in batch:
+            s = scores[f"x{i}"]
+            still = _still_flagged(s, outcomes[i].principles, constitution)
+            result[i] = (text, [f"still_flagged:{p}" for p in still], _flagged_max(s, outcomes[i].principles, index))
+            if not still:
+                done.add(i)
+    accepted = [i for i in range(len(outcomes)) if i in result and not result[i][1]]
+    sims = _similarities(clock, embed, [(outcomes[i].original_text, result[i][0]) for i in accepted])
+    sim_of = dict(zip(accepted, sims, strict=True))
+    for i, o in enumerate(outcomes):
+        text, reasons, after = result.get(i, (None, ["excise_nothing_flagged"], None))
+        if i in sim_of:
+            if o.method == "llm":
+                o.fallback_from, o.llm_rewrite = o.status, o.revised_text
+                o.reject_reasons = [f"llm:{r}" for r in o.reject_reasons] or [f"llm:{o.status}"]
+            o.method, o.status, o.revised_text = "excise", "ok", text
+            o.score_after, o.similarity = after, sim_of[i]
+            o.length_ratio = length_ratio(o.original_text, text or "")
+        elif o.method == "llm":
+            o.reject_reasons = o.reject_reasons + [f"excise:{r}" for r in reasons]
+        else:
+            o.status, o.revised_text, o.reject_reasons, o.score_after = "rejected", text, reasons, after
+            o.length_ratio = None if text is None else length_ratio(o.original_text, text)

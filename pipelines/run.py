@@ -331,9 +331,10 @@ def _stages(
         .join(scored, "doc_id", "left")
     )
     flagged = stage(decide.principle_flags(base, constitution), "flagged")
-    for p in constitution.names:
-        counts[f"flagged:{p}"] = scores_long.where(
-            (F.col("principle") == p) & (F.col("score") >= constitution.get(p).revise_threshold)
+    for p in constitution.principles:
+        # a positive principle is never flagged: its count is of the documents it upweights
+        counts[f"{'upsampled' if p.positive_kind else 'flagged'}:{p.name}"] = scores_long.where(
+            (F.col("principle") == p.name) & (F.col("score") >= p.revise_threshold)
         ).count()
 
     # ---- revision ----------------------------------------------------------------------------------
@@ -341,7 +342,8 @@ def _stages(
     out_schema = "doc_id string, revision_status string, revised_text string"
     out_df = spark.createDataFrame([(o.doc_id, o.status, o.revised_text) for o in outcomes], out_schema)
     decided_df = stage(
-        decide.transform(flagged.join(out_df, "doc_id", "left"), constitution, cfg.revise.fallback), "decided"
+        decide.transform(flagged.join(out_df, "doc_id", "left"), constitution, revise.decide_fallback(cfg.revise)),
+        "decided",
     )
 
     # ---- gates before publishing ---------------------------------------------------------------------
@@ -368,7 +370,7 @@ def _stages(
         F.when(F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores"))).alias(
             "scores"
         ),
-        F.lit(1.0).alias("weight"),
+        "weight",
         F.lit(run_id).alias("run_id"),
         now.alias("updated_at"),
     )
@@ -425,7 +427,8 @@ def _revise(
     counts["revision_candidates"] = n
     if n == 0:
         return []
-    fits = F.length("text") <= cfg.revise.max_doc_chars
+    # max_doc_chars bounds what the LLM must write back; excision has no such limit.
+    fits = F.length("text") <= cfg.revise.max_doc_chars if cfg.revise.method == "llm" else F.lit(True)
     if not cfg.revise.enabled or cfg.revise.max_docs == 0:
         chosen: list[dict[str, Any]] = []
     else:
@@ -449,14 +452,26 @@ def _revise(
             rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
             return {r["doc_id"]: list(r["principle_scores"]) for r in rows}
 
-        with keepalive(spark), revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model):
-            bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(chosen)} documents", len(chosen))
-            try:
-                outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, client, model, progress=bar)
-            finally:
-                progress.end_bar()
+        embed = revise.document_embedder(cfg.classify)
+        if cfg.revise.method == "excise":
+            with progress.stage(f"revise: excising flagged sentences of {len(chosen)} documents"):
+                outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, embed)
+        else:
+            with (
+                keepalive(spark),
+                revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model),
+            ):
+                bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(chosen)} documents", len(chosen))
+                try:
+                    outcomes += revise.revise(
+                        chosen, constitution, cfg.revise, rescore, embed, client, model, progress=bar
+                    )
+                finally:
+                    progress.end_bar()
     for o in outcomes:
         counts[f"revision:{o.status}"] = counts.get(f"revision:{o.status}", 0) + 1
+        if o.status == "ok":
+            counts[f"revision_method:{o.method}"] = counts.get(f"revision_method:{o.method}", 0) + 1
     return outcomes
 
 
@@ -469,7 +484,7 @@ def _revisions_df(spark: SparkSession, outcomes: list[revise.Outcome], run_id: s
             o.original_text,
             o.revised_text,
             o.principles,
-            "llm",
+            o.method,
             o.model,
             o.prompt_version,
             o.status,
@@ -477,6 +492,9 @@ def _revisions_df(spark: SparkSession, outcomes: list[revise.Outcome], run_id: s
             o.score_before,
             o.score_after,
             o.length_ratio,
+            o.similarity,
+            o.fallback_from,
+            o.llm_rewrite,
             o.error,
             now,
         )

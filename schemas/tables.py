@@ -175,6 +175,11 @@ REVISIONS = StructType(
         _f("score_before", DoubleType()),
         _f("score_after", DoubleType()),
         _f("length_ratio", DoubleType()),
+        # cosine of MiniLM document embeddings, original vs revised_text (meaning preservation)
+        _f("similarity", DoubleType()),
+        # set when an excision replaced a failed LLM attempt: that attempt's status and its rewrite (audit)
+        _f("fallback_from", StringType()),
+        _f("llm_rewrite", StringType()),
         _f("error", StringType()),
         _f("revised_at", TimestampType()),
     ]

@@ -51,7 +51,9 @@ def run(spark, crawl: Path, prior_path: Path, out_dir: Path) -> dict[str, list[d
     # stand-in scores derived from the text by a native hash, so both engines see identical inputs
     h = F.abs(F.xxhash64("text")) % 1000 / 1000.0
     ai = F.when(F.lower("text").contains("bread"), 0.8).otherwise(0.1)
-    scored = d.select("doc_id", F.array(h, F.lit(0.1), (h * 0.7 + 0.25), ai).alias("principle_scores"))
+    # the positive principle (weights): every other document by the same hash, so some kept ones are upweighted
+    aligned = F.when(h < 0.5, 0.9).otherwise(0.2)
+    scored = d.select("doc_id", F.array(h, F.lit(0.1), (h * 0.7 + 0.25), ai, aligned).alias("principle_scores"))
     base = (
         raw.select("doc_id", "text")
         .join(q.select("doc_id", "quality_reasons"), "doc_id")
@@ -71,7 +73,7 @@ def run(spark, crawl: Path, prior_path: Path, out_dir: Path) -> dict[str, list[d
         "raw": rows(raw),
         "quality": rows(q.drop("text")),
         "dedup": rows(d.drop("text")),
-        "decisions": rows(decided.select("doc_id", "action", "reasons", "stage", "tags")),
+        "decisions": rows(decided.select("doc_id", "action", "reasons", "stage", "tags", "weight")),
     }
 
 

@@ -1,4 +1,5 @@
-"""One session-scoped embedded Sail session for the whole suite (never a module-level global)."""
+"""Session-scoped shared resources: one embedded Sail session, and one embedded LLM server (the packaged SmolLM2
+behind a real `transformers serve`) for every LLM test file. Never module-level globals."""
 
 from __future__ import annotations
 
@@ -28,3 +29,20 @@ def lake(tmp_path: Path, spark: object) -> object:
     from pipelines.lake import Lake
 
     return Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the GGUF is converted once (~20-30 s); set CURATE_LLM_CACHE to reuse it across runs."""
+    configured = os.environ.get("CURATE_LLM_CACHE")
+    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
+
+
+@pytest.fixture(scope="session")
+def server(llm_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The embedded `transformers serve`, started once for test_llm, test_label_llm, test_revise_llm and
+    test_injection (it generates one request at a time, so sharing it costs nothing in isolation)."""
+    from udfs.llm_server import EmbeddedLLMServer
+
+    with EmbeddedLLMServer(llm_cache, log_dir=tmp_path_factory.mktemp("llm-logs")) as srv:
+        yield srv

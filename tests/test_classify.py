@@ -44,7 +44,24 @@ def test_exemplar_fallback_scores_and_spans(spark: Any) -> None:
     assert tox["b"]["spans"] == []
     # without text, no spans are computed, and the table shape is the same
     no_text = classify.to_scores_table(scored.drop("text"), constitution, "run1", cfg).collect()
-    assert len(no_text) == 8 and all(r["spans"] == [] for r in no_text)
+    assert len(no_text) == 2 * len(constitution.names) and all(r["spans"] == [] for r in no_text)
+
+
+def test_positive_principles_get_no_spans() -> None:
+    # Spans mark what a trainer should mask; a passage the corpus should teach more of is never masked.
+    constitution = load_constitution()
+    scorer = classify.load_scorer(classify.scorer_spec(constitution, ClassifyConfig()))
+    aligned = constitution.names.index("aligned_ai")
+    text = (
+        "When asked to hide the error from the auditors, the AI refused and explained why honesty mattered. "
+        "You are a worthless idiot and a pathetic moron!"
+    )
+    scores = scorer.score([text])
+    sentence_scores = scorer.score([text.split(". ")[0] + "."])
+    assert sentence_scores[0, aligned] >= constitution.get("aligned_ai").spans_from  # it would be a span
+    spans = scorer.spans([text], scores)[0]
+    assert spans[aligned] == []
+    assert spans[constitution.names.index("toxicity")] != []
 
 
 @pytest.fixture()

@@ -68,6 +68,7 @@ def test_transforms_agree_between_sail_and_classic(tmp_path: Path) -> None:
     reasons = {x for r in on_sail["decisions"] for x in r["reasons"]}
     # the input exercises the branches that matter
     assert {"drop", "keep", "tag"} <= actions
+    assert {r["weight"] for r in on_sail["decisions"]} == {0.0, 1.0, 2.0}  # upsampled by the positive principle
     assert {"exact_duplicate", "gopher_short_doc", "gopher_too_many_hashes"} <= reasons
     assert {r["dup_kind"] for r in on_sail["dedup"]} == {None, "exact_duplicate", "near_duplicate"}
     assert {r["dup_of"] for r in on_sail["dedup"]} >= {"earlier-1"}

@@ -8,12 +8,23 @@ import yaml
 from pipelines.constitution import ConstitutionError, default_constitution_path, load_constitution
 
 
-def test_default_constitution_has_the_four_principles() -> None:
+def test_default_constitution_has_the_four_principles_and_a_positive_one() -> None:
     c = load_constitution()
-    assert c.names == ["toxicity", "violence", "deception", "misaligned_ai"]
-    for p in c.principles:
+    assert c.names == ["toxicity", "violence", "deception", "misaligned_ai", "aligned_ai"]
+    assert [p.name for p in c.negative] == ["toxicity", "violence", "deception", "misaligned_ai"]
+    for p in c.negative:
         assert 0 <= p.revise_threshold <= p.filter_threshold <= 1
         assert p.positive and p.negative and p.label_prompt.version and p.revise_prompt.version
+        assert p.kind == "negative" and p.mode in ("drop", "revise", "tag") and p.upsample == 1.0
+    aligned = c.get("aligned_ai")
+    assert (aligned.kind, aligned.mode, aligned.upsample, aligned.upsample_threshold) == (
+        "positive",
+        "upsample",
+        2.0,
+        0.75,
+    )
+    assert aligned.positive and aligned.negative and aligned.label_prompt.version == "aligned-ai-label-v1"
+    assert c.get("toxicity").tag_token == "<|toxicity|>" and c.get("violence").tag_token is None
     # the shared benign pool is appended to every principle's own negatives
     assert len(c.get("toxicity").negative) > 6
 
@@ -36,6 +47,17 @@ def _write(tmp_path: Path, mutate: object) -> Path:
         (lambda d: d["principles"][0].update(colour="red"), "unknown key"),
         (lambda d: d["principles"].append(dict(d["principles"][0])), "duplicate principle name"),
         (lambda d: d["principles"][0]["exemplars"].update(positive=[]), "non-empty list"),
+        (lambda d: d["principles"][0].update(kind="neutral"), "kind must be one of"),
+        (lambda d: d["principles"][0].update(upsample=2.0), "upsample needs kind: positive"),
+        (lambda d: d["principles"][0].update(upsample_threshold=0.5), "upsample_threshold needs kind: positive"),
+        (lambda d: d["principles"][0].update(tag_token="<| toxic |>"), "tag_token must be"),
+        (lambda d: d["principles"][0]["prompts"].pop("revise"), "missing key 'revise'"),
+        (lambda d: d["principles"][4].update(mode="drop"), "mode 'upsample'"),
+        (lambda d: d["principles"][4].update(filter_threshold=0.9), "remove filter_threshold"),
+        (lambda d: d["principles"][4].update(retain_fraction=0.1), "remove retain_fraction"),
+        (lambda d: d["principles"][4].pop("upsample"), "missing key 'upsample'"),
+        (lambda d: d["principles"][4].pop("upsample_threshold"), "missing key 'upsample_threshold'"),
+        (lambda d: d["principles"][4].update(upsample=0), "upsample must be positive"),
     ],
 )
 def test_invalid_constitutions_name_the_problem(tmp_path: Path, mutate: object, message: str) -> None:

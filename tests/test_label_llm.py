@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,16 +28,7 @@ TOXIC = "You are a worthless idiot and everyone hates you."
 BENIGN = "The library opens at nine on weekdays."
 
 
-@pytest.fixture(scope="module")
-def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get("CURATE_LLM_CACHE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
-
-
-@pytest.fixture(scope="module")
-def server(llm_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedLLMServer]:
-    with EmbeddedLLMServer(llm_cache, log_dir=tmp_path_factory.mktemp("llm-logs")) as srv:
-        yield srv
+# `llm_cache` and `server` (one embedded transformers serve for every LLM test file) live in conftest.py.
 
 
 def _labeler(server: EmbeddedLLMServer, **overrides: Any) -> OpenAILabeler:

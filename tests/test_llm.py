@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,7 @@ from udfs.llm_server import EmbeddedLLMServer
 pytestmark = pytest.mark.llm
 
 
-@pytest.fixture(scope="session")
-def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get("CURATE_LLM_CACHE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
-
-
-@pytest.fixture(scope="session")
-def server(llm_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedLLMServer]:
-    with EmbeddedLLMServer(llm_cache, log_dir=tmp_path_factory.mktemp("llm-logs")) as srv:
-        yield srv
+# `llm_cache` and `server` (one embedded transformers serve for every LLM test file) live in conftest.py.
 
 
 def _config(base_url: str, model: str, **overrides: Any) -> LLMConfig:

@@ -84,18 +84,19 @@ def _decide_input(spark, rows):
 
 
 def test_decisions_follow_precedence_and_policies(spark) -> None:
-    c = load_constitution()  # toxicity revise 0.7/0.9 (revise), deception 0.75/0.9 (drop), misaligned_ai (tag)
-    clean = [0.1, 0.1, 0.1, 0.1]
+    # toxicity revise 0.7/0.9 (revise), deception 0.75/0.9 (drop), misaligned_ai (tag), aligned_ai (positive)
+    c = load_constitution()
+    clean = [0.1, 0.1, 0.1, 0.1, 0.1]
     rows = [
         ("q", "t", ["gopher_short_doc"], None, None, None, None),
         ("d", "t", [], True, None, None, None),
         ("keep", "t", [], False, clean, None, None),
-        ("toxic_high", "t", [], False, [0.95, 0.1, 0.1, 0.1], None, None),
-        ("toxic_mid_ok", "t", [], False, [0.8, 0.1, 0.1, 0.1], "ok", "clean text"),
-        ("toxic_mid_rejected", "t", [], False, [0.8, 0.1, 0.1, 0.1], "rejected", "still bad"),
-        ("toxic_mid_capped", "t", [], False, [0.8, 0.1, 0.1, 0.1], "over_cap", None),
-        ("deception_mid", "t", [], False, [0.1, 0.1, 0.8, 0.1], None, None),
-        ("ai_high", "t", [], False, [0.1, 0.1, 0.1, 0.95], None, None),
+        ("toxic_high", "t", [], False, [0.95, 0.1, 0.1, 0.1, 0.1], None, None),
+        ("toxic_mid_ok", "t", [], False, [0.8, 0.1, 0.1, 0.1, 0.1], "ok", "clean text"),
+        ("toxic_mid_rejected", "t", [], False, [0.8, 0.1, 0.1, 0.1, 0.1], "rejected", "still bad"),
+        ("toxic_mid_capped", "t", [], False, [0.8, 0.1, 0.1, 0.1, 0.1], "over_cap", None),
+        ("deception_mid", "t", [], False, [0.1, 0.1, 0.8, 0.1, 0.1], None, None),
+        ("ai_high", "t", [], False, [0.1, 0.1, 0.1, 0.95, 0.1], None, None),
     ]
     flagged = decide.principle_flags(_decide_input(spark, rows), c)
     out = {r.doc_id: r for r in decide.transform(flagged, c, fallback="drop").collect()}
@@ -119,7 +120,7 @@ def test_decisions_follow_precedence_and_policies(spark) -> None:
 
 def test_fallback_tag_keeps_unrevised_with_a_tag(spark) -> None:
     c = load_constitution()
-    rows = [("m", "t", [], False, [0.8, 0.1, 0.1, 0.1], "timeout", None)]
+    rows = [("m", "t", [], False, [0.8, 0.1, 0.1, 0.1, 0.1], "timeout", None)]
     (r,) = decide.transform(decide.principle_flags(_decide_input(spark, rows), c), c, fallback="tag").collect()
     assert (r.action, r.tags) == ("tag", ["unrevised:toxicity"])
     assert r.reasons == ["revision_timeout", "flagged:toxicity"]
