@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -35,11 +34,11 @@ from pipelines.config import ClassifyConfig
 from pipelines.constitution import Constitution
 from schemas import require_columns
 from schemas.tables import SPAN
+from udfs.excise import split_sentences  # the spans' sentences are the ones excision removes
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 # Spans cost one extra encoding per sentence of a flagged document; a very long flagged document gets spans
 # for its first MAX_SPAN_SENTENCES sentences only (its document-level score still covers all of it).
 MAX_SPAN_SENTENCES = 64
@@ -114,20 +113,6 @@ def scorer_spec(constitution: Constitution, cfg: ClassifyConfig, champions: dict
         },
         sort_keys=True,
     )
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character (start, end) of each sentence, leading/trailing whitespace excluded."""
-    out = []
-    for m in SENTENCE_RE.finditer(text):
-        start, end = m.start(), m.end()
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if end > start:
-            out.append((start, end))
-    return out
 
 
 class PrincipleScorer:

@@ -168,3 +168,36 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = "drop")
         .withColumn("weight", F.when(kept, weight_of(upsampled, constitution)).otherwise(F.lit(0.0)))
         .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
     )
+
+
+def decision_rows(decided: DataFrame, run_id: str) -> DataFrame:
+    """The `decisions` rows of decided documents (every one of them, drops included)."""
+    return decided.select(
+        "doc_id",
+        F.lit(run_id).alias("run_id"),
+        "crawl_id",
+        "action",
+        "reasons",
+        "stage",
+        F.current_timestamp().alias("decided_at"),
+    )
+
+
+def corpus_rows(decided: DataFrame, constitution: Constitution, run_id: str) -> DataFrame:
+    """The `corpus` rows of decided documents, drops included (callers filter or delete them): final text,
+    tags, weight and the scores as a map (null for an unscored document)."""
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    scores = F.when(F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores")))
+    return decided.select(
+        "doc_id",
+        F.col("out_text").alias("text"),
+        "source",
+        "url",
+        "crawl_id",
+        "action",
+        "tags",
+        scores.alias("scores"),
+        "weight",
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("updated_at"),
+    )

@@ -277,32 +277,9 @@ def _round(
         result.status = "fixed_point"
         return
 
-    now = F.current_timestamp()
-    decisions = decided.select(
-        "doc_id",
-        F.lit(run_id).alias("run_id"),
-        "crawl_id",
-        "action",
-        "reasons",
-        "stage",
-        now.alias("decided_at"),
-    )
+    decisions = decide.decision_rows(decided, run_id)
     run_gate("decisions", decisions, suites.decisions(n))
-    names = F.array(*[F.lit(x) for x in constitution.names])
-    corpus_rows = decided.select(
-        "doc_id",
-        F.col("out_text").alias("text"),
-        "source",
-        "url",
-        "crawl_id",
-        "action",
-        "tags",
-        F.map_from_arrays(names, F.col("principle_scores")).alias("scores"),
-        "weight",
-        F.lit(run_id).alias("run_id"),
-        now.alias("updated_at"),
-        (F.col("action") == "drop").alias("_drop"),
-    )
+    corpus_rows = decide.corpus_rows(decided, constitution, run_id).withColumn("_drop", F.col("action") == "drop")
     run_gate("corpus", corpus_rows.where(~F.col("_drop")), suites.corpus())
     with progress.stage(f"round {result.round}: publishing (scores, corpus, decisions)"):
         lake.merge(scores_long, "scores", ("doc_id", "principle"))

@@ -52,6 +52,7 @@ class Lake:
     def __init__(self, root: str | Path, spark: SparkSession | None = None) -> None:
         self.root = Path(root).resolve()
         self.spark = spark
+        self._evolved: set[str] = set()
 
     @property
     def state_dir(self) -> Path:
@@ -81,14 +82,31 @@ class Lake:
         return self.spark
 
     def ensure(self, table: str) -> None:
-        """Create the table empty with its contract schema, so readers never hit a missing table."""
+        """Create the table empty with its contract schema, so readers never hit a missing table; add the
+        contract's newer columns to a table an older release wrote."""
         if self.exists(table):
+            if table not in self._evolved:
+                self._add_missing_columns(table)
+                self._evolved.add(table)
             return
         spark = self._spark()
         self.root.mkdir(parents=True, exist_ok=True)
         spark.createDataFrame([], nullable(TABLES[table])).write.format("delta").mode("append").save(
             str(self.path(table))
         )
+
+    def _add_missing_columns(self, table: str) -> None:
+        """Schema evolution by addition only (a rename needs a migration): new contract columns are added as
+        nullable through delta-rs, so old rows read them as null. Sail's SQL has no ALTER TABLE ADD COLUMNS."""
+        from deltalake import DeltaTable, Schema
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        dt = DeltaTable(str(self.path(table)))
+        have = {f.name for f in dt.schema().fields}
+        contract = Schema.from_arrow(to_arrow_schema(nullable(TABLES[table])))
+        missing = [f for f in contract.fields if f.name not in have]
+        if missing:
+            dt.alter.add_columns(missing)
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
         spark = self._spark()

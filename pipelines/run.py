@@ -347,33 +347,9 @@ def _stages(
     )
 
     # ---- gates before publishing ---------------------------------------------------------------------
-    now = F.current_timestamp()
-    decisions = decided_df.select(
-        "doc_id",
-        F.lit(run_id).alias("run_id"),
-        "crawl_id",
-        "action",
-        "reasons",
-        "stage",
-        now.alias("decided_at"),
-    )
+    decisions = decide.decision_rows(decided_df, run_id)
     gate("decisions", decisions, suites.decisions(n_pending))
-    names = F.array(*[F.lit(n) for n in constitution.names])
-    corpus_rows = decided_df.where(F.col("action") != "drop").select(
-        "doc_id",
-        F.col("out_text").alias("text"),
-        "source",
-        "url",
-        "crawl_id",
-        "action",
-        "tags",
-        F.when(F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores"))).alias(
-            "scores"
-        ),
-        "weight",
-        F.lit(run_id).alias("run_id"),
-        now.alias("updated_at"),
-    )
+    corpus_rows = decide.corpus_rows(decided_df.where(F.col("action") != "drop"), constitution, run_id)
     gate("corpus", corpus_rows, suites.corpus())
 
     # ---- publish: stage tables, corpus, then decisions (see the module docstring) -------------------

@@ -54,3 +54,11 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
 def test_config_hash_changes_with_values() -> None:
     assert load_config().config_hash() == RunConfig().config_hash()
     assert load_config(None, {"quality.min_words": 10}).config_hash() != RunConfig().config_hash()
+
+
+def test_shipped_deploy_configs_load() -> None:
+    # deploy/ configs are what users copy: a key renamed in code must not leave them broken
+    configs = sorted((Path(__file__).parent.parent / "deploy" / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)

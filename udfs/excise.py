@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Must stay identical to pipelines.classify.SENTENCE_RE (tests/test_revision.py checks both splitters agree);
-# duplicated because udfs/ must import without pyspark.
+# Also the splitter of the scoring stage's `spans` (pipelines/classify.py imports it).
 SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 
 
