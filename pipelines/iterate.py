@@ -15,9 +15,11 @@ One round:
 4. **rescore** R's text (the quality stage's cleaned text, the text the nightly run scored) with the champions
    and write the scores (with spans) to `scores`;
 5. **re-decide** R (pipelines/decide.py) with the same policies as the nightly run; the revision outcome is the
-   latest one in `revisions` (an accepted rewrite or excision stays accepted; a document newly in a revise band
-   has none: iteration revises nothing, so it takes the decision step's fallback - drop, or tag with
-   `revise.fallback: tag` - with reason `revision_not_attempted`, and the next nightly run does not revisit it);
+   latest one in `revisions` (an accepted rewrite or excision stays accepted). A document newly in a revise band
+   that no reviser has tried is excised when the config revises by excision (`revise.method` or the default
+   `revise.fallback: excise`; up to `revise.max_excise_docs` a round, `revisions` rows written at once so a
+   rejected excision is not retried); iteration never calls the LLM. Otherwise, or when excision fails, it takes
+   the decision step's fallback - drop, or tag with `revise.fallback: tag`;
 6. a document **changed decision** when its action, its tags or its weight differ from before the round;
    a round in which none changed is the **fixed point**: nothing is published and iteration stops;
 7. **publish** otherwise (the nightly run's rules): gates first, then `scores`, then `corpus` in one MERGE
@@ -51,6 +53,8 @@ from pipelines.progress import Progress
 from pipelines.run import (
     InvariantViolation,
     RunSummary,
+    _revise,
+    _revisions_df,
     _Stager,
     _write_run_row,
     check_accounting,
@@ -140,6 +144,47 @@ def _latest_revisions(lake: Lake) -> DataFrame:
             F.col("last.status").alias("revision_status"),
             F.col("last.revised_text").alias("revised_text"),
         )
+    )
+
+
+# Revision statuses of documents no reviser has tried: iteration may excise them.
+_UNTRIED = ("over_cap", "too_long")
+
+
+def _excise_newly_flagged(
+    lake: Lake,
+    flagged: DataFrame,
+    constitution: Constitution,
+    cfg: RunConfig,
+    counts: dict[str, int],
+    progress: Progress,
+    run_id: str,
+) -> DataFrame:
+    """Excise the re-decided documents that are now in a revise band and that no reviser has tried, when the
+    config revises by excision (`revise.method` or `revise.fallback` excise); iteration never calls the LLM (that
+    is the nightly run's, under its cost cap). Their `revisions` rows are written at once, so a rejected
+    excision is not retried by the next round. Returns `flagged` with these outcomes as the revision inputs."""
+    r = cfg.revise
+    if not r.enabled or "excise" not in (r.method, r.fallback):
+        return flagged
+    untried = F.col("revision_status").isNull() | F.col("revision_status").isin(*_UNTRIED)
+    spark = lake._spark()
+    xcfg = replace(cfg, revise=replace(r, method="excise"))
+    outcomes = _revise(lake, spark, flagged.where(untried), constitution, xcfg, counts, progress)
+    tried = [o for o in outcomes if o.status not in _UNTRIED]
+    if not tried:
+        return flagged
+    lake.merge(_revisions_df(spark, tried, run_id), "revisions", ("doc_id", "run_id"))
+    new = spark.createDataFrame(
+        [(o.doc_id, o.status, o.revised_text) for o in tried], "doc_id string, _status string, _text string"
+    )
+    return (
+        flagged.join(new, "doc_id", "left")
+        .withColumn("revision_status", F.coalesce(F.col("_status"), F.col("revision_status")))
+        .withColumn(
+            "revised_text", F.when(F.col("_status").isNotNull(), F.col("_text")).otherwise(F.col("revised_text"))
+        )
+        .drop("_status", "_text")
     )
 
 
@@ -257,8 +302,10 @@ def _round(
         .withColumn("is_duplicate", F.lit(False))
         .join(_latest_revisions(lake), "doc_id", "left")
     )
+    flagged = stage(decide.principle_flags(base, constitution), "flagged")
+    flagged = _excise_newly_flagged(lake, flagged, constitution, cfg, counts, progress, run_id)
     decided = stage(
-        decide.transform(decide.principle_flags(base, constitution), constitution, revise.decide_fallback(cfg.revise))
+        decide.transform(flagged, constitution, revise.decide_fallback(cfg.revise))
         .withColumn("changed", changed_decision())
         .drop("principle_models"),
         "decided",

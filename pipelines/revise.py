@@ -1,8 +1,9 @@
 """Revision: rewrite the flagged subset with an LLM, or excise its flagged sentences, and validate the result.
 
 Only documents in a principle's revise band (and not dropped for another reason) are candidates; at most
-`revise.max_docs` of them per run, highest score first, so cost is bounded and reruns choose the same
-documents. A document flagged for several principles gets one request carrying all their instructions.
+`revise.max_docs` of them per run go to the LLM and `revise.max_excise_docs` to excision (method excise, or
+fallback excise for the ones the LLM did not take), highest score first, so cost is bounded and reruns choose
+the same documents. A document flagged for several principles gets one request carrying all their instructions.
 
 LLM rewrites (`revise.method: llm`) are validated before acceptance: length ratio, no leaked instructions or
 refusal, meaning preservation (MiniLM embedding cosine to the original within bounds), and a re-score by the
@@ -57,7 +58,7 @@ Rescore = Callable[[list[tuple[str, str]]], dict[str, list[float]]]
 # texts -> L2-normalised document embeddings (udfs.revision.document_embeddings over the MiniLM encoder).
 Embed = Callable[[list[str]], np.ndarray]
 
-# LLM outcomes that take the fallback; over_cap / too_long documents were never attempted and are not revised.
+# LLM outcomes that take the fallback (documents the LLM never took are excised by the caller, pipelines/run.py).
 FALLBACK_STATUSES = ("rejected", "error", "timeout", "over_budget")
 
 

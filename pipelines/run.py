@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -302,7 +302,6 @@ def _stages(
     # ---- principle scores --------------------------------------------------------------------------
     to_score = d.where(~F.col("is_duplicate")).select("doc_id", "text")
     n_score = to_score.count()
-    from dataclasses import replace
 
     from pipelines.tracking import tracking_uri
 
@@ -403,47 +402,56 @@ def _revise(
     counts["revision_candidates"] = n
     if n == 0:
         return []
+    r = cfg.revise
+    llm = r.method == "llm"
     # max_doc_chars bounds what the LLM must write back; excision has no such limit.
-    fits = F.length("text") <= cfg.revise.max_doc_chars if cfg.revise.method == "llm" else F.lit(True)
-    if not cfg.revise.enabled or cfg.revise.max_docs == 0:
-        chosen: list[dict[str, Any]] = []
-    else:
-        ordered = cands.where(fits).orderBy(F.col("score_before").desc(), F.col("doc_id"))
-        chosen = [r.asDict() for r in ordered.limit(cfg.revise.max_docs).collect()]
-    chosen_ids = spark.createDataFrame([(r["doc_id"],) for r in chosen] or [("",)], "doc_id string")
-    skipped = cands.join(chosen_ids, "doc_id", "left_anti").select("doc_id", "text", fits.alias("fits")).collect()
+    fits = F.length("text") <= r.max_doc_chars if llm else F.lit(True)
+    ordered = cands.withColumn("fits", fits).orderBy(F.col("score_before").desc(), F.col("doc_id"))
+    to_llm: list[dict[str, Any]] = []
+    to_excise: list[dict[str, Any]] = []
+    if r.enabled:
+        if llm and r.max_docs > 0:
+            to_llm = [x.asDict() for x in ordered.where(fits).limit(r.max_docs).collect()]
+        if not llm or r.fallback == "excise":  # what the LLM does not take is excised, cheaply
+            taken = spark.createDataFrame([(x["doc_id"],) for x in to_llm] or [("",)], "doc_id string")
+            rest = ordered.join(taken, "doc_id", "left_anti").orderBy(F.col("score_before").desc(), F.col("doc_id"))
+            to_excise = [x.asDict() for x in rest.limit(r.max_excise_docs).collect()]
+    attempted = [x["doc_id"] for x in to_llm + to_excise]
+    taken = spark.createDataFrame([(d,) for d in attempted] or [("",)], "doc_id string")
+    skipped = ordered.join(taken, "doc_id", "left_anti").select("doc_id", "text", "fits").collect()
     outcomes = [
         revise.Outcome(
-            doc_id=r["doc_id"],
-            status="over_cap" if r["fits"] else "too_long",
+            doc_id=x["doc_id"],
+            status="over_cap" if x["fits"] else "too_long",
             principles=[],
-            original_text=r["text"],
+            original_text=x["text"],
         )
-        for r in skipped
+        for x in skipped
     ]
-    if chosen:
 
-        def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
-            df = spark.createDataFrame(pairs, "doc_id string, text string")
-            rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
-            return {r["doc_id"]: list(r["principle_scores"]) for r in rows}
+    def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+        df = spark.createDataFrame(pairs, "doc_id string, text string")
+        rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
+        return {x["doc_id"]: list(x["principle_scores"]) for x in rows}
 
-        embed = revise.document_embedder(cfg.classify)
-        if cfg.revise.method == "excise":
-            with progress.stage(f"revise: excising flagged sentences of {len(chosen)} documents"):
-                outcomes += revise.revise(chosen, constitution, cfg.revise, rescore, embed)
-        else:
-            with (
-                keepalive(spark),
-                revise.llm_client(cfg.revise, lake.state_dir / "logs", progress) as (client, model),
-            ):
-                bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(chosen)} documents", len(chosen))
-                try:
-                    outcomes += revise.revise(
-                        chosen, constitution, cfg.revise, rescore, embed, client, model, progress=bar
-                    )
-                finally:
-                    progress.end_bar()
+    embed = revise.document_embedder(cfg.classify) if attempted else None
+    if to_llm and embed is not None:
+        with (
+            keepalive(spark),
+            revise.llm_client(r, lake.state_dir / "logs", progress) as (client, model),
+        ):
+            bar: Callable[[int], None] = progress.bar(f"revise: rewriting {len(to_llm)} documents", len(to_llm))
+            try:
+                outcomes += revise.revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar)
+            finally:
+                progress.end_bar()
+    if to_excise and embed is not None:
+        with progress.stage(f"revise: excising flagged sentences of {len(to_excise)} documents"):
+            excised = revise.revise(to_excise, constitution, replace(r, method="excise"), rescore, embed)
+        for o, x in zip(excised, to_excise, strict=True):
+            if llm:  # the LLM never saw it: say why it was excised instead
+                o.fallback_from = "over_cap" if x["fits"] else "too_long"
+        outcomes += excised
     for o in outcomes:
         counts[f"revision:{o.status}"] = counts.get(f"revision:{o.status}", 0) + 1
         if o.status == "ok":

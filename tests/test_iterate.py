@@ -327,3 +327,42 @@ def test_config_rejects_bad_iterate_settings() -> None:
         "toxicity",
         "violence",
     )
+
+
+def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any) -> None:
+    from tests.test_revision import EXCISED_REPORT, REPORT
+
+    crawl = write_jsonl(
+        tmp_path / "n1.jsonl",
+        jsonl_lines([*ARTICLES, ("https://council.example/1", REPORT), ("https://forum.example/t/1", TOXIC)]),
+    )
+    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path), crawl_id="n1").status == "success"
+    lake = Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
+    (report,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://council.example/1"]
+    (toxic,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://forum.example/t/1"]
+    before = state(lake)
+    assert before[report][0] == "keep" and before[toxic][0] == "drop"  # the report's insult is 0.26 of it
+    # a stricter toxicity policy: the report now lies in the revise band (0.2 .. 0.9999), as does the rant
+    data = yaml.safe_load(default_constitution_path().read_text())
+    for p in data["principles"]:
+        if p["name"] == "toxicity":
+            p.update(revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5)
+    path = tmp_path / "strict.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True})
+
+    summary = iterate(lake, cfg, rounds=3)
+
+    assert [x.status for x in summary.rounds] == ["published", "fixed_point"]
+    first = summary.rounds[0]
+    revisions = {(r.doc_id, r.run_id): r for r in lake.read("revisions").collect()}
+    rev = revisions[(report, first.run_id)]
+    assert (rev.status, rev.method, rev.original_text, rev.revised_text) == ("ok", "excise", REPORT, EXCISED_REPORT)
+    corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
+    assert (corpus[report].action, corpus[report].text) == ("revise", EXCISED_REPORT)
+    # the rant is insults only: excision would leave too little, so it stays dropped, and is not retried
+    rant = revisions[(toxic, first.run_id)]
+    assert rant.status == "rejected" and rant.reject_reasons == ["excise_too_short"]
+    assert toxic not in corpus and state(lake)[toxic][0] == "drop"
+    second = summary.rounds[1]
+    assert not [k for k in revisions if k[1] == second.run_id]

@@ -41,6 +41,7 @@ def revised_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
         {
             "classify.constitution": str(constitution),
             "revise.max_docs": 1,
+            "revise.max_excise_docs": 0,  # the other candidate stays over the cap (not excised instead)
             "revise.llm.max_tokens": 160,
             "engine.shuffle_partitions": 2,
             "quality.c4.min_num_sentences": 3,  # TOXIC and TOXIC_2 have 4 sentences

@@ -410,7 +410,13 @@ REPORT = f"{DOC} {REPORT_TAIL}"
 EXCISED_REPORT = f"{EXCISED_DOC} {REPORT_TAIL}"
 
 
-def test_pipeline_with_excision_publishes_the_excised_text(spark, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("method", "max_docs", "fallback_from"),
+    [("excise", 10, None), ("llm", 0, "over_cap")],  # llm: over the LLM's cap, so excised (no server needed)
+)
+def test_pipeline_with_excision_publishes_the_excised_text(
+    spark, tmp_path, method: str, max_docs: int, fallback_from: str | None
+) -> None:
     import yaml
 
     from pipelines.config import load_config
@@ -429,8 +435,8 @@ def test_pipeline_with_excision_publishes_the_excised_text(spark, tmp_path) -> N
         None,
         {
             "classify.constitution": str(path),
-            "revise.method": "excise",
-            "revise.max_docs": 10,
+            "revise.method": method,
+            "revise.max_docs": max_docs,
             "engine.shuffle_partitions": 2,
             "quality.c4.min_num_sentences": 3,
         },
@@ -443,7 +449,7 @@ def test_pipeline_with_excision_publishes_the_excised_text(spark, tmp_path) -> N
     assert (rev.doc_id, rev.status, rev.method, rev.model) == (doc_id, "ok", "excise", None)
     assert (rev.original_text, rev.revised_text) == (REPORT, EXCISED_REPORT)
     assert rev.principles == ["toxicity"] and rev.score_before >= 0.2 > rev.score_after
-    assert 0.0 < rev.similarity < 1.0 and rev.fallback_from is None and rev.llm_rewrite is None
+    assert 0.0 < rev.similarity < 1.0 and rev.fallback_from == fallback_from and rev.llm_rewrite is None
     corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
     assert (corpus[doc_id].text, corpus[doc_id].action) == (EXCISED_REPORT, "revise")
     (d,) = [r for r in lake.read("decisions").collect() if r.doc_id == doc_id]
