@@ -138,3 +138,16 @@ def write_warc(path: Path, articles: list[tuple[str, str]] = ARTICLES) -> Path:
         )
         writer.write_record(rec)  # type: ignore[attr-defined]
     return path
+
+
+def retuned_constitution(path: Path, principle: str, **changes: object) -> Path:
+    """The packaged constitution with one principle's fields changed (thresholds, mode ...), written to `path`."""
+    import yaml
+
+    from pipelines.constitution import default_constitution_path
+
+    data = yaml.safe_load(default_constitution_path().read_text())
+    (target,) = [p for p in data["principles"] if p["name"] == principle]
+    target.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path

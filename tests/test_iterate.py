@@ -25,7 +25,7 @@ from pipelines.iterate import iterate
 from pipelines.label import import_human_labels
 from pipelines.lake import Lake
 from pipelines.run import run_pipeline
-from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
 OVERRIDES = {
     "revise.enabled": False,  # a document in a revise band takes the fallback: drop
@@ -343,12 +343,9 @@ def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any
     before = state(lake)
     assert before[report][0] == "keep" and before[toxic][0] == "drop"  # the report's insult is 0.26 of it
     # a stricter toxicity policy: the report now lies in the revise band (0.2 .. 0.9999), as does the rant
-    data = yaml.safe_load(default_constitution_path().read_text())
-    for p in data["principles"]:
-        if p["name"] == "toxicity":
-            p.update(revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5)
-    path = tmp_path / "strict.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = retuned_constitution(
+        tmp_path / "strict.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
+    )
     cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True})
 
     summary = iterate(lake, cfg, rounds=3)

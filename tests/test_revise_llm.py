@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines.config import load_config
-from pipelines.constitution import default_constitution_path, load_constitution
+from pipelines.constitution import load_constitution
 from pipelines.lake import Lake
 from pipelines.run import run_pipeline
-from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import TOXIC
 from udfs.excise import split_sentences
 
@@ -30,12 +29,10 @@ TOXIC_2 = (
 @pytest.fixture(scope="module")
 def revised_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     tmp = tmp_path_factory.mktemp("revise")
-    data = yaml.safe_load(default_constitution_path().read_text())
-    for p in data["principles"]:
-        if p["name"] == "toxicity":  # put the toxic fixtures in the revise band, never above the filter line
-            p.update(revise_threshold=0.5, filter_threshold=0.9999)
-    constitution = tmp / "constitution.yaml"
-    constitution.write_text(yaml.safe_dump(data))
+    # the toxic fixtures in the revise band, never above the filter line
+    constitution = retuned_constitution(
+        tmp / "constitution.yaml", "toxicity", revise_threshold=0.5, filter_threshold=0.9999
+    )
     cfg = load_config(
         None,
         {

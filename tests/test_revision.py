@@ -417,20 +417,14 @@ EXCISED_REPORT = f"{EXCISED_DOC} {REPORT_TAIL}"
 def test_pipeline_with_excision_publishes_the_excised_text(
     spark, tmp_path, method: str, max_docs: int, fallback_from: str | None
 ) -> None:
-    import yaml
-
     from pipelines.config import load_config
-    from pipelines.constitution import default_constitution_path
     from pipelines.lake import Lake
     from pipelines.run import run_pipeline
-    from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+    from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
-    data = yaml.safe_load(default_constitution_path().read_text())
-    for p in data["principles"]:
-        if p["name"] == "toxicity":
-            p.update(revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5)
-    path = tmp_path / "constitution.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = retuned_constitution(
+        tmp_path / "constitution.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
+    )
     cfg = load_config(
         None,
         {
