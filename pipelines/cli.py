@@ -409,17 +409,18 @@ def cmd_iterate(args: argparse.Namespace) -> int:
             summary = iterate(Lake(root, spark), cfg, rounds=args.rounds, progress=Progress(not args.quiet))
         except ValueError as exc:
             raise CLIError(str(exc)) from exc
-    table = Table(title=f"iterate on {root}")
-    for c in ("round", "status", "re-decided", "changed", "flagged fraction", "promoted", "corpus version"):
-        table.add_column(c)
+    # one column per principle: the flagged share is what people compare across rounds
+    principles = list(summary.rounds[0].flagged_fraction) if summary.rounds else []
+    table = Table(title=f"iterate on {root}: % of re-decided documents flagged (positive principles: upweighted)")
+    for c in ("round", "status", "re-decided", "changed", *principles, "champion moved", "corpus version"):
+        table.add_column(c, justify="right" if c in principles else "left")
     for r in summary.rounds:
-        fractions = ", ".join(f"{p} {f:.3f}" for p, f in r.flagged_fraction.items())
         table.add_row(
             str(r.round),
             r.status,
             str(r.redecided),
             str(r.changed),
-            fractions,
+            *[f"{100 * r.flagged_fraction.get(p, 0.0):.1f}%" for p in principles],
             ", ".join(r.promoted) or "-",
             "" if r.corpus_version is None else str(r.corpus_version),
         )
