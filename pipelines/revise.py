@@ -158,18 +158,11 @@ def default_cache_dir() -> Path:
 @contextmanager
 def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = None) -> Iterator[tuple[LLMClient, str]]:
     """The configured client: the embedded packaged model behind `transformers serve`, or any endpoint."""
-    from udfs.llm import LLMClient, LLMConfig
+    from udfs.llm import LLMClient, llm_config
 
     s = cfg.llm
-    common = dict(
-        max_concurrency=s.max_concurrency,
-        timeout_s=s.timeout_s,
-        max_retries=s.max_retries,
-        max_tokens=s.max_tokens,
-        temperature=s.temperature,
-    )
     if s.backend == "openai":
-        llm_cfg = LLMConfig(base_url=s.base_url or "", model=s.model or "default", api_key_env=s.api_key_env, **common)
+        llm_cfg = llm_config(s, s.base_url or "", s.model or "default")
         with LLMClient(llm_cfg) as client:
             yield client, llm_cfg.model
         return
@@ -177,12 +170,11 @@ def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = Non
 
     # The embedded server generates one request at a time and keeps generating a request whose client timed out:
     # a retry would only queue behind it, so timeouts there are final.
-    common["max_retries"] = 0
     server = EmbeddedLLMServer(default_cache_dir() / "llm", log_dir)
     with (progress or Progress(enabled=False)).stage("revise: starting the embedded LLM server"):
         server.start()
     try:
-        llm_cfg = LLMConfig(base_url=server.base_url, model=server.model, **common)
+        llm_cfg = llm_config(s, server.base_url, server.model, api_key_env=None, max_retries=0)
         with LLMClient(llm_cfg) as client:
             yield client, "SmolLM2-135M-Instruct (embedded)"
     finally:

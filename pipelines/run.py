@@ -397,28 +397,25 @@ def _revise(
     counts: dict[str, int],
     progress: Progress,
 ) -> list[revise.Outcome]:
-    cands = revise.candidates(flagged, constitution)
-    n = cands.count()
-    counts["revision_candidates"] = n
-    if n == 0:
-        return []
     r = cfg.revise
     llm = r.method == "llm"
     # max_doc_chars bounds what the LLM must write back; excision has no such limit.
     fits = F.length("text") <= r.max_doc_chars if llm else F.lit(True)
-    ordered = cands.withColumn("fits", fits).orderBy(F.col("score_before").desc(), F.col("doc_id"))
-    to_llm: list[dict[str, Any]] = []
-    to_excise: list[dict[str, Any]] = []
-    if r.enabled:
-        if llm and r.max_docs > 0:
-            to_llm = [x.asDict() for x in ordered.where(fits).limit(r.max_docs).collect()]
-        if not llm or r.fallback == "excise":  # what the LLM does not take is excised, cheaply
-            taken = spark.createDataFrame([(x["doc_id"],) for x in to_llm] or [("",)], "doc_id string")
-            rest = ordered.join(taken, "doc_id", "left_anti").orderBy(F.col("score_before").desc(), F.col("doc_id"))
-            to_excise = [x.asDict() for x in rest.limit(r.max_excise_docs).collect()]
-    attempted = [x["doc_id"] for x in to_llm + to_excise]
-    taken = spark.createDataFrame([(d,) for d in attempted] or [("",)], "doc_id string")
-    skipped = ordered.join(taken, "doc_id", "left_anti").select("doc_id", "text", "fits").collect()
+    # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
+    # too_long rows of `revisions`, with their text): one ordered collect, split here.
+    order = (F.col("score_before").desc(), F.col("doc_id"))
+    ordered = [
+        x.asDict() for x in revise.candidates(flagged, constitution).withColumn("fits", fits).orderBy(*order).collect()
+    ]
+    counts["revision_candidates"] = len(ordered)
+    if not ordered:
+        return []
+    to_llm = [x for x in ordered if x["fits"]][: r.max_docs] if r.enabled and llm else []
+    taken = {x["doc_id"] for x in to_llm}
+    rest = [x for x in ordered if x["doc_id"] not in taken]
+    # what the LLM does not take is excised, cheaply
+    to_excise = rest[: r.max_excise_docs] if r.enabled and (not llm or r.fallback == "excise") else []
+    attempted = taken | {x["doc_id"] for x in to_excise}
     outcomes = [
         revise.Outcome(
             doc_id=x["doc_id"],
@@ -426,7 +423,8 @@ def _revise(
             principles=[],
             original_text=x["text"],
         )
-        for x in skipped
+        for x in rest
+        if x["doc_id"] not in attempted
     ]
 
     def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
@@ -434,8 +432,8 @@ def _revise(
         rows = classify.transform(df, constitution, cfg.classify).select("doc_id", "principle_scores").collect()
         return {x["doc_id"]: list(x["principle_scores"]) for x in rows}
 
-    embed = revise.document_embedder(cfg.classify) if attempted else None
-    if to_llm and embed is not None:
+    embed = revise.document_embedder(cfg.classify)  # loads the encoder on first use only
+    if to_llm:
         with (
             keepalive(spark),
             revise.llm_client(r, lake.state_dir / "logs", progress) as (client, model),
@@ -445,7 +443,7 @@ def _revise(
                 outcomes += revise.revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar)
             finally:
                 progress.end_bar()
-    if to_excise and embed is not None:
+    if to_excise:
         with progress.stage(f"revise: excising flagged sentences of {len(to_excise)} documents"):
             excised = revise.revise(to_excise, constitution, replace(r, method="excise"), rescore, embed)
         for o, x in zip(excised, to_excise, strict=True):

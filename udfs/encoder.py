@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,25 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Sentence embeddings from token states: mean over the real tokens, then L2 norm (torch tensors)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
 class Encoder:
-    def __init__(self, device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(
+        self,
+        device: str = "auto",
+        max_tokens: int = 256,
+        batch_size: int = 32,
+        threads: int = 0,
+        path: str | Path | None = None,
+    ) -> None:
+        """`path`: another MiniLM checkpoint (a fine-tuned one); default the packaged model."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
@@ -46,7 +64,7 @@ class Encoder:
         self.device = pick_device(device)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
-        path = encoder_dir()
+        path = path or encoder_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         # bf16 halves memory traffic on GPUs; CPUs without bf16 units get slower, so fp32 there.
@@ -73,10 +91,7 @@ class Encoder:
                 torch.autocast(self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None),
             ):
                 hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out[idx] = pooled.cpu().numpy()
+            out[idx] = mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
         return out
 
 

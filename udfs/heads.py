@@ -44,10 +44,28 @@ def _logistic(x: Any, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     return clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
 
 
-def _predict_embeddings(coef: np.ndarray | None, intercept: float, emb: np.ndarray) -> np.ndarray:
-    if coef is None:
-        raise RuntimeError("head is not trained")
-    return _sigmoid(emb @ coef + intercept)
+class _EmbeddingHead:
+    """Prediction shared by the heads on (frozen or fine-tuned) MiniLM embeddings: a logistic layer."""
+
+    coef: np.ndarray | None
+    intercept: float
+
+    @property
+    def encoder(self) -> Any:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.encoder.embed(list(texts)))
+
+    def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        if self.coef is None:
+            raise RuntimeError("head is not trained")
+        return _sigmoid(emb @ self.coef + self.intercept)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        return self.predict_embeddings(self.embed(texts))
 
 
 @dataclass
@@ -89,7 +107,7 @@ class LinearHead:
 
 
 @dataclass
-class EncoderHead:
+class EncoderHead(_EmbeddingHead):
     """Logistic head on frozen, L2-normalised MiniLM embeddings."""
 
     max_tokens: int = 128
@@ -108,20 +126,9 @@ class EncoderHead:
             self._encoder = shared_encoder(self.device, self.max_tokens, self.batch_size, 0)
         return self._encoder
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.encoder.embed(list(texts)))
-
     def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, emb: np.ndarray | None = None) -> EncoderHead:
         self.coef, self.intercept = _logistic(self.embed(texts) if emb is None else emb, y, c)
         return self
-
-    def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        return _predict_embeddings(self.coef, self.intercept, emb)
-
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0)
-        return self.predict_embeddings(self.embed(texts))
 
     def settings(self) -> dict[str, Any]:
         from udfs.encoder import ENCODER_NAME
@@ -129,24 +136,8 @@ class EncoderHead:
         return {"encoder": ENCODER_NAME, "max_tokens": self.max_tokens, "batch_size": self.batch_size}
 
 
-def _dir_encoder(path: str | Path, device: str, max_tokens: int, batch_size: int, model: Any = None) -> Any:
-    """A udfs.encoder.Encoder over another MiniLM checkpoint (a fine-tuned one), same pooling and batching."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from udfs.encoder import Encoder, pick_device
-
-    enc = Encoder.__new__(Encoder)
-    enc.device = pick_device(device)
-    enc.max_tokens, enc.batch_size = max_tokens, batch_size
-    enc.tokenizer = AutoTokenizer.from_pretrained(path)
-    enc.model = (model if model is not None else AutoModel.from_pretrained(path)).to(enc.device).eval()
-    enc.dtype = torch.bfloat16 if enc.device == "cuda" else None
-    return enc
-
-
 @dataclass
-class FinetuneHead:
+class FinetuneHead(_EmbeddingHead):
     """MiniLM fine-tuned end to end with the logistic head (mean pooling, L2 norm, one logit).
 
     The head starts from the frozen-encoder solution, then encoder and head train together with AdamW and a
@@ -169,16 +160,18 @@ class FinetuneHead:
         if self._encoder is None:
             if self._path is None:
                 raise RuntimeError("head is not trained")
-            self._encoder = _dir_encoder(self._path, self.device, self.max_tokens, self.batch_size)
+            from udfs.encoder import Encoder
+
+            self._encoder = Encoder(self.device, self.max_tokens, self.batch_size, path=self._path)
         return self._encoder
 
     def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, seed: int = 0) -> FinetuneHead:
         import torch
 
-        from udfs.encoder import encoder_dir
+        from udfs.encoder import Encoder, mean_pool
 
         frozen = EncoderHead(self.max_tokens, self.batch_size, self.device).fit(texts, y, c=c)
-        enc = _dir_encoder(encoder_dir(), self.device, self.max_tokens, self.batch_size)
+        enc = Encoder(self.device, self.max_tokens, self.batch_size)  # its own copy: training changes the weights
         model, tok = enc.model, enc.tokenizer
         head = torch.nn.Linear(model.config.hidden_size, 1).to(enc.device)
         with torch.no_grad():
@@ -201,9 +194,7 @@ class FinetuneHead:
                     max_length=self.max_tokens,
                     return_tensors="pt",
                 ).to(enc.device)
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+                pooled = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
                 target = torch.tensor(y[idx], dtype=torch.float32, device=enc.device)
                 loss = loss_fn(head(pooled).squeeze(-1), target)
                 opt.zero_grad()
@@ -214,14 +205,6 @@ class FinetuneHead:
         self.intercept = float(head.bias.detach().cpu().numpy()[0])
         self._encoder = enc
         return self
-
-    def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        return _predict_embeddings(self.coef, self.intercept, emb)
-
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0)
-        return self.predict_embeddings(np.asarray(self.encoder.embed(list(texts))))
 
     def settings(self) -> dict[str, Any]:
         from udfs.encoder import ENCODER_NAME

@@ -338,39 +338,25 @@ class LabelerContext:
 
 
 def _openai(ctx: LabelerContext) -> Labeler:
-    from udfs.llm import LLMConfig
+    from udfs.llm import llm_config
 
     s = ctx.cfg.llm
     if not s.base_url or not s.model:
         raise ValueError("labeler 'openai' needs label.llm.base_url and label.llm.model")
-    llm = LLMConfig(
-        base_url=s.base_url,
-        model=s.model,
-        api_key_env=s.api_key_env,
-        max_concurrency=s.max_concurrency,
-        timeout_s=s.timeout_s,
-        max_retries=s.max_retries,
-        max_tokens=min(s.max_tokens, 8),
-        temperature=s.temperature,
-    )
+    llm = llm_config(s, s.base_url, s.model, max_tokens=min(s.max_tokens, 8))
     return OpenAILabeler(llm, max_chars=ctx.cfg.max_chars)
 
 
 def _embedded(ctx: LabelerContext) -> Labeler:
-    from udfs.llm import LLMConfig
+    from udfs.llm import llm_config
     from udfs.llm_server import EmbeddedLLMServer
 
     s = ctx.cfg.llm
     server = EmbeddedLLMServer(ctx.cache_dir, log_dir=ctx.log_dir)
     server.start()
-    llm = LLMConfig(
-        base_url=server.base_url,
-        model=server.model,
-        max_concurrency=s.max_concurrency,
-        timeout_s=s.timeout_s,
-        max_retries=s.max_retries,
-        max_tokens=min(s.max_tokens, 8),
-        temperature=0.0,
+    # a local server needs no key; greedy decoding keeps the labels deterministic
+    llm = llm_config(
+        s, server.base_url, server.model, api_key_env=None, max_tokens=min(s.max_tokens, 8), temperature=0.0
     )
     return OpenAILabeler(llm, max_chars=ctx.cfg.max_chars, on_close=server.stop)
 

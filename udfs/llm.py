@@ -105,6 +105,20 @@ def _retry_after_s(response: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def llm_config(settings: Any, base_url: str, model: str, **overrides: Any) -> LLMConfig:
+    """An `LLMConfig` from a stage's LLM settings (`LLMSettings` in pipelines/config.py): limits, key name and
+    sampling from the settings, the endpoint from the caller, `overrides` last."""
+    fields: dict[str, Any] = {
+        "api_key_env": settings.api_key_env,
+        "max_concurrency": settings.max_concurrency,
+        "timeout_s": settings.timeout_s,
+        "max_retries": settings.max_retries,
+        "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,
+    }
+    return LLMConfig(base_url=base_url, model=model, **{**fields, **overrides})
+
+
 class LLMClient:
     """Thread-safe client; one instance can serve a whole partition (or several threads)."""
 
