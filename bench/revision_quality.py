@@ -45,9 +45,9 @@ def main() -> None:
         replay(args.replay, args.out)
         return
 
-    from pipelines.config import ClassifyConfig, LLMSettings, ReviseConfig
+    from pipelines.config import ClassifyConfig, ReviseConfig, default_cache_dir
     from pipelines.constitution import load_constitution
-    from pipelines.revise import Timings, default_cache_dir, document_embedder, local_rescorer, revise
+    from pipelines.revise import Timings, document_embedder, local_rescorer, revise
     from udfs.llm import LLMClient, LLMConfig
     from udfs.llm_server import EmbeddedLLMServer
 
@@ -70,7 +70,7 @@ def main() -> None:
     cfg = ReviseConfig(
         max_docs=len(rows),
         time_budget_s=3600.0,
-        llm=LLMSettings(max_concurrency=1, timeout_s=300.0, max_retries=0, max_tokens=args.max_tokens),
+        llm=LLMConfig(max_concurrency=1, timeout_s=300.0, max_retries=0, max_tokens=args.max_tokens),
     )
     rescore = local_rescorer(constitution, ClassifyConfig())
     embed = document_embedder(ClassifyConfig())
@@ -119,9 +119,10 @@ class _Replay:
 
 def replay(path: Path, out: Path) -> None:
     """The same rewrites through today's validation: what a change to the checks does, without the LLM's cost."""
-    from pipelines.config import ClassifyConfig, LLMSettings, ReviseConfig
+    from pipelines.config import ClassifyConfig, ReviseConfig
     from pipelines.constitution import load_constitution
     from pipelines.revise import Timings, document_embedder, local_rescorer, revise
+    from udfs.llm import LLMConfig
     from udfs.revision import neutralise
 
     old = [json.loads(line) for line in path.open()]
@@ -141,7 +142,7 @@ def replay(path: Path, out: Path) -> None:
         for o in old
     }
     constitution = load_constitution(None)
-    cfg = ReviseConfig(max_docs=len(rows), llm=LLMSettings(max_concurrency=1))
+    cfg = ReviseConfig(max_docs=len(rows), llm=LLMConfig(max_concurrency=1))
     timings = Timings()
     t0 = time.monotonic()
     outcomes = revise(

@@ -87,7 +87,7 @@ def run(
     embed: Callable[[list[str]], Any],
     constitution: Any,
 ) -> dict[str, Any]:
-    from pipelines.config import LLMSettings, ReviseConfig
+    from pipelines.config import ReviseConfig
     from pipelines.revise import Timings, revise
     from udfs.llm import LLMClient, LLMConfig
 
@@ -95,7 +95,7 @@ def run(
         max_docs=len(rows),
         fallback="drop",
         time_budget_s=3600.0,
-        llm=LLMSettings(max_concurrency=n, timeout_s=600.0, max_retries=0, max_tokens=max_tokens),
+        llm=LLMConfig(max_concurrency=n, timeout_s=600.0, max_retries=0, max_tokens=max_tokens),
     )
     client = LLMClient(
         LLMConfig(
@@ -134,9 +134,9 @@ def main() -> None:
     args = ap.parse_args()
     require_crawl()
 
-    from pipelines.config import ClassifyConfig
+    from pipelines.config import ClassifyConfig, default_cache_dir
     from pipelines.constitution import load_constitution
-    from pipelines.revise import default_cache_dir, document_embedder, local_rescorer
+    from pipelines.revise import document_embedder, local_rescorer
     from udfs.llm_server import EmbeddedLLMServer
 
     constitution = load_constitution(None)

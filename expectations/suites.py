@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import great_expectations.expectations as gxe
 
-from pipelines.config import QualityConfig
 from schemas import ACTIONS
+from schemas.vocab import KEPT_ACTIONS, DupKind
 
 HEX64 = r"^[0-9a-f]{64}$"
 
@@ -36,9 +36,9 @@ def pending_docs() -> list[gxe.Expectation]:
     ]
 
 
-def quality(cfg: QualityConfig | None = None) -> list[gxe.Expectation]:
-    """On the quality table: every document scored, counts and ratios in range, cleaned text present."""
-    cfg = cfg or QualityConfig()
+def quality(*, check_lang_score: bool = True) -> list[gxe.Expectation]:
+    """On the quality table: every document scored, counts and ratios in range, cleaned text present.
+    `check_lang_score`: language id ran (`quality.lang.model` is not `none`), so its score is in [0, 1]."""
     ratios = [
         "alpha_word_ratio",
         "bullet_line_ratio",
@@ -49,7 +49,7 @@ def quality(cfg: QualityConfig | None = None) -> list[gxe.Expectation]:
         "fw_line_punct_ratio",
         "fw_short_line_ratio",
     ]
-    if cfg.lang.model != "none":
+    if check_lang_score:
         ratios.append("lang_score")
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="quality_reasons"),
@@ -68,7 +68,7 @@ def dedup() -> list[gxe.Expectation]:
         gxe.ExpectColumnValuesToNotBeNull(column="is_duplicate"),
         gxe.ExpectColumnValuesToNotBeNull(column="cluster_id"),
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
-        gxe.ExpectColumnValuesToBeInSet(column="dup_kind", value_set=["exact_duplicate", "near_duplicate"]),
+        gxe.ExpectColumnValuesToBeInSet(column="dup_kind", value_set=[str(k) for k in DupKind]),
         gxe.ExpectColumnPairValuesToBeEqual(
             column_A="cluster_id", column_B="dup_of", ignore_row_if="either_value_is_missing"
         ),
@@ -100,5 +100,5 @@ def corpus() -> list[gxe.Expectation]:
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="weight", min_value=0.0, strict_min=True),
         gxe.ExpectColumnValuesToNotBeNull(column="tags"),  # export reads tags (and their tokens) from every row
-        gxe.ExpectColumnValuesToBeInSet(column="action", value_set=["keep", "revise", "tag"]),
+        gxe.ExpectColumnValuesToBeInSet(column="action", value_set=[str(a) for a in KEPT_ACTIONS]),
     ]

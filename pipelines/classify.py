@@ -13,16 +13,12 @@ sentence-level character spans for documents at or above a principle's span thre
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,10 +26,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, DoubleType
 
+from expectations import suites
 from pipelines.config import ClassifyConfig
 from pipelines.constitution import Constitution
+from pipelines.registry import Champion
+from pipelines.stage import BaseStage, Gate, StageContext
 from schemas import require_columns
 from schemas.tables import SPAN
+from schemas.vocab import Count
 from udfs.excise import split_sentences  # the spans' sentences are the ones excision removes
 
 if TYPE_CHECKING:
@@ -51,46 +51,9 @@ def model_uri(constitution: Constitution) -> str:
     return f"exemplar:{ENCODER_NAME}@{constitution.fingerprint()}"
 
 
-@dataclass(frozen=True)
-class Champion:
-    principle: str
-    model_uri: str  # models:/<name>/<version>
-    local_path: str  # the downloaded pyfunc directory the workers load
-
-
-def _registry_has_store(uri: str) -> bool:
-    # A sqlite store that does not exist yet has no models; do not create one just to look.
-    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
-
-
-def resolve_champions(constitution: Constitution, cfg: ClassifyConfig) -> dict[str, Champion]:
-    """Principle -> its champion (downloaded once per model version), for principles that have one."""
-    if not cfg.use_champion or not cfg.registry_uri or not _registry_has_store(cfg.registry_uri):
-        return {}
-    import mlflow
-
-    from pipelines.distill import current_champion, model_name
-
-    client = mlflow.MlflowClient(tracking_uri=cfg.registry_uri, registry_uri=cfg.registry_uri)
-    cache = Path(tempfile.gettempdir()) / "curate-models" / hashlib.sha256(cfg.registry_uri.encode()).hexdigest()[:12]
-    out: dict[str, Champion] = {}
-    for name in constitution.names:
-        registered = model_name(cfg.model_prefix, name)
-        mv = current_champion(client, registered)
-        if mv is None:
-            continue
-        uri = f"models:/{registered}/{mv.version}"
-        dest = cache / registered / str(mv.version)
-        if not (dest / "MLmodel").is_file():
-            mlflow.set_registry_uri(cfg.registry_uri)
-            dest.mkdir(parents=True, exist_ok=True)
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest))
-            dest = Path(local)
-        out[name] = Champion(principle=name, model_uri=uri, local_path=str(dest))
-    return out
-
-
-def scorer_spec(constitution: Constitution, cfg: ClassifyConfig, champions: dict[str, Champion] | None = None) -> str:
+def scorer_spec(
+    constitution: Constitution, cfg: ClassifyConfig, champions: Mapping[str, Champion] | None = None
+) -> str:
     """Everything a worker needs to build the scorer, as a JSON string (hashable, shippable)."""
     champions = champions or {}
     return json.dumps(
@@ -134,7 +97,7 @@ class PrincipleScorer:
 
                 head = mlflow.pyfunc.load_model(p["model_path"]).unwrap_python_model().head
                 if type(head) is EncoderHead:
-                    head._encoder = self.encoder  # one encoding per batch for every frozen-encoder head
+                    head.use_encoder(self.encoder)
                 self.heads[i] = head
         self.needs_embedding = bool(exemplar_idx) or any(type(h) is EncoderHead for h in self.heads.values())
         self._exemplar_idx = exemplar_idx
@@ -236,12 +199,14 @@ def transform(
     df: DataFrame,
     constitution: Constitution,
     cfg: ClassifyConfig,
-    champions: dict[str, Champion] | None = None,
+    champions: Mapping[str, Champion] | None = None,
 ) -> DataFrame:
-    """Adds `principle_scores` (array<double>, constitution order) and `principle_models` (array<string>)."""
+    """Adds `principle_scores` (array<double>, constitution order) and `principle_models` (array<string>).
+
+    `champions` (pipelines/registry.py, resolved once per run) score their principles; the others are scored by
+    the exemplar scorer."""
     require_columns(df.columns, ["doc_id", "text"], "classify")
-    if champions is None:
-        champions = resolve_champions(constitution, cfg)
+    champions = champions or {}
     fallback = model_uri(constitution)
     uris = [champions[n].model_uri if n in champions else fallback for n in constitution.names]
     spec = scorer_spec(constitution, cfg, champions)
@@ -255,7 +220,7 @@ def to_scores_table(
     constitution: Constitution,
     run_id: str,
     cfg: ClassifyConfig | None = None,
-    champions: dict[str, Champion] | None = None,
+    champions: Mapping[str, Champion] | None = None,
 ) -> DataFrame:
     """Long form for the `scores` table: one row per (doc_id, principle).
 
@@ -266,9 +231,7 @@ def to_scores_table(
     # one (empty) span list per principle: element_at past the end of an array fails under ANSI mode
     empty = F.array(*[F.array().cast(ArrayType(SPAN)) for _ in constitution.names])
     if "text" in df.columns and cfg is not None and cfg.spans:
-        spec = scorer_spec(
-            constitution, cfg, champions if champions is not None else resolve_champions(constitution, cfg)
-        )
+        spec = scorer_spec(constitution, cfg, champions)
         df = df.withColumn("_spans", spans_column(F.col("text"), F.col("principle_scores"), spec))
     else:
         df = df.withColumn("_spans", empty)
@@ -290,3 +253,97 @@ def to_scores_table(
         F.element_at("_uris", F.col("_i") + 1).alias("model_uri"),
         F.lit(run_id).alias("run_id"),
     )
+
+
+# ---- the stage ------------------------------------------------------------------------------------------------
+
+HIST_BINS = 20
+
+
+def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constitution) -> Any:
+    """Score distribution per principle with its revise and filter thresholds: the plot people look at first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(hists)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    edges = [i / HIST_BINS for i in range(HIST_BINS)]
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.bar(edges, hists[name], width=1 / HIST_BINS, align="edge", color="#4c72b0")
+        p = constitution.get(name)
+        ax.axvline(p.revise_threshold, color="#dd8452", linestyle="--", label="revise")
+        ax.axvline(p.filter_threshold, color="#c44e52", linestyle="--", label="filter")
+        ax.set_yscale("symlog")
+        ax.set_title(f"{name} ({p.mode})")
+        ax.set_xlabel("score")
+    axes[0][0].set_ylabel("documents")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+class Classify(BaseStage):
+    """Scores every document still in the running (no quality reason, not a duplicate) against every principle,
+    with the context's champions (exemplar scorer elsewhere), and adds the principle flags the revision and
+    decision steps read (pipelines/decide.py: `principle_flags`). Returns the `scores` rows, with spans."""
+
+    name: ClassVar[str] = "classify_v2"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "quality_reasons", "is_duplicate")
+    adds: ClassVar[tuple[str, ...]] = (
+        "principle_scores",
+        "principle_models",
+        "drop_principles",
+        "revise_principles",
+        "tag_principles",
+        "upsample_principles",
+    )
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        from pipelines.decide import principle_flags
+
+        assert df is not None
+        fallback = model_uri(ctx.constitution)
+        for p in ctx.constitution.names:  # which model scored what, for the run's record
+            ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
+        eligible = (F.size("quality_reasons") == 0) & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
+        todo = df.where(eligible).select("doc_id", "text")
+        scored = ctx.stage(transform(todo, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+        out = df.join(scored.select("doc_id", "principle_scores", "principle_models"), "doc_id", "left")
+        return principle_flags(out, ctx.constitution)
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        names = ctx.constitution.names
+        return (Gate("scores", lambda _ctx, _counts: suites.scores(names), on="scores"),)
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        scored = out.where(F.col("principle_scores").isNotNull()).select(
+            "doc_id", "text", "principle_scores", "principle_models"
+        )
+        # the spans UDF runs here: materialised once for the gate, the counts and publishing
+        rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions)
+        return {"scores": ctx.stage(rows, "scores")}
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        scores = tables["scores"]
+        counts = {
+            "scored": out.where(F.col("principle_scores").isNotNull()).count(),
+            "principles_with_champion": len(ctx.champions),
+        }
+        thresholds = F.create_map(
+            *[x for p in ctx.constitution.principles for x in (F.lit(p.name), F.lit(p.revise_threshold))]
+        )
+        above = scores.where(F.col("score") >= F.element_at(thresholds, F.col("principle")))
+        found = {r["principle"]: int(r["count"]) for r in above.groupBy("principle").count().collect()}
+        for p in ctx.constitution.principles:
+            # a positive principle is never flagged: its count is of the documents it upweights
+            counts[Count.flagged(p.name, p.positive_kind)] = found.get(p.name, 0)
+        return counts
+
+    def figures(self, tables: Mapping[str, DataFrame], ctx: StageContext) -> Mapping[str, Any]:
+        bins = F.least(F.floor(F.col("score") * HIST_BINS), F.lit(HIST_BINS - 1)).cast("int")
+        hists = {n: [0] * HIST_BINS for n in ctx.constitution.names}
+        for r in tables["scores"].groupBy("principle", bins.alias("bin")).count().collect():
+            hists[r["principle"]][r["bin"]] = int(r["count"])
+        return {"scores.png": score_histogram_figure(hists, ctx.constitution)}

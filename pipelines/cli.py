@@ -102,24 +102,22 @@ def _require_lake(path: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.ingest import list_inputs
     from pipelines.progress import Progress
-    from pipelines.run import default_crawl_id, run_pipeline
+    from pipelines.run import NIGHTLY, context, run_pipeline
 
     cfg = _config(args)
-    files = list_inputs(args.input)
     if args.dry_run:
-        from pipelines.constitution import load_constitution
+        from pipelines.stage import describe
 
-        constitution = load_constitution(cfg.classify.constitution)
+        ctx = context(args.lake, args.input, cfg, args.crawl_id, champions=False)
         plan = {
             "lake": str(Path(args.lake).resolve()),
-            "crawl_id": args.crawl_id or default_crawl_id(args.input),
-            "inputs": [{"path": p, "format": f} for p, f in files],
-            "principles": {p.name: p.mode for p in constitution.principles},
-            "stages": ["ingest", "quality", "dedup", "classify", "revise", "decide", "publish"],
-            "config_hash": cfg.config_hash(),
-            "config": cfg.to_dict(),
+            "crawl_id": ctx.crawl_id,
+            "inputs": [{"path": p, "format": f} for p, f in ctx.inputs],
+            "principles": {p.name: p.mode for p in ctx.constitution.principles},
+            "stages": [*describe(NIGHTLY.stages, ctx), {"stage": "publish", "tables": list(publish_order())}],
+            "config_hash": ctx.cfg.config_hash(),
+            "config": ctx.cfg.to_dict(),
         }
         sys.stdout.write(yaml.safe_dump(plan, sort_keys=False))
         return 0
@@ -279,11 +277,8 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
 
 def cmd_label(args: argparse.Namespace) -> int:
     from pipelines.engine import spark_session
-    from pipelines.label import label_documents
+    from pipelines.label import label_sample, open_labeler
     from pipelines.lake import Lake
-    from pipelines.revise import default_cache_dir
-    from pipelines.sampling import sample_for_labeling
-    from udfs.labelers import LabelerContext, make_labeler
 
     cfg = _config(args)
     root = _require_lake(args.lake)
@@ -291,24 +286,12 @@ def cmd_label(args: argparse.Namespace) -> int:
     n = args.sample if args.sample is not None else cfg.label.sample
     with spark_session(cfg.engine) as spark:
         lake = Lake(root, spark)
-        scores = lake.read("scores").where(f"principle = '{principle.name}'") if lake.exists("scores") else None
-        sample = sample_for_labeling(
-            lake.read("raw_docs"),
-            scores,
-            n,
-            threshold=principle.label_threshold,
-            uncertain_fraction=cfg.label.uncertain_fraction,
-            score_bins=cfg.label.score_bins,
-            seed=cfg.label.seed,
-        )
-        docs = [r.asDict() for r in sample.select("doc_id", "text", "source").collect()]
-        ctx = LabelerContext(cfg.label, default_cache_dir() / "llm", lake.state_dir / "logs")  # shared with revise
         try:
-            labeler = make_labeler(args.labeler, ctx)
+            labeler = open_labeler(args.labeler, cfg.label, lake)
         except ValueError as exc:
             raise CLIError(str(exc)) from exc
         try:
-            summary = label_documents(lake, principle, labeler, docs, chunk_size=cfg.label.chunk_size)
+            summary = label_sample(lake, principle, labeler, lake.read("raw_docs"), n, cfg.label)
         finally:
             labeler.close()
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
@@ -338,25 +321,24 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def publish_order() -> tuple[str, ...]:
+    from pipelines.publish import BRONZE, ORDER
+
+    return (*BRONZE, *ORDER)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a JSONL file with the registered champions: keeps `id`, adds `score_<principle>` columns."""
-    from dataclasses import replace
-
     import pandas as pd
 
-    from pipelines import classify
+    from pipelines import classify, registry
     from pipelines.constitution import Constitution, load_constitution
     from pipelines.engine import spark_session
-    from pipelines.tracking import tracking_uri
 
-    cfg = _config(args)
-    state = Path(args.lake) / "_state"
-    registry = cfg.classify.registry_uri or (
-        tracking_uri(state, cfg.tracking) if (state / "mlflow.db").is_file() else None
-    )
-    ccfg = replace(cfg.classify, registry_uri=registry)
+    cfg = registry.resolve(_config(args), Path(args.lake) / "_state")
+    ccfg = cfg.classify
     constitution = load_constitution(cfg.classify.constitution)
-    champions = classify.resolve_champions(constitution, ccfg) if registry else {}
+    champions = registry.champions_for(constitution, cfg)
     if not champions:
         raise CLIError(f"no principle has a champion model in {args.lake}: run `curate distill` first")
     only = Constitution(

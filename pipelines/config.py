@@ -9,11 +9,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+
+from udfs.llm import LLMConfig
+from udfs.parse import ParseOptions
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded or converted models live between runs (`CURATE_CACHE`, else ~/.cache/curate)."""
+    return Path(os.environ.get("CURATE_CACHE", Path.home() / ".cache" / "curate"))
 
 
 class ConfigError(ValueError):
@@ -29,13 +38,9 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class IngestConfig:
-    text_field: str = "text"
-    id_field: str = "id"
-    url_field: str = "url"
-    source_field: str = "source"
-    max_doc_bytes: int = 1_000_000
-    raw_truncate_chars: int = 2_000
+class IngestConfig(ParseOptions):
+    """Parsing options (udfs/parse.py's `ParseOptions`: field names, size limit) plus the ingest gate's limit."""
+
     # A crawl whose malformed share exceeds this is not a crawl we should publish from.
     max_quarantine_fraction: float = 0.5
 
@@ -206,7 +211,11 @@ class LabelConfig:
     seed: int = 0
     chunk_size: int = 16  # labels are written after every chunk: a crash loses at most one chunk
     max_chars: int = 2_000  # document text sent to an LLM labeler is cut here
-    llm: LLMSettings = field(default_factory=lambda: LLMSettings(max_tokens=4, timeout_s=60.0))
+    llm: LLMConfig = field(
+        default_factory=lambda: LLMConfig(
+            backend="embedded", max_concurrency=1, timeout_s=60.0, max_retries=1, max_tokens=4
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -222,20 +231,6 @@ class DistillConfig:
     n_features: int = 2**20  # hashed n-gram buckets (linear kind)
     min_labels: int = 20
     epochs: int = 2  # finetune kind
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    backend: str = "embedded"  # embedded (packaged SmolLM2 behind `transformers serve`) | openai
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    # The embedded server generates one request at a time; more concurrency would only queue (and time out).
-    max_concurrency: int = 1
-    timeout_s: float = 180.0
-    max_retries: int = 1
-    max_tokens: int = 384
-    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -267,7 +262,12 @@ class ReviseConfig:
     # Round 1 removes the flagged sentences; each further round also removes the next most offending sentence,
     # while the re-scored document is still flagged.
     excise_rounds: int = 3
-    llm: LLMSettings = field(default_factory=LLMSettings)
+    # The embedded server generates one request at a time; more concurrency would only queue (and time out).
+    llm: LLMConfig = field(
+        default_factory=lambda: LLMConfig(
+            backend="embedded", max_concurrency=1, timeout_s=180.0, max_retries=1, max_tokens=384
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,34 @@ class IterateConfig:
             raise ConfigError("iterate.rounds must be >= 1 and iterate.sample >= 0")
 
 
+SECRET_KINDS = (
+    "aws_access_key",
+    "github_token",
+    "slack_token",
+    "google_api_key",
+    "stripe_secret_key",
+    "private_key",
+)
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    """Credentials in the text (pipelines/secrets.py): a document holding one is dropped as `secret:<kind>`."""
+
+    enabled: bool = True
+    kinds: tuple[str, ...] = SECRET_KINDS
+    # the gate fails a batch in which more than this share of documents hold a credential
+    max_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        _str_tuple(self, "secrets.kinds", self.kinds)
+        unknown = sorted(set(self.kinds) - set(SECRET_KINDS))
+        if unknown:
+            raise ConfigError(f"config key 'secrets.kinds' names unknown {unknown}: use {SECRET_KINDS}")
+        if not 0.0 <= self.max_fraction <= 1.0:
+            raise ConfigError("secrets.max_fraction must lie in [0, 1]")
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """`curate export`: training-ready shards of a corpus version (pipelines/export.py)."""
@@ -314,6 +342,7 @@ class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
@@ -337,11 +366,12 @@ _ALLOWED = {
     ("revise", "fallback"): {"excise", "drop", "tag"},
     ("revise", "method"): {"llm", "excise"},
     ("revise", "llm", "backend"): {"embedded", "openai"},
+    ("label", "llm", "backend"): {"embedded", "openai"},
     ("export", "format"): {"jsonl", "parquet"},
 }
 
 
-def _coerce(value: Any, hint: Any, path: str) -> Any:
+def _coerce(value: Any, hint: Any, path: str, current: Any = None) -> Any:
     origin = get_origin(hint)
     args = get_args(hint)
     if origin is not None and type(None) in args:
@@ -351,7 +381,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
-        return _build(hint, value, path)  # type: ignore[arg-type]
+        return _build(hint, value, path, current)  # type: ignore[arg-type]
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
@@ -371,7 +401,9 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def _build(cls: type, data: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
+    """`cls` from `data`; keys not given keep `base`'s values (the field's own default instance, whose defaults may
+    differ from the class's: `revise.llm` and `label.llm` are both an `LLMConfig`)."""
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -379,11 +411,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in known:
             raise ConfigError(f"unknown config key '{path}' (known here: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(value, hints[key], path)
+        kwargs[key] = _coerce(value, hints[key], path, None if base is None else getattr(base, key))
         allowed = _ALLOWED.get(tuple(path.split(".")))
         if allowed is not None and kwargs[key] not in allowed:
             raise ConfigError(f"config key '{path}' must be one of {sorted(allowed)}, got {value!r}")
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -411,7 +443,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         data = loaded
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    cfg: RunConfig = _build(RunConfig, data)
+    cfg: RunConfig = _build(RunConfig, data, base=RunConfig())
     _validate(cfg)
     return cfg
 

@@ -36,22 +36,24 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
+from expectations import suites
 from pipelines.config import DedupConfig
-from schemas import require_columns
+from pipelines.stage import BaseStage, Gate, StageContext
+from schemas import TABLES, require_columns
+from schemas.vocab import DupKind
 from udfs.minhash import MinHashParams
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from collections.abc import Mapping
 
-EXACT_DUPLICATE = "exact_duplicate"
-NEAR_DUPLICATE = "near_duplicate"
+    from pyspark.sql import DataFrame, SparkSession
 
 #: Materialises a DataFrame and hands back one that reads the result (Sail has no `persist`).
 Checkpoint = Callable[["DataFrame", str], "DataFrame"]
@@ -353,7 +355,9 @@ def transform(
     cluster = F.when(F.col("_exact_rank") == 0, F.col("_exact_cluster")).otherwise(via_batch)
     out = joined.withColumn("cluster_id", cluster).withColumn("bands", bands)
     is_dup = F.col("cluster_id") != F.col("doc_id")
-    kind = F.when(F.col("_exact_rep") != F.col("doc_id"), F.lit(EXACT_DUPLICATE)).when(is_dup, F.lit(NEAR_DUPLICATE))
+    kind = F.when(F.col("_exact_rep") != F.col("doc_id"), F.lit(str(DupKind.EXACT))).when(
+        is_dup, F.lit(str(DupKind.NEAR))
+    )
     return (
         out.withColumn("is_duplicate", is_dup)
         .withColumn("dup_of", F.when(is_dup, F.col("cluster_id")))
@@ -372,3 +376,47 @@ def index_rows(deduped: DataFrame, cfg: DedupConfig, run_id: str) -> DataFrame:
         F.lit(run_id).alias("run_id"),
         F.lit(params_of(cfg).scheme).alias("scheme"),
     )
+
+
+#: What the stage adds: the `dedup` table's columns (less key, run and crawl) and the LSH band keys.
+DEDUP_COLUMNS = ("exact_hash", "cluster_id", "dup_of", "is_duplicate", "dup_kind", "bands")
+
+
+class Dedup(BaseStage):
+    """Exact and MinHash-LSH near dedup of the documents that passed the quality rules, against the batch and
+    every earlier crawl (`dedup`, `minhash_index`). Rows that failed quality get null dedup columns (not
+    evaluated). Returns the `dedup` rows and the new `minhash_index` rows."""
+
+    name: ClassVar[str] = "dedup_v2"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "text", "quality_reasons")
+    adds: ClassVar[tuple[str, ...]] = DEDUP_COLUMNS
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        lake, cfg = ctx.the_lake, ctx.cfg.dedup
+        passing = df.where(F.size("quality_reasons") == 0).select("doc_id", "crawl_id", "text")
+        d = transform(
+            passing,
+            lake.read("dedup"),
+            cfg,
+            index=lake.read("minhash_index") if cfg.fuzzy else None,
+            texts=lake.read("raw_docs").select("doc_id", "text") if cfg.verify else None,
+            checkpoint=ctx.stage,
+        )
+        return df.join(ctx.stage(d, "dedup_batch").select("doc_id", *DEDUP_COLUMNS), "doc_id", "left")
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        return (Gate("dedup", lambda _ctx, _counts: suites.dedup(), on="dedup"),)
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        evaluated = out.where(F.col("is_duplicate").isNotNull()).withColumn("run_id", F.lit(ctx.run_id))
+        return {
+            "dedup": evaluated.select(*TABLES["dedup"].fieldNames()),
+            "minhash_index": index_rows(evaluated, ctx.cfg.dedup, ctx.run_id),
+        }
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        counts = {f"{k.removesuffix('_duplicate')}_duplicates": 0 for k in DupKind}
+        for r in out.where(F.col("is_duplicate")).groupBy("dup_kind").count().collect():
+            counts[f"{r['dup_kind'].removesuffix('_duplicate')}_duplicates"] = int(r["count"])
+        return counts

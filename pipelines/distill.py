@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pipelines import registry
 from pipelines.config import RunConfig
+from pipelines.registry import CHAMPION, current_champion, model_name
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
 #: Inverse L2 strengths tried when `distill.c` is unset: noisy crowd labels want strong regularisation, clean
 #: LLM labels on a few hundred documents want little; one fixed value served neither.
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -43,10 +44,6 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 class DistillError(ValueError):
     """Not enough (or unusable) labels to distil from: the message says what to label."""
-
-
-def model_name(prefix: str, principle: str) -> str:
-    return f"{prefix}_{principle}"
 
 
 def split_of(key: str, val_fraction: float, test_fraction: float, seed: int = 0) -> str:
@@ -215,26 +212,6 @@ def _label_rows(lake: Lake, principle: str, labelers: list[str] | None) -> pd.Da
     return df.select("text_hash", "text", "score", "labeler").toPandas()
 
 
-def _registry(state_dir: Path, cfg: RunConfig) -> Any:
-    import mlflow
-
-    from pipelines.tracking import tracking_uri
-
-    uri = cfg.classify.registry_uri or tracking_uri(state_dir, cfg.tracking)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def current_champion(client: Any, name: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-
-
 def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None) -> DistillResult:
     """Train, evaluate, log and register one principle's classifier; move `champion` if it wins."""
     import mlflow
@@ -273,7 +250,8 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
     test_scores = head.predict(test_texts)
     metrics = evaluate(test_scores, test_teacher, test_y, threshold)
 
-    client = _registry(lake.state_dir, cfg)
+    cfg = registry.resolve(cfg, lake.state_dir)
+    client = registry.client(cfg.classify.registry_uri or "")
     name = model_name(cfg.classify.model_prefix, principle.name)
     old = current_champion(client, name)
     old_metrics: dict[str, float] | None = None

@@ -10,17 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, MapType, StringType, StructField, StructType
 
+from expectations import suites
 from pipelines.config import IngestConfig
 from pipelines.lake import Lake
+from pipelines.publish import publish_bronze
+from pipelines.stage import BaseStage, Gate, Halt, StageContext
+from schemas import TABLES
+from schemas.vocab import Count, RunStatus
 from udfs.parse import ParseOptions, detect_format
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pyspark.sql import DataFrame, SparkSession
 
 
@@ -60,11 +67,10 @@ def list_inputs(path: str | Path) -> list[tuple[str, str]]:
     return found
 
 
-def _parse_batches(opts: dict[str, object]):
+def _parse_batches(options: ParseOptions):
     def parse(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from udfs.parse import ParseOptions, doc_id_for, parse_file, record_id_for
+        from udfs.parse import doc_id_for, parse_file, record_id_for
 
-        options = ParseOptions(**opts)  # type: ignore[arg-type]
         columns = PARSED.fieldNames()
         for files in batches:
             for path, fmt in zip(files["path"], files["fmt"], strict=True):
@@ -95,16 +101,8 @@ def _parse_batches(opts: dict[str, object]):
 
 
 def parse_inputs(spark: SparkSession, files: list[tuple[str, str]], cfg: IngestConfig) -> DataFrame:
-    opts = ParseOptions(
-        text_field=cfg.text_field,
-        id_field=cfg.id_field,
-        url_field=cfg.url_field,
-        source_field=cfg.source_field,
-        max_doc_bytes=cfg.max_doc_bytes,
-        raw_truncate_chars=cfg.raw_truncate_chars,
-    )
     listing = spark.createDataFrame(files, "path string, fmt string").repartition(max(1, len(files)))
-    return listing.mapInPandas(_parse_batches(asdict(opts)), schema=PARSED)
+    return listing.mapInPandas(_parse_batches(cfg), schema=PARSED)
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,57 @@ def summarise(parsed: DataFrame, raw_docs_before: DataFrame) -> IngestResult:
     )
 
 
+def bronze_tables(parsed: DataFrame, crawl_id: str, run_id: str) -> dict[str, DataFrame]:
+    return {"raw_docs": to_raw_docs(parsed, crawl_id, run_id), "quarantine": to_quarantine(parsed, crawl_id, run_id)}
+
+
 def write(lake: Lake, parsed: DataFrame, crawl_id: str, run_id: str) -> None:
     """Bronze writes, both idempotent: existing doc_ids and record_ids are left as they are."""
-    lake.merge(to_raw_docs(parsed, crawl_id, run_id), "raw_docs", ("doc_id",), update=False)
-    lake.merge(to_quarantine(parsed, crawl_id, run_id), "quarantine", ("record_id",), update=False)
+    publish_bronze(lake, bronze_tables(parsed, crawl_id, run_id))
+
+
+class Ingest(BaseStage):
+    """Parse the run's input files (a source: it reads no DataFrame). Its output is one row per input record
+    (`status` = `doc` or the quarantine reason); its tables are bronze, written as soon as its gate passes."""
+
+    name: ClassVar[str] = "ingest_v2"
+    adds: ClassVar[tuple[str, ...]] = tuple(PARSED.fieldNames())
+    bronze: ClassVar[bool] = True
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        return parse_inputs(ctx.the_lake.spark, list(ctx.inputs), ctx.cfg.ingest)
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        limit = ctx.cfg.ingest.max_quarantine_fraction
+        return (Gate("ingest", lambda _ctx, _counts: suites.ingest(limit)),)
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        return bronze_tables(out, ctx.crawl_id, ctx.run_id)
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        result = summarise(out, ctx.the_lake.read("raw_docs"))  # before this run's bronze writes
+        counts = {k: v for k, v in asdict(result).items() if isinstance(v, int)}
+        counts.update({f"quarantine:{k}": v for k, v in result.quarantine_reasons.items()})
+        return counts
+
+
+class Undecided(BaseStage):
+    """The documents this run decides: every ingested document without a decision yet - this batch's new ones,
+    and those of an earlier run that died before its decisions were published. None left halts the run."""
+
+    name: ClassVar[str] = "undecided_v1"
+    adds: ClassVar[tuple[str, ...]] = tuple(TABLES["raw_docs"].fieldNames())
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        lake = ctx.the_lake
+        decided = lake.read("decisions").select("doc_id").distinct()
+        return lake.read("raw_docs").join(decided, "doc_id", "left_anti")
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        return (Gate("pending", lambda _ctx, _counts: suites.pending_docs()),)
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        return {Count.PENDING: out.count()}
+
+    def halt(self, counts: Mapping[str, int], ctx: StageContext) -> Halt | None:
+        return Halt(RunStatus.SUCCESS) if counts[Count.PENDING] == 0 else None

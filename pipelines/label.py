@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from pipelines.config import LabelConfig, default_cache_dir
 from schemas import TABLES
 from udfs.labelers import LabelResult, PrincipleSpec
 
@@ -87,7 +88,7 @@ def _rows(
 def _write(lake: Lake, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
-    spark = lake._spark()
+    spark = lake.spark
     lake.merge(spark.createDataFrame(rows, TABLES["labels"]), "labels", LABEL_KEY)
 
 
@@ -198,3 +199,35 @@ def import_human_labels(lake: Lake, principle: str, labeler: str, path: str | Pa
     results = [LabelResult(status="ok", score=d["score"]) for d in docs]
     _write(lake, _rows(docs, results, principle, labeler, HUMAN_PROMPT_VERSION))
     return len(docs)
+
+
+def open_labeler(kind: str, cfg: LabelConfig, lake: Lake) -> Labeler:
+    """A registered labeler (udfs/labelers.py) with the lake's log dir and the shared model cache."""
+    from udfs.labelers import LabelerContext, make_labeler
+
+    return make_labeler(kind, LabelerContext(cfg, default_cache_dir() / "llm", lake.state_dir / "logs"))
+
+
+def label_sample(
+    lake: Lake, principle: Any, labeler: Labeler, docs: DataFrame, n: int, cfg: LabelConfig
+) -> LabelSummary:
+    """Label up to `n` of `docs` (doc_id, text, source), sampled by stratum of the principle's current scores
+    (pipelines/sampling.py) so that the uncertain middle is not starved by the confident ends."""
+    from pipelines.sampling import sample_for_labeling
+
+    scores = (
+        lake.read("scores").where(F.col("principle") == principle.name).select("doc_id", "score")
+        if lake.exists("scores")
+        else None
+    )
+    sample = sample_for_labeling(
+        docs,
+        scores,
+        n,
+        threshold=principle.label_threshold,
+        uncertain_fraction=cfg.uncertain_fraction,
+        score_bins=cfg.score_bins,
+        seed=cfg.seed,
+    )
+    rows = [r.asDict() for r in sample.select("doc_id", "text", "source").collect()]
+    return label_documents(lake, principle, labeler, rows, chunk_size=cfg.chunk_size)

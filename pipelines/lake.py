@@ -41,7 +41,8 @@ def check_ident(name: str) -> str:
     return name
 
 
-def _quote_path(path: Path) -> str:
+def quote_path(path: Path) -> str:
+    """A path for SQL text (`delta.`<path>``, `LOCATION '<path>'`): quotes and backticks are refused."""
     text = str(path.resolve())
     if "`" in text or "'" in text:
         raise LakeError(f"lake path must not contain quotes or backticks: {text}")
@@ -51,7 +52,7 @@ def _quote_path(path: Path) -> str:
 class Lake:
     def __init__(self, root: str | Path, spark: SparkSession | None = None) -> None:
         self.root = Path(root).resolve()
-        self.spark = spark
+        self._session = spark
         self._evolved: set[str] = set()
 
     @property
@@ -76,10 +77,17 @@ class Lake:
     def versions(self) -> dict[str, int]:
         return {t: v for t in TABLES if (v := self.version(t)) is not None}
 
-    def _spark(self) -> SparkSession:
-        if self.spark is None:
+    @property
+    def spark(self) -> SparkSession:
+        """The session this handle reads and writes through; a handle made without one only answers
+        `exists`, `version(s)` and `history` (delta-rs)."""
+        if self._session is None:
             raise LakeError("this lake handle has no Spark session")
-        return self.spark
+        return self._session
+
+    @property
+    def has_session(self) -> bool:
+        return self._session is not None
 
     def ensure(self, table: str) -> None:
         """Create the table empty with its contract schema, so readers never hit a missing table; add the
@@ -89,7 +97,7 @@ class Lake:
                 self._add_missing_columns(table)
                 self._evolved.add(table)
             return
-        spark = self._spark()
+        spark = self.spark
         self.root.mkdir(parents=True, exist_ok=True)
         spark.createDataFrame([], nullable(TABLES[table])).write.format("delta").mode("append").save(
             str(self.path(table))
@@ -109,7 +117,7 @@ class Lake:
             dt.alter.add_columns(missing)
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
-        spark = self._spark()
+        spark = self.spark
         if not self.exists(table):
             self.ensure(table)
         reader = spark.read.format("delta")
@@ -129,7 +137,7 @@ class Lake:
         check of the key column, and the append is cheaper anyway.
         """
         self.ensure(table)
-        spark = self._spark()
+        spark = self.spark
         cols = TABLES[table].fieldNames()
         for k in keys:
             check_ident(k)
@@ -141,22 +149,42 @@ class Lake:
         view = check_ident(f"_src_{table}")
         df.select(*cols).createOrReplaceTempView(view)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        target = f"delta.`{_quote_path(self.path(table))}`"
+        target = f"delta.`{quote_path(self.path(table))}`"
         spark.sql(
             f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
         spark.catalog.dropTempView(view)
 
+    def merge_with_deletes(self, df: DataFrame, table: str, keys: tuple[str, ...], delete: str) -> None:
+        """Upsert on `keys`, deleting the matched rows whose boolean column `delete` is true, in one commit
+        (one new table version): how a round of iteration moves documents out of `corpus` and back."""
+        self.ensure(table)
+        cols = [check_ident(c) for c in TABLES[table].fieldNames()]
+        view = check_ident(f"_src_{table}_upsert_delete")
+        flag = check_ident(delete)
+        df.select(*cols, flag).createOrReplaceTempView(view)
+        on = " AND ".join(f"t.{check_ident(k)} = s.{k}" for k in keys)
+        target = f"delta.`{quote_path(self.path(table))}`"
+        sets = ", ".join(f"t.{c} = s.{c}" for c in cols)
+        values = ", ".join(f"s.{c}" for c in cols)
+        self.spark.sql(
+            f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
+            f"WHEN MATCHED AND s.{flag} THEN DELETE "
+            f"WHEN MATCHED THEN UPDATE SET {sets} "
+            f"WHEN NOT MATCHED AND NOT s.{flag} THEN INSERT ({', '.join(cols)}) VALUES ({values})"
+        )
+        self.spark.catalog.dropTempView(view)
+
     def register_all(self) -> list[str]:
         """Make every existing contract table queryable by its name, `VERSION AS OF` included."""
-        spark = self._spark()
+        spark = self.spark
         names = []
         for table in TABLES:
             if not self.exists(table):
                 continue
             # IF NOT EXISTS, never DROP: dropping a catalog entry must not be able to touch the data.
-            location = _quote_path(self.path(table))
+            location = quote_path(self.path(table))
             spark.sql(f"CREATE TABLE IF NOT EXISTS {check_ident(table)} USING delta LOCATION '{location}'")
             names.append(table)
         return names

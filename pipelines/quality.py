@@ -44,16 +44,18 @@ spaces (spaCy's English rules leave `，` and `。` inside Chinese runs; here th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from expectations import suites
 from pipelines.config import QualityConfig
-from schemas import require_columns
+from pipelines.stage import BaseStage, Gate, StageContext
+from schemas import TABLES, require_columns
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from pyspark.sql import DataFrame
 
@@ -476,3 +478,33 @@ def text_for_later_stages(cfg: QualityConfig) -> Column:
     if "c4" not in cfg.rule_sets:
         return F.col("text")
     return F.coalesce(F.nullif(F.col("clean_text"), F.lit("")), F.col("text"))
+
+
+#: The quality columns the stage adds: the `quality` table's, less its key and run id.
+QUALITY_COLUMNS = tuple(c for c in TABLES["quality"].fieldNames() if c not in ("doc_id", "run_id"))
+
+
+class Quality(BaseStage):
+    """Every rule set's metrics and reasons as columns; `text` becomes the text later stages read (C4's cleaned
+    text), while `raw_docs` keeps the original. Returns the `quality` rows."""
+
+    name: ClassVar[str] = "quality_v3"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text")
+    adds: ClassVar[tuple[str, ...]] = QUALITY_COLUMNS
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        cfg = ctx.cfg.quality
+        q = ctx.stage(transform(df.select("doc_id", "text"), cfg), "quality_metrics")
+        later = q.select("doc_id", *QUALITY_COLUMNS, text_for_later_stages(cfg).alias("text"))
+        return df.drop("text").join(later, "doc_id")
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        check_lang = ctx.cfg.quality.lang.model != "none"
+        return (Gate("quality", lambda _ctx, _counts: suites.quality(check_lang_score=check_lang), on="quality"),)
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        return {"quality": out.select("doc_id", F.lit(ctx.run_id).alias("run_id"), *QUALITY_COLUMNS)}
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        return {"quality_failed": out.where(F.size("quality_reasons") > 0).count()}

@@ -19,21 +19,26 @@ A failed LLM call never fails the run.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pyspark.sql import functions as F
 
-from pipelines.config import ClassifyConfig, ReviseConfig
+from pipelines.config import ClassifyConfig, ReviseConfig, default_cache_dir
 from pipelines.constitution import Constitution
+from pipelines.engine import keepalive
+from pipelines.lake import nullable
 from pipelines.progress import Progress
+from pipelines.stage import BaseStage, StageContext
+from schemas import TABLES
+from schemas.vocab import FALLBACK_STATUSES, UNTRIED, Action, Method, RevisionStatus
 from udfs.excise import excise, removal_plan, split_sentences
 from udfs.revision import (
     RevisionTask,
@@ -50,16 +55,13 @@ from udfs.revision import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from pipelines.classify import Champion
+    from pipelines.registry import Champion
     from udfs.llm import LLMClient, LLMResult
 
 # (key, text) pairs -> key -> scores in constitution order; the same scorer that flagged the documents.
 Rescore = Callable[[list[tuple[str, str]]], dict[str, list[float]]]
 # texts -> L2-normalised document embeddings (udfs.revision.document_embeddings over the MiniLM encoder).
 Embed = Callable[[list[str]], np.ndarray]
-
-# LLM outcomes that take the fallback (documents the LLM never took are excised by the caller, pipelines/run.py).
-FALLBACK_STATUSES = ("rejected", "error", "timeout", "over_budget")
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Outcome:
     principles: list[str]
     original_text: str
     revised_text: str | None = None
-    method: str = "llm"  # the method that produced revised_text: llm | excise
+    method: str = Method.LLM  # the method that produced revised_text: llm | excise
     model: str | None = None  # the LLM called, None for a pure excision
     prompt_version: str | None = None
     reject_reasons: list[str] = field(default_factory=list)
@@ -110,7 +112,7 @@ def document_embedder(cfg: ClassifyConfig) -> Embed:
 
 
 def local_rescorer(
-    constitution: Constitution, cfg: ClassifyConfig, champions: dict[str, Champion] | None = None
+    constitution: Constitution, cfg: ClassifyConfig, champions: Mapping[str, Champion] | None = None
 ) -> Rescore:
     """The scoring stage's scorer (champions, else exemplars) called in this process, without Spark: for tests,
     benchmarks and small batches. The pipeline re-scores through Spark with the same scorer spec."""
@@ -127,7 +129,7 @@ def local_rescorer(
 
 def decide_fallback(cfg: ReviseConfig) -> str:
     """The action the decision step takes for an unrevised flagged document: excision was already tried here."""
-    return "drop" if cfg.fallback == "excise" else cfg.fallback
+    return Action.DROP if cfg.fallback == Method.EXCISE else cfg.fallback
 
 
 def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
@@ -151,18 +153,14 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
     )
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CURATE_CACHE", Path.home() / ".cache" / "curate"))
-
-
 @contextmanager
 def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = None) -> Iterator[tuple[LLMClient, str]]:
     """The configured client: the embedded packaged model behind `transformers serve`, or any endpoint."""
-    from udfs.llm import LLMClient, llm_config
+    from udfs.llm import LLMClient
 
     s = cfg.llm
     if s.backend == "openai":
-        llm_cfg = llm_config(s, s.base_url or "", s.model or "default")
+        llm_cfg = s.endpoint(s.base_url or "", s.model or "default")
         with LLMClient(llm_cfg) as client:
             yield client, llm_cfg.model
         return
@@ -174,14 +172,14 @@ def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = Non
     with (progress or Progress(enabled=False)).stage("revise: starting the embedded LLM server"):
         server.start()
     try:
-        llm_cfg = llm_config(s, server.base_url, server.model, api_key_env=None, max_retries=0)
+        llm_cfg = s.endpoint(server.base_url, server.model, api_key_env=None, max_retries=0)
         with LLMClient(llm_cfg) as client:
             yield client, "SmolLM2-135M-Instruct (embedded)"
     finally:
         server.stop()
 
 
-def _within_budget(
+def within_budget(
     client: LLMClient,
     messages: list[list[dict[str, str]]],
     cfg: ReviseConfig,
@@ -272,7 +270,7 @@ def revise(
     outcomes = [
         Outcome(
             doc_id=str(row["doc_id"]),
-            status="pending",
+            status=RevisionStatus.PENDING,
             principles=list(row["revise_principles"]),  # type: ignore[call-overload]
             original_text=str(row["text"]),
             method=cfg.method,
@@ -280,11 +278,11 @@ def revise(
         )
         for row in rows
     ]
-    if cfg.method == "llm":
+    if cfg.method == Method.LLM:
         if client is None:
             raise ValueError("revise.method 'llm' needs an LLM client")
         _llm(outcomes, constitution, cfg, rescore, embed, client, model, progress, clock)
-        to_excise = [o for o in outcomes if o.status in FALLBACK_STATUSES] if cfg.fallback == "excise" else []
+        to_excise = [o for o in outcomes if o.status in FALLBACK_STATUSES] if cfg.fallback == Method.EXCISE else []
     else:
         to_excise = outcomes
     _excise(to_excise, constitution, cfg, rescore, embed, clock)
@@ -317,12 +315,12 @@ def _llm(
         systems.append(m[0]["content"])
         messages.append(m)
     t0 = time.perf_counter()
-    results = _within_budget(client, messages, cfg, progress)
+    results = within_budget(client, messages, cfg, progress)
     clock.t.llm_s += time.perf_counter() - t0
     answered: list[Outcome] = []
     for out, system, res in zip(outcomes, systems, results, strict=True):
         if res is None:
-            out.status = "over_budget"
+            out.status = RevisionStatus.OVER_BUDGET
             continue
         if not res.ok:
             out.status, out.error = res.status, res.error
@@ -336,7 +334,7 @@ def _llm(
         if rewrite.strip():
             answered.append(out)
         else:
-            out.status = "rejected"
+            out.status = RevisionStatus.REJECTED
     # Rejected rewrites are re-scored and compared too: the audit (and the benchmark) reads their scores.
     sims = _similarities(clock, embed, [(o.original_text, o.revised_text or "") for o in answered])
     new_scores = clock.score(rescore, [(o.doc_id, o.revised_text or "") for o in answered])
@@ -348,7 +346,7 @@ def _llm(
         scores = new_scores[out.doc_id]
         out.score_after = _flagged_max(scores, out.principles, index)
         out.reject_reasons += [f"still_flagged:{p}" for p in _still_flagged(scores, out.principles, constitution)]
-        out.status = "rejected" if out.reject_reasons else "ok"
+        out.status = RevisionStatus.REJECTED if out.reject_reasons else RevisionStatus.OK
 
 
 def _excise(
@@ -404,14 +402,179 @@ def _excise(
     for i, o in enumerate(outcomes):
         text, reasons, after = result.get(i, (None, ["excise_nothing_flagged"], None))
         if i in sim_of:
-            if o.method == "llm":
+            if o.method == Method.LLM:
                 o.fallback_from, o.llm_rewrite = o.status, o.revised_text
                 o.reject_reasons = [f"llm:{r}" for r in o.reject_reasons] or [f"llm:{o.status}"]
-            o.method, o.status, o.revised_text = "excise", "ok", text
+            o.method, o.status, o.revised_text = Method.EXCISE, RevisionStatus.OK, text
             o.score_after, o.similarity = after, sim_of[i]
             o.length_ratio = length_ratio(o.original_text, text or "")
-        elif o.method == "llm":
+        elif o.method == Method.LLM:
             o.reject_reasons = o.reject_reasons + [f"excise:{r}" for r in reasons]
         else:
-            o.status, o.revised_text, o.reject_reasons, o.score_after = "rejected", text, reasons, after
+            o.status, o.revised_text, o.reject_reasons, o.score_after = RevisionStatus.REJECTED, text, reasons, after
             o.length_ratio = None if text is None else length_ratio(o.original_text, text)
+
+
+# ---- the stage: candidates, caps, the LLM pass, the excision pass ----------------------------------------------
+
+
+def plan(ordered: list[dict[str, Any]], cfg: ReviseConfig, *, llm_allowed: bool) -> tuple[list, list, list[Outcome]]:
+    """Split the candidates (highest score first) into (to the LLM, to excision, not attempted).
+
+    The LLM takes up to `max_docs` documents that fit `max_doc_chars`; what it does not take is excised, up to
+    `max_excise_docs`, when the config revises by excision (method `excise`, or fallback `excise`); the rest is
+    `over_cap` (or `too_long`: it would not have fitted the LLM's answer)."""
+    llm = cfg.method == Method.LLM and llm_allowed
+    to_llm = [x for x in ordered if x["fits"]][: cfg.max_docs] if cfg.enabled and llm else []
+    taken = {x["doc_id"] for x in to_llm}
+    rest = [x for x in ordered if x["doc_id"] not in taken]
+    excises = cfg.method == Method.EXCISE or cfg.fallback == Method.EXCISE
+    to_excise = rest[: cfg.max_excise_docs] if cfg.enabled and excises else []
+    attempted = taken | {x["doc_id"] for x in to_excise}
+    untried = [
+        Outcome(
+            doc_id=x["doc_id"],
+            status=RevisionStatus.OVER_CAP if x["fits"] else RevisionStatus.TOO_LONG,
+            principles=[],
+            original_text=x["text"],
+        )
+        for x in rest
+        if x["doc_id"] not in attempted
+    ]
+    return to_llm, to_excise, untried
+
+
+def _outcome_rows(outcomes: list[Outcome], run_id: str) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC)
+    return [
+        (
+            o.doc_id,
+            run_id,
+            o.original_text,
+            o.revised_text,
+            o.principles,
+            str(o.method),
+            o.model,
+            o.prompt_version,
+            str(o.status),
+            o.reject_reasons,
+            o.score_before,
+            o.score_after,
+            o.length_ratio,
+            o.similarity,
+            None if o.fallback_from is None else str(o.fallback_from),
+            o.llm_rewrite,
+            o.error,
+            now,
+        )
+        for o in outcomes
+    ]
+
+
+@dataclass(frozen=True)
+class Revise(BaseStage):
+    """Revise the documents in a revise band: adds `revision_status`, `revised_text` (the decision step's inputs)
+    and `revision` (the full outcome, null for documents not tried here), and returns the `revisions` rows.
+
+    With `llm=False` (iteration) nothing is sent to an LLM: documents newly in a revise band are excised when the
+    config revises by excision, else they take the decision step's fallback. When the input already carries
+    `revision_status` / `revised_text` (the latest outcomes, in iteration), only documents no reviser has tried
+    are revised and the earlier outcomes stand for the others.
+    """
+
+    name: ClassVar[str] = "revise_v2"
+    reads: ClassVar[tuple[str, ...]] = (
+        "doc_id",
+        "text",
+        "principle_scores",
+        "quality_reasons",
+        "is_duplicate",
+        "drop_principles",
+        "revise_principles",
+    )
+    adds: ClassVar[tuple[str, ...]] = ("revision_status", "revised_text", "revision")
+    llm: bool = True
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        lake, r = ctx.the_lake, ctx.cfg.revise
+        prior = "revision_status" in df.columns
+        cands = candidates(df, ctx.constitution)
+        if prior:
+            cands = cands.join(df.select("doc_id", "revision_status"), "doc_id").where(
+                F.col("revision_status").isNull() | F.col("revision_status").isin(*[str(s) for s in UNTRIED])
+            )
+        excises = r.method == Method.EXCISE or r.fallback == Method.EXCISE
+        outcomes: list[Outcome] = []
+        if self.llm or (r.enabled and excises):
+            outcomes = self._revise(cands, ctx)
+        if prior:  # an untried document keeps its earlier status (null or untried): nothing new happened to it
+            outcomes = [o for o in outcomes if o.status not in UNTRIED]
+        schema = nullable(TABLES["revisions"])
+        done = ctx.stage(lake.spark.createDataFrame(_outcome_rows(outcomes, ctx.run_id), schema), "revise_outcomes")
+        fields = [c for c in schema.fieldNames() if c != "doc_id"]
+        joined = df.join(
+            done.select("doc_id", F.struct(*fields).alias("revision")),
+            "doc_id",
+            "left",
+        )
+        status, text = F.col("revision.status"), F.col("revision.revised_text")
+        if prior:
+            status = F.coalesce(status, F.col("revision_status"))
+            text = F.when(F.col("revision").isNotNull(), text).otherwise(F.col("revised_text"))
+        return joined.withColumn("revision_status", status).withColumn("revised_text", text)
+
+    def _revise(self, cands: DataFrame, ctx: StageContext) -> list[Outcome]:
+        from pipelines.classify import transform as score
+
+        lake, r, progress = ctx.the_lake, ctx.cfg.revise, ctx.progress or Progress(enabled=False)
+        spark = lake.spark
+        # max_doc_chars bounds what the LLM must write back; excision has no such limit.
+        fits = F.length("text") <= r.max_doc_chars if r.method == Method.LLM and self.llm else F.lit(True)
+        # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
+        # too_long outcomes): one ordered collect, split here.
+        order = (F.col("score_before").desc(), F.col("doc_id"))
+        ordered = [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).collect()]
+        if not ordered:
+            return []
+        to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
+        constitution = ctx.constitution
+
+        def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+            frame = spark.createDataFrame(pairs, "doc_id string, text string")
+            rows = score(frame, constitution, ctx.cfg.classify, ctx.champions).select("doc_id", "principle_scores")
+            return {x["doc_id"]: list(x["principle_scores"]) for x in rows.collect()}
+
+        embed = document_embedder(ctx.cfg.classify)  # loads the encoder on first use only
+        if to_llm:
+            with keepalive(spark), llm_client(r, lake.state_dir / "logs", progress) as (client, model):
+                bar = progress.bar(f"revise: rewriting {len(to_llm)} documents", len(to_llm))
+                try:
+                    outcomes += revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar)
+                finally:
+                    progress.end_bar()
+        if to_excise:
+            with progress.stage(f"revise: excising flagged sentences of {len(to_excise)} documents"):
+                excised = revise(to_excise, constitution, replace(r, method=Method.EXCISE), rescore, embed)
+            for o, x in zip(excised, to_excise, strict=True):
+                if r.method == Method.LLM and self.llm:  # the LLM never saw it: say why it was excised instead
+                    o.fallback_from = RevisionStatus.OVER_CAP if x["fits"] else RevisionStatus.TOO_LONG
+            outcomes += excised
+        return outcomes
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        tried = out.where(F.col("revision").isNotNull() & ~F.col("revision.status").isin(*[str(s) for s in UNTRIED]))
+        # no outcome, no commit: a lake whose runs never revised has no `revisions` table
+        return {"revisions": tried.select("doc_id", "revision.*")} if tried.limit(1).count() else {}
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        here = out.where(F.col("revision").isNotNull())
+        counts = {"revision_candidates": 0} if self.llm else {}
+        rows = here.groupBy(F.col("revision.status").alias("s"), F.col("revision.method").alias("m")).count().collect()
+        for x in rows:
+            n = int(x["count"])
+            counts["revision_candidates"] = counts.get("revision_candidates", 0) + n
+            counts[f"revision:{x['s']}"] = counts.get(f"revision:{x['s']}", 0) + n
+            if x["s"] == RevisionStatus.OK:
+                counts[f"revision_method:{x['m']}"] = counts.get(f"revision_method:{x['m']}", 0) + n
+        return counts

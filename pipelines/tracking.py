@@ -19,10 +19,12 @@ from pipelines.config import TrackingConfig
 SECRET_HINTS = ("key", "token", "secret", "password")
 
 
-def tracking_uri(state_dir: Path, cfg: TrackingConfig) -> str:
+def tracking_uri(state_dir: Path, cfg: TrackingConfig, *, create: bool = True) -> str:
+    """The configured URI, else a sqlite store under the lake's state dir (created unless `create` is false)."""
     if cfg.tracking_uri:
         return cfg.tracking_uri
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        state_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(state_dir / 'mlflow.db').resolve()}"
 
 
@@ -116,7 +118,8 @@ def track(state_dir: Path, cfg: TrackingConfig, run_name: str) -> Iterator[Track
         exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri())
     else:
         exp_id = exp.experiment_id
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+    # Inside another command's run (a distillation inside an iteration round) this run is its child.
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, nested=mlflow.active_run() is not None) as run:
         tracker = Tracker(run)
         try:
             yield tracker

@@ -19,6 +19,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from schemas.vocab import Action
+
 
 def _f(name: str, dtype: object, nullable: bool = True) -> StructField:
     return StructField(name, dtype, nullable)  # type: ignore[arg-type]
@@ -245,4 +247,4 @@ TABLES: dict[str, StructType] = {
     "runs": RUNS,
 }
 
-ACTIONS = ("keep", "revise", "tag", "drop")
+ACTIONS = tuple(a.value for a in Action)

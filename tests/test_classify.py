@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines import classify
+from pipelines import classify, registry
 from pipelines.cli import main
 from pipelines.config import ClassifyConfig, load_config
 from pipelines.constitution import load_constitution
@@ -77,22 +77,22 @@ def champion_lake(lake: Any, tmp_path: Path) -> Any:
 
 def test_champion_is_used_where_registered(champion_lake: Any, spark: Any) -> None:
     constitution = load_constitution()
-    cfg = ClassifyConfig(registry_uri=tracking_uri(champion_lake.state_dir, load_config().tracking))
-    champions = classify.resolve_champions(constitution, cfg)
+    resolved = registry.resolve(load_config(), champion_lake.state_dir)
+    cfg = resolved.classify
+    assert cfg.registry_uri == tracking_uri(champion_lake.state_dir, load_config().tracking)
+    champions = registry.champions_for(constitution, resolved)
     assert set(champions) == {"toxicity"} and champions["toxicity"].model_uri == "models:/curate_toxicity/1"
     df = spark.createDataFrame(
         [("t", "The mayor is a worthless idiot."), ("b", "The mayor opened the library.")], "doc_id string, text string"
     )
-    long = classify.to_scores_table(classify.transform(df, constitution, cfg), constitution, "r", cfg).collect()
+    scored = classify.transform(df, constitution, cfg, champions)
+    long = classify.to_scores_table(scored, constitution, "r", cfg, champions).collect()
     uris = {r["principle"]: r["model_uri"] for r in long}
     assert uris["toxicity"] == "models:/curate_toxicity/1" and uris["violence"].startswith("exemplar:")
     tox = {r["doc_id"]: r["score"] for r in long if r["principle"] == "toxicity"}
     assert tox["t"] > 0.5 > tox["b"]
     # use_champion off: back to the exemplar scorer
-    assert (
-        classify.resolve_champions(constitution, ClassifyConfig(registry_uri=cfg.registry_uri, use_champion=False))
-        == {}
-    )
+    assert registry.resolve_champions(constitution, cfg.registry_uri, enabled=False) == {}
 
 
 def test_cli_score_keeps_id_and_adds_champion_columns(champion_lake: Any, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_config
+from pipelines.execute import check_accounting
 from pipelines.lake import Lake
-from pipelines.run import check_accounting, run_pipeline
+from pipelines.run import run_pipeline
 from tests.test_pipeline import night1, night2
 
 ROOT = Path(__file__).resolve().parents[1]

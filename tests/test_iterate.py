@@ -230,7 +230,7 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
 def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
     night: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.run import check_accounting
+    from pipelines.execute import check_accounting
 
     lake = night
     path, _, _ = _retuned(tmp_path, lake, _redecidable(lake))

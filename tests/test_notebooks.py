@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from pipelines.config import load_config
-from pipelines.run import RunSummary, run_pipeline
+from pipelines.execute import RunSummary
+from pipelines.run import run_pipeline
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

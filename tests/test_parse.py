@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.config import IngestConfig
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl, write_parquet, write_warc, write_wet
-from udfs.parse import ParseOptions, detect_format, doc_id_for, parse_file
+from udfs.parse import detect_format, doc_id_for, parse_file
 
-OPTS = ParseOptions(max_doc_bytes=10_000)
+OPTS = IngestConfig(max_doc_bytes=10_000)
 
 
 @pytest.mark.parametrize("name", ["crawl.jsonl", "crawl.jsonl.gz"])
@@ -30,7 +31,7 @@ def test_jsonl_every_quarantine_reason(tmp_path: Path, name: str) -> None:
 
 def test_raw_is_truncated(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "c.jsonl", [BAD_LINES["too_large"]])
-    (rec,) = parse_file(str(path), "jsonl", ParseOptions(max_doc_bytes=100, raw_truncate_chars=50))
+    (rec,) = parse_file(str(path), "jsonl", IngestConfig(max_doc_bytes=100, raw_truncate_chars=50))
     assert rec.reason == "too_large" and rec.raw is not None and len(rec.raw) == 50
 
 
@@ -107,9 +108,9 @@ SHARED_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 @pytest.mark.skipif(not SHARED_RAW.is_dir(), reason="../shared/data/raw is only on development machines")
 def test_real_samples_from_shared_data() -> None:
     warcs = sorted((SHARED_RAW / "warc").glob("*.warc.gz"))
-    out = [r for w in warcs for r in parse_file(str(w), "warc", ParseOptions())]
+    out = [r for w in warcs for r in parse_file(str(w), "warc", IngestConfig())]
     docs = [r for r in out if r.reason is None]
     assert len(out) >= 30 and len(docs) >= len(out) // 2
     for f in sorted((SHARED_RAW / "cc_jsonl").glob("*.json*")):
-        recs = list(parse_file(str(f), "jsonl", ParseOptions()))
+        recs = list(parse_file(str(f), "jsonl", IngestConfig()))
         assert recs and all(r.reason is None for r in recs)

@@ -14,7 +14,8 @@ import pytest
 
 from pipelines.config import ClassifyConfig, ReviseConfig
 from pipelines.constitution import Constitution, load_constitution
-from pipelines.revise import Outcome, decide_fallback, document_embedder, local_rescorer, revise
+from pipelines.decide import fallback_action
+from pipelines.revise import Outcome, document_embedder, local_rescorer, revise
 from udfs.excise import excise, flagged_sentences, removal_plan, split_sentences
 from udfs.llm import LLMClient, LLMConfig
 from udfs.revision import (
@@ -91,8 +92,8 @@ def test_time_budget_stops_sending_and_marks_the_rest() -> None:
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipelines.config import LLMSettings, ReviseConfig
-    from pipelines.revise import _within_budget
+    from pipelines.config import ReviseConfig
+    from pipelines.revise import within_budget
     from udfs.llm import LLMClient, LLMConfig
 
     class Slow(BaseHTTPRequestHandler):
@@ -122,10 +123,10 @@ def test_time_budget_stops_sending_and_marks_the_rest() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = ReviseConfig(time_budget_s=0.5, llm=LLMSettings(max_concurrency=1))
+        cfg = ReviseConfig(time_budget_s=0.5, llm=LLMConfig(max_concurrency=1))
         client = LLMClient(LLMConfig(base_url=f"http://127.0.0.1:{server.server_port}/v1", model="slow", max_retries=0))
         seen: list[int] = []
-        results = _within_budget(client, [[{"role": "user", "content": "x"}]] * 5, cfg, seen.append)
+        results = within_budget(client, [[{"role": "user", "content": "x"}]] * 5, cfg, seen.append)
     finally:
         server.shutdown()
     sent = [r for r in results if r is not None]
@@ -356,7 +357,7 @@ def test_validation_rejects_flagged_off_topic_and_leaky_rewrites(constitution, r
     assert out["keeps"].score_after >= 0.5
     assert out["off"].status == "rejected" and out["off"].reject_reasons == ["low_similarity"]
     assert out["leak"].status == "rejected" and out["leak"].reject_reasons == ["prompt_leak"]
-    assert decide_fallback(ReviseConfig(fallback="drop")) == "drop"
+    assert fallback_action(ReviseConfig(fallback="drop")) == "drop"
 
 
 def test_rejected_rewrite_falls_back_to_excision(constitution, rescore, embed) -> None:
@@ -371,7 +372,7 @@ def test_rejected_rewrite_falls_back_to_excision(constitution, rescore, embed) -
     s = out["short"]
     assert s.status == "rejected" and s.method == "llm"
     assert s.reject_reasons[0] == "too_short" and s.reject_reasons[-1] == "excise:excise_too_short"
-    assert decide_fallback(ReviseConfig()) == "drop"
+    assert fallback_action(ReviseConfig()) == "drop"
 
 
 def test_excise_method_needs_no_llm_and_revises_several_principles_at_once(constitution, rescore, embed) -> None:

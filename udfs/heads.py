@@ -126,6 +126,10 @@ class EncoderHead(_EmbeddingHead):
             self._encoder = shared_encoder(self.device, self.max_tokens, self.batch_size, 0)
         return self._encoder
 
+    def use_encoder(self, encoder: Any) -> None:
+        """Embed with `encoder` (a scorer's shared one): one encoding per batch for every frozen-encoder head."""
+        self._encoder = encoder
+
     def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, emb: np.ndarray | None = None) -> EncoderHead:
         self.coef, self.intercept = _logistic(self.embed(texts) if emb is None else emb, y, c)
         return self

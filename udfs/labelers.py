@@ -11,6 +11,7 @@ Every labeler turns (principle, texts) into one `LabelResult` per text, on the c
 - `transformers`: the packaged SmolLM2 in-process; one forward pass, the expected digit under the next-token
   distribution restricted to the ten digits (no generation, no parsing).
 - `exemplar`: MiniLM similarity to the principle's exemplars (udfs/exemplar.py); no LLM at all.
+- `jigsaw`: the packaged Jigsaw BiLSTM (udfs/jigsaw.py, numpy, no TensorFlow); toxicity and violence only.
 
 Human labels are not produced here: they are imported from a file (pipelines/label.py).
 Pure Python (no Spark): the label stage calls these on the driver over a bounded sample.
@@ -152,20 +153,6 @@ class _LogprobCompletions:
         return response
 
 
-class _Chat:
-    def __init__(self, completions: _LogprobCompletions) -> None:
-        self.completions = completions
-
-
-class _ClientProxy:
-    def __init__(self, client: Any, top_logprobs: int) -> None:
-        self._inner = client
-        self.chat = _Chat(_LogprobCompletions(client.chat.completions, top_logprobs))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 class _PromptedLabeler:
     """LLM labelers: the cache key's prompt version is the shared template's plus the principle's."""
 
@@ -187,8 +174,7 @@ class OpenAILabeler(_PromptedLabeler):
     ) -> None:
         from udfs.llm import LLMClient
 
-        self.client = LLMClient(llm)
-        self.client._client = _ClientProxy(self.client._client, top_logprobs)  # type: ignore[assignment]
+        self.client = LLMClient(llm, completions=lambda c: _LogprobCompletions(c, top_logprobs))
         self.max_chars = max_chars
         self.name = name or f"llm:{short_model_name(llm.model)}"
         self._on_close = on_close
@@ -338,26 +324,21 @@ class LabelerContext:
 
 
 def _openai(ctx: LabelerContext) -> Labeler:
-    from udfs.llm import llm_config
-
     s = ctx.cfg.llm
     if not s.base_url or not s.model:
         raise ValueError("labeler 'openai' needs label.llm.base_url and label.llm.model")
-    llm = llm_config(s, s.base_url, s.model, max_tokens=min(s.max_tokens, 8))
+    llm = s.endpoint(s.base_url, s.model, max_tokens=min(s.max_tokens, 8))
     return OpenAILabeler(llm, max_chars=ctx.cfg.max_chars)
 
 
 def _embedded(ctx: LabelerContext) -> Labeler:
-    from udfs.llm import llm_config
     from udfs.llm_server import EmbeddedLLMServer
 
     s = ctx.cfg.llm
     server = EmbeddedLLMServer(ctx.cache_dir, log_dir=ctx.log_dir)
     server.start()
     # a local server needs no key; greedy decoding keeps the labels deterministic
-    llm = llm_config(
-        s, server.base_url, server.model, api_key_env=None, max_tokens=min(s.max_tokens, 8), temperature=0.0
-    )
+    llm = s.endpoint(server.base_url, server.model, api_key_env=None, max_tokens=min(s.max_tokens, 8), temperature=0.0)
     return OpenAILabeler(llm, max_chars=ctx.cfg.max_chars, on_close=server.stop)
 
 
@@ -369,12 +350,19 @@ def _exemplar(ctx: LabelerContext) -> Labeler:
     return ExemplarLabeler()
 
 
+def _jigsaw(ctx: LabelerContext) -> Labeler:
+    from udfs.jigsaw import JigsawLabeler
+
+    return JigsawLabeler()
+
+
 #: Labeler kinds by name. `human:<dataset>` labels are imported (`curate labels import`), not produced.
 LABELERS: dict[str, Callable[[LabelerContext], Labeler]] = {
     "openai": _openai,
     "embedded": _embedded,
     "transformers": _transformers,
     "exemplar": _exemplar,
+    "jigsaw": _jigsaw,
 }
 
 

@@ -7,6 +7,7 @@ in the ``openai`` package so that every attempt is counted and the backoff polic
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import logging
 import os
@@ -30,8 +31,16 @@ _DUMMY_API_KEY = "not-needed"
 
 @dataclass(frozen=True)
 class LLMConfig:
-    base_url: str
-    model: str
+    """One LLM endpoint and how to call it: the `revise.llm` and `label.llm` config sections are this type.
+
+    `backend` says where the endpoint comes from: `openai` = `base_url`/`model` as given (vLLM, SGLang, a hosted
+    API), `embedded` = the packaged SmolLM2 behind `transformers serve`, started by the stage that needs it (which
+    fills in `base_url` and `model` with `endpoint`).
+    """
+
+    backend: str = "openai"  # openai | embedded
+    base_url: str | None = None
+    model: str | None = None
     # The *name* of the env var holding the key, so that configs can be logged and tracked safely.
     api_key_env: str | None = None
     max_concurrency: int = 4
@@ -51,6 +60,10 @@ class LLMConfig:
             raise ValueError("max_retries must be >= 0")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+
+    def endpoint(self, base_url: str, model: str, **overrides: Any) -> LLMConfig:
+        """This config pointed at a concrete endpoint (a server started at run time), `overrides` last."""
+        return dataclasses.replace(self, base_url=base_url, model=model, **overrides)
 
 
 @dataclass
@@ -105,24 +118,14 @@ def _retry_after_s(response: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def llm_config(settings: Any, base_url: str, model: str, **overrides: Any) -> LLMConfig:
-    """An `LLMConfig` from a stage's LLM settings (`LLMSettings` in pipelines/config.py): limits, key name and
-    sampling from the settings, the endpoint from the caller, `overrides` last."""
-    fields: dict[str, Any] = {
-        "api_key_env": settings.api_key_env,
-        "max_concurrency": settings.max_concurrency,
-        "timeout_s": settings.timeout_s,
-        "max_retries": settings.max_retries,
-        "max_tokens": settings.max_tokens,
-        "temperature": settings.temperature,
-    }
-    return LLMConfig(base_url=base_url, model=model, **{**fields, **overrides})
-
-
 class LLMClient:
     """Thread-safe client; one instance can serve a whole partition (or several threads)."""
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, *, completions: Callable[[Any], Any] | None = None) -> None:
+        """`completions` wraps the SDK's `chat.completions` (e.g. to ask for log-probabilities and pack them into
+        the answer), so every request still goes through this client's retries, timeouts and concurrency."""
+        if not config.base_url or not config.model:
+            raise ValueError("an LLM client needs base_url and model (set them, or use backend 'embedded')")
         self.config = config
         api_key = _DUMMY_API_KEY
         if config.api_key_env is not None:
@@ -137,6 +140,7 @@ class LLMClient:
             timeout=config.timeout_s,
             max_retries=0,
         )
+        self._completions = completions(self._client.chat.completions) if completions else self._client.chat.completions
         # The pool bounds one chat_many call; the semaphore also bounds callers sharing the client.
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
         self._rng = random.Random()
@@ -233,7 +237,7 @@ class LLMClient:
         """One HTTP call. Raises _Retryable for transient failures; anything else is final."""
         cfg = self.config
         try:
-            response = self._client.chat.completions.create(
+            response = self._completions.create(
                 model=cfg.model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=cfg.max_tokens,

@@ -1,0 +1,249 @@
+"""The executor: runs a chain of stages (pipelines/stage.py) with the whole run lifecycle around it.
+
+For every command that publishes (`curate run`, each round of `curate iterate`):
+
+1. a `runs` row with status `running` is written before anything else (a run killed mid-way stays visible);
+2. one MLflow run holds the resolved config, the per-stage counts, notes and figures;
+3. each stage's output is materialised under `_state/staging/<run_id>` (Sail has no `persist`, and a model
+   UDF must run once per document), its declared columns are checked, its gates run, its counts are kept;
+4. bronze tables are written as soon as their stage's gates pass; everything else is published at the end, in
+   the crash-safe order of pipelines/publish.py, unless a stage halts the chain;
+5. the accounting invariant is checked, the `runs` row gets its final status, counts and table versions, and
+   the staging directory is removed, whatever happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pyspark.sql import functions as F
+
+from expectations.runner import GateFailed, run_gate
+from pipelines import publish
+from pipelines.engine import engine_name
+from pipelines.lake import Lake
+from pipelines.progress import Progress
+from pipelines.registry import champions_for
+from pipelines.stage import Stage, StageContext, check_columns
+from pipelines.tracking import flatten, track
+from schemas import TABLES
+from schemas.vocab import Action, Count, RunStatus
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class InvariantViolation(RuntimeError):
+    """A document is unaccounted for or counted twice: a bug, never silently ignored."""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A named tuple of stages. `documents` is the count key of the documents the chain decides (the
+    denominator of `flagged_fraction:<principle>`); `published` is the status of a chain that ran to the end."""
+
+    name: str
+    stages: tuple[Stage, ...]
+    documents: str = Count.PENDING
+    published: str = RunStatus.SUCCESS
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    crawl_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    table_versions: dict[str, int] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    notes: dict[str, str] = field(default_factory=dict)  # what stages had to say beyond counts (why, not how many)
+
+    def flagged_fraction(self, principle: str, documents: str) -> float:
+        n = self.counts.get(documents, 0)
+        flagged = self.counts.get(Count.flagged(principle), self.counts.get(Count.flagged(principle, True), 0))
+        return flagged / n if n else 0.0
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+class Stager:
+    """Materialise a DataFrame once under the run's staging dir and read it back."""
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        self.spark, self.root = spark, root
+
+    def __call__(self, df: DataFrame, name: str) -> DataFrame:
+        path = str(self.root / name)
+        df.write.format("delta").mode("overwrite").save(path)
+        return self.spark.read.format("delta").load(path)
+
+
+def check_accounting(lake: Lake) -> dict[str, int]:
+    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+    raw = lake.read("raw_docs").select("doc_id")
+    corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
+    latest = (
+        lake.read("decisions")
+        .groupBy("doc_id")
+        .agg(F.max(F.struct("decided_at", "run_id", "action")).alias("last"))
+        .where(F.col("last.action") == str(Action.DROP))
+        .select("doc_id", F.lit(1).alias("dropped"))
+    )
+    joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
+    places = F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
+    row = joined.agg(
+        F.count("*").alias("raw_docs"),
+        F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
+        F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
+    ).collect()[0]
+    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted")}
+
+
+def final_counts(lake: Lake) -> dict[str, int]:
+    """The invariant, raised on; and the lake's totals for the run's counts."""
+    acct = check_accounting(lake)
+    if acct["unaccounted"] or acct["double_counted"]:
+        raise InvariantViolation(
+            f"accounting invariant broken: {acct['unaccounted']} document(s) unaccounted for, "
+            f"{acct['double_counted']} in both corpus and drops"
+        )
+    return {
+        Count.CORPUS_SIZE: lake.read("corpus").count(),
+        Count.RAW_DOCS_TOTAL: acct["raw_docs"],
+        Count.QUARANTINE_TOTAL: lake.read("quarantine").count(),
+        Count.UNACCOUNTED: acct["unaccounted"],
+    }
+
+
+def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: str, started: datetime) -> None:
+    row = (
+        summary.run_id,
+        summary.status,
+        summary.crawl_id,
+        ctx.label,
+        engine,
+        ctx.cfg.config_hash(),
+        summary.mlflow_run_id,
+        {k: int(v) for k, v in summary.counts.items()},
+        {k: int(v) for k, v in summary.table_versions.items()},
+        summary.error,
+        started,
+        datetime.now(UTC),
+    )
+    lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
+
+
+def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | None = None) -> RunSummary:
+    """Run `chain` on `lake` with the lifecycle above. Raises on a failed gate or stage (after recording it)."""
+    t0 = time.monotonic()
+    progress = progress or Progress(enabled=False)
+    summary = RunSummary(run_id=ctx.run_id, status=RunStatus.RUNNING, crawl_id=ctx.crawl_id)
+    started = datetime.now(UTC)
+    engine = engine_name(lake.spark) + f" ({ctx.cfg.engine.kind})"
+    staging = lake.state_dir / "staging" / ctx.run_id
+    ctx = replace(ctx, lake=lake, materialise=Stager(lake.spark, staging), progress=progress, notes=summary.notes)
+    write_run_row(lake, summary, ctx, engine, started)
+    try:
+        with track(lake.state_dir, ctx.cfg.tracking, run_name=f"{ctx.crawl_id}:{ctx.label or ctx.run_id}") as tracker:
+            summary.mlflow_run_id = tracker.run_id
+            tracker.params(flatten({"config": ctx.cfg.to_dict()}))
+            tracker.params(
+                {
+                    "input_path": ctx.label,
+                    "crawl_id": ctx.crawl_id,
+                    "run_id": ctx.run_id,
+                    "chain": chain.name,
+                    "stages": ",".join(s.name for s in chain.stages),
+                    "config_hash": ctx.cfg.config_hash(),
+                    "constitution": ctx.constitution.fingerprint(),
+                    **ctx.extra,
+                }
+            )
+            tracker.text(yaml.safe_dump(ctx.cfg.to_dict(), sort_keys=False), "resolved_config.yaml")
+            figures: dict[str, Any] = {}
+            try:
+                summary.status = _run_stages(chain, ctx, lake, summary, figures)
+                for name, fig in figures.items():
+                    tracker.figure(fig, name)
+            except GateFailed as exc:
+                summary.status, summary.error = RunStatus.FAILED_GATE, str(exc)
+                raise
+            except Exception as exc:
+                summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                summary.seconds = time.monotonic() - t0
+                summary.counts[Count.SECONDS] = int(summary.seconds)
+                tracker.metrics({k: float(v) for k, v in summary.counts.items()})
+                tracker.metrics(
+                    {
+                        f"flagged_fraction:{p}": summary.flagged_fraction(p, chain.documents)
+                        for p in ctx.constitution.names
+                        if chain.documents in summary.counts
+                    }
+                )
+                tracker.tags({"curate.status": summary.status, "curate.run_id": ctx.run_id})
+                tracker.tags({f"curate.{k}": v for k, v in ctx.extra.items()})
+                summary.table_versions = lake.versions()
+                write_run_row(lake, summary, ctx, engine, started)
+                summary.table_versions["runs"] = lake.version("runs") or 0
+                tracker.dict(asdict(summary), "summary.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary, figures: dict[str, Any]) -> str:
+    progress = ctx.progress or Progress(enabled=False)
+    df: DataFrame | None = None
+    pending: dict[str, DataFrame] = {}
+    gates = 0
+
+    def finish(status: str) -> str:
+        summary.counts[Count.GATES_PASSED] = gates
+        summary.counts.update(final_counts(lake))
+        return status
+
+    for stage in chain.stages:
+        if df is not None:
+            check_columns(stage, df.columns, "reads")
+        with progress.stage(stage.name):
+            out = ctx.stage(stage.transform(df, ctx), stage.name)
+            check_columns(stage, out.columns, "adds")
+            tables = dict(stage.tables(out, ctx))
+            summary.counts.update(stage.counts(out, tables, ctx))
+        halt = stage.halt(summary.counts, ctx)
+        if halt is not None:  # before the stage's own gates: what it halts on is not published
+            with progress.stage(f"{stage.name}: {halt.status}"):
+                publish.publish(lake, {t: pending[t] for t in halt.publish if t in pending})
+            return finish(halt.status)
+        for gate in stage.gates(ctx):
+            target = out if gate.on is None else tables[gate.on]
+            if gate.where is not None:
+                target = target.where(gate.where)
+            with progress.stage(f"gate: {gate.name}"):
+                run_gate(gate.name, target, gate.suite(ctx, summary.counts))
+            gates += 1
+        figures.update(stage.figures(tables, ctx))
+        if stage.bronze:
+            with progress.stage(f"{stage.name}: writing {', '.join(tables)}"):
+                publish.publish_bronze(lake, tables)
+        else:
+            pending.update(tables)
+        if stage.updates_champions:
+            ctx = ctx.with_champions(champions_for(ctx.constitution, ctx.cfg))
+        df = out
+    with progress.stage("publish: merging into Delta tables"):
+        publish.publish(lake, pending)
+    return finish(chain.published)

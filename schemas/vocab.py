@@ -1,0 +1,139 @@
+"""The lake's vocabulary: the values of its enum-like columns and the prefixes of its reason strings.
+
+Stages write them, gates check them and users' SQL filters on them, so each is spelled once, here. They are
+`StrEnum`s: a member *is* its string, so it goes into a Spark literal, a JSON count key or a comparison
+unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """`decisions.action` / `corpus.action`: what happened to a document."""
+
+    KEEP = "keep"
+    REVISE = "revise"
+    TAG = "tag"
+    DROP = "drop"
+
+
+#: Actions of documents that stay in the corpus.
+KEPT_ACTIONS = (Action.KEEP, Action.REVISE, Action.TAG)
+
+
+class DupKind(StrEnum):
+    """`dedup.dup_kind`: also the decision reason of a duplicate."""
+
+    EXACT = "exact_duplicate"
+    NEAR = "near_duplicate"
+
+
+class RevisionStatus(StrEnum):
+    """`revisions.status`. OK covers an accepted excision too (method `excise`)."""
+
+    OK = "ok"
+    REJECTED = "rejected"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    OVER_BUDGET = "over_budget"  # not sent: the run's LLM time budget was spent
+    # never attempted (no `revisions` row is written for these)
+    OVER_CAP = "over_cap"  # beyond revise.max_docs / max_excise_docs
+    TOO_LONG = "too_long"  # beyond revise.max_doc_chars, with no excision to fall back on
+    PENDING = "pending"  # in flight inside the revision stage only
+
+
+#: Statuses of documents no reviser has tried: a later round may still revise them.
+UNTRIED = (RevisionStatus.OVER_CAP, RevisionStatus.TOO_LONG)
+#: LLM outcomes that take the configured fallback.
+FALLBACK_STATUSES = (
+    RevisionStatus.REJECTED,
+    RevisionStatus.ERROR,
+    RevisionStatus.TIMEOUT,
+    RevisionStatus.OVER_BUDGET,
+)
+
+
+class Method(StrEnum):
+    """`revisions.method`: what produced `revised_text`."""
+
+    LLM = "llm"
+    EXCISE = "excise"
+
+
+class DecidedBy(StrEnum):
+    """`decisions.stage`: the stage whose finding decided the action."""
+
+    QUALITY = "quality"
+    DEDUP = "dedup"
+    CLASSIFY = "classify"
+    REVISE = "revise"
+    PUBLISH = "publish"  # nothing stopped it
+
+
+#: Drops that a better classifier may undo (iteration re-decides them); quality and duplicate drops are final.
+PRINCIPLE_DROP_STAGES = (DecidedBy.CLASSIFY, DecidedBy.REVISE)
+
+
+class RunStatus(StrEnum):
+    """`runs.status`."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    FAILED_GATE = "failed_gate"
+    PUBLISHED = "published"  # an iteration round that published a corpus version
+    FIXED_POINT = "fixed_point"  # an iteration round in which no decision changed
+
+
+class Reason:
+    """Prefixes of `decisions.reasons` entries (`<prefix>:<principle>`) and the fixed reasons."""
+
+    PRINCIPLE_DROP = "principle"  # over a filter threshold
+    REVISED = "revised"
+    FLAGGED = "flagged"  # in a revise band, revision failed
+    TAGGED = "tagged"
+    UPSAMPLED = "upsampled"
+    REVISION_FAILED = "revision_"  # + the revision status: revision_rejected, revision_over_cap, ...
+    SECRET = "secret"  # + the kind of credential found
+
+    @staticmethod
+    def of(prefix: str, name: str) -> str:
+        return f"{prefix}:{name}"
+
+
+class Tag:
+    """Prefixes of `corpus.tags` entries besides a bare principle name."""
+
+    RETAINED = "retained"  # over the filter threshold, kept by `retain_fraction`
+    UNREVISED = "unrevised"  # in a revise band, revision failed, `revise.fallback: tag`
+
+
+class Count:
+    """Keys of `runs.counts` (and MLflow metrics) shared by several modules; per-stage keys live with the stage."""
+
+    PENDING = "pending"
+    REDECIDED = "redecided"
+    CHANGED = "changed"
+    ROUND = "round"
+    SECONDS = "seconds"
+    GATES_PASSED = "gates_passed"
+    CORPUS_SIZE = "corpus_size"
+    RAW_DOCS_TOTAL = "raw_docs_total"
+    QUARANTINE_TOTAL = "quarantine_total"
+    UNACCOUNTED = "unaccounted"
+    PROMOTED = "promoted"
+
+    @staticmethod
+    def flagged(principle: str, positive: bool = False) -> str:
+        """A negative principle's documents at or above its revise threshold; a positive one's it upweights."""
+        return f"{'upsampled' if positive else 'flagged'}:{principle}"
+
+    @staticmethod
+    def action(action: str) -> str:
+        return f"action:{action}"
+
+    @staticmethod
+    def reason(reason: str) -> str:
+        return f"reason:{reason}"
