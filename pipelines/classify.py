@@ -27,6 +27,8 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, DoubleType
 
 from expectations import suites
+from pipelines import cascade
+from pipelines.cascade import teacher_model
 from pipelines.config import ClassifyConfig
 from pipelines.constitution import Constitution
 from pipelines.registry import Champion
@@ -221,6 +223,7 @@ def to_scores_table(
     run_id: str,
     cfg: ClassifyConfig | None = None,
     champions: Mapping[str, Champion] | None = None,
+    judge_model: str | None = None,
 ) -> DataFrame:
     """Long form for the `scores` table: one row per (doc_id, principle).
 
@@ -240,24 +243,57 @@ def to_scores_table(
         if "principle_models" in df.columns
         else F.array(*[F.lit(model_uri(constitution)) for _ in constitution.names])
     )
+    nulls = F.array(*[F.lit(None).cast("double") for _ in constitution.names])
+    stage = {c: F.col(c) if c in df.columns else nulls for c in ("classifier_scores", "teacher_scores", "judge_scores")}
+    if "classifier_scores" not in df.columns:
+        stage["classifier_scores"] = F.col("principle_scores")
+    teachers = F.array(*[F.lit(teacher_model(p.teacher) if p.teacher else None) for p in constitution.principles])
+    judge = F.lit(judge_model).cast("string")
+    i = F.col("_i") + 1
+    teacher = F.element_at("_t", i)
+    judged = F.element_at("_j", i)
     return df.select(
         "doc_id",
         F.posexplode("principle_scores").alias("_i", "score"),
         F.col("_spans").alias("_all_spans"),
         uris.alias("_uris"),
+        stage["classifier_scores"].alias("_c"),
+        stage["teacher_scores"].alias("_t"),
+        stage["judge_scores"].alias("_j"),
     ).select(
         "doc_id",
-        F.element_at(names, F.col("_i") + 1).alias("principle"),
+        F.element_at(names, i).alias("principle"),
         "score",
-        F.element_at("_all_spans", F.col("_i") + 1).alias("spans"),
-        F.element_at("_uris", F.col("_i") + 1).alias("model_uri"),
+        F.element_at("_all_spans", i).alias("spans"),
+        F.element_at("_uris", i).alias("model_uri"),
         F.lit(run_id).alias("run_id"),
+        F.element_at("_c", i).alias("classifier_score"),
+        teacher.alias("teacher_score"),
+        F.when(teacher.isNotNull(), F.element_at(teachers, i)).alias("teacher_model"),
+        judged.alias("judge_score"),
+        F.when(judged.isNotNull(), judge).alias("judge_model"),
+        F.when(judged.isNotNull(), "judge")
+        .when(teacher.isNotNull(), "teacher")
+        .otherwise("classifier")
+        .alias("decided_by"),
     )
 
 
 # ---- the stage ------------------------------------------------------------------------------------------------
 
+
+def score(df: DataFrame, ctx: StageContext) -> DataFrame:
+    """`df` (doc_id, text) scored as the nightly run scores: the context's champions (exemplar scorer elsewhere),
+    then the cascade (pipelines/cascade.py). `curate score` calls this too."""
+    fallback = model_uri(ctx.constitution)
+    for p in ctx.constitution.names:  # which model scored what, for the run's record
+        ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
+    scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+    return ctx.stage(cascade.apply(scored, ctx), "classify_cascade")
+
+
 HIST_BINS = 20
+CASCADE_COLUMNS = ("classifier_scores", "teacher_scores", "judge_scores", "decided_by")
 
 
 def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constitution) -> Any:
@@ -294,6 +330,7 @@ class Classify(BaseStage):
     adds: ClassVar[tuple[str, ...]] = (
         "principle_scores",
         "principle_models",
+        *CASCADE_COLUMNS,
         "drop_principles",
         "revise_principles",
         "tag_principles",
@@ -304,13 +341,12 @@ class Classify(BaseStage):
         from pipelines.decide import principle_flags
 
         assert df is not None
-        fallback = model_uri(ctx.constitution)
-        for p in ctx.constitution.names:  # which model scored what, for the run's record
-            ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
         eligible = (F.size("quality_reasons") == 0) & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
-        todo = df.where(eligible).select("doc_id", "text")
-        scored = ctx.stage(transform(todo, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
-        out = df.join(scored.select("doc_id", "principle_scores", "principle_models"), "doc_id", "left")
+        # prev_flagged (iteration): the principles a document was flagged for before, re-judged by the teacher
+        carry = [c for c in ("prev_flagged",) if c in df.columns]
+        scored = score(df.where(eligible).select("doc_id", "text", *carry), ctx)
+        kept = ("principle_scores", "principle_models", *CASCADE_COLUMNS)
+        out = df.join(scored.select("doc_id", *kept), "doc_id", "left")
         return principle_flags(out, ctx.constitution)
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
@@ -319,10 +355,11 @@ class Classify(BaseStage):
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         scored = out.where(F.col("principle_scores").isNotNull()).select(
-            "doc_id", "text", "principle_scores", "principle_models"
+            "doc_id", "text", "principle_scores", "principle_models", *CASCADE_COLUMNS
         )
+        judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
         # the spans UDF runs here: materialised once for the gate, the counts and publishing
-        rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions)
+        rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
         return {"scores": ctx.stage(rows, "scores")}
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
@@ -336,6 +373,7 @@ class Classify(BaseStage):
         )
         above = scores.where(F.col("score") >= F.element_at(thresholds, F.col("principle")))
         found = {r["principle"]: int(r["count"]) for r in above.groupBy("principle").count().collect()}
+        counts.update(cascade.counts(out, ctx.constitution))
         for p in ctx.constitution.principles:
             # a positive principle is never flagged: its count is of the documents it upweights
             counts[Count.flagged(p.name, p.positive_kind)] = found.get(p.name, 0)

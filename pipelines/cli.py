@@ -321,6 +321,44 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_scorer(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.evaluate_scorer import evaluate_scorer
+    from pipelines.label import LabelImportError
+    from pipelines.lake import Lake
+
+    cfg = _config(args)
+    principle = _principle_arg(cfg, args.principle)
+    with spark_session(cfg.engine) as spark:
+        try:
+            report = evaluate_scorer(Lake(args.lake, spark), principle.name, args.labels, cfg)
+        except LabelImportError as exc:
+            raise CLIError(str(exc)) from exc
+    rows = [
+        {
+            "scorer": s.scorer,
+            "model": s.model,
+            "n_pos": s.n_pos,
+            "n_neg": s.n_neg,
+            "roc_auc": None if s.roc_auc is None else round(s.roc_auc, 3),
+            "pr_auc": None if s.pr_auc is None else round(s.pr_auc, 3),
+            f"f1@{report.revise_threshold}": round(s.f1, 3),
+            f"recall@{report.revise_threshold}": round(s.recall, 3),
+            f"false_flags@{report.revise_threshold}": round(s.false_flag_rate, 4),
+            f"false_flags@{report.filter_threshold}": round(s.false_flag_rate_filter, 4),
+        }
+        for s in report.scorers
+    ]
+    title = f"{report.principle} on {report.labels} (cascade sent {100 * report.routed_to_teacher:.1f}% to the teacher)"
+    print_rows(list(rows[0]), rows, args.format, title=title)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.figure.savefig(out / f"evaluate_{report.principle}.png", dpi=110)
+    print(f"MLflow run {report.mlflow_run_id}: metrics and evaluate_{report.principle}.png (ROC, PR, calibration)")
+    return 0
+
+
 def publish_order() -> tuple[str, ...]:
     from pipelines.publish import BRONZE, ORDER
 
@@ -328,43 +366,56 @@ def publish_order() -> tuple[str, ...]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    """Score a JSONL file with the registered champions: keeps `id`, adds `score_<principle>` columns."""
+    """Score a JSONL file with the nightly run's cascade (champion or exemplar scorer, packaged teacher, judge):
+    keeps `id`, adds `score_<principle>` and `decided_by_<principle>` columns."""
+    import shutil
+    import tempfile
+
     import pandas as pd
 
     from pipelines import classify, registry
-    from pipelines.constitution import Constitution, load_constitution
+    from pipelines.constitution import load_constitution
     from pipelines.engine import spark_session
+    from pipelines.execute import Stager, new_run_id
+    from pipelines.lake import Lake
+    from pipelines.stage import StageContext
 
     cfg = registry.resolve(_config(args), Path(args.lake) / "_state")
-    ccfg = cfg.classify
     constitution = load_constitution(cfg.classify.constitution)
     champions = registry.champions_for(constitution, cfg)
-    if not champions:
-        raise CLIError(f"no principle has a champion model in {args.lake}: run `curate distill` first")
-    only = Constitution(
-        version=constitution.version,
-        principles=tuple(p for p in constitution.principles if p.name in champions),
-        source=constitution.source,
-    )
     try:
         docs = pd.read_json(args.input, lines=True, dtype=False)
     except ValueError as exc:
         raise CLIError(f"{args.input}: not JSONL ({exc})") from exc
     if "text" not in docs.columns or "id" not in docs.columns:
         raise CLIError(f"{args.input}: every line needs 'id' and 'text'")
-    with spark_session(cfg.engine) as spark:
-        frame = spark.createDataFrame(
-            [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(docs["text"])],
-            "doc_id string, text string",
-        )
-        rows = classify.transform(frame, only, ccfg, champions).select("doc_id", "principle_scores").collect()
-    by_row = {int(r["doc_id"]): list(r["principle_scores"]) for r in rows}
+    staging = Path(tempfile.mkdtemp(prefix="curate-score-"))
+    try:
+        with spark_session(cfg.engine) as spark:
+            ctx = StageContext(
+                cfg=cfg,
+                constitution=constitution,
+                run_id=new_run_id(),
+                crawl_id="score",
+                champions=champions,
+                lake=Lake(args.lake, spark),
+                materialise=Stager(spark, staging),
+            )
+            frame = spark.createDataFrame(
+                [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(docs["text"])],
+                "doc_id string, text string",
+            )
+            rows = classify.score(frame, ctx).select("doc_id", "principle_scores", "decided_by").collect()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    by_row = {int(r["doc_id"]): (list(r["principle_scores"]), list(r["decided_by"])) for r in rows}
     out = pd.DataFrame({"id": docs["id"]})
-    for j, name in enumerate(only.names):
-        out[f"score_{name}"] = [by_row[i][j] for i in range(len(docs))]
+    for j, name in enumerate(constitution.names):
+        out[f"score_{name}"] = [by_row[i][0][j] for i in range(len(docs))]
+        out[f"decided_by_{name}"] = [by_row[i][1][j] for i in range(len(docs))]
     out.to_parquet(args.output, index=False)
-    uris = ", ".join(c.model_uri for c in champions.values())
-    print(f"scored {len(out)} document(s) with {uris} -> {args.output}")
+    models = ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in ctx.notes.items() if k.startswith("model:"))
+    print(f"scored {len(out)} document(s) ({models}; cascade: classify.cascade) -> {args.output}")
     return 0
 
 
@@ -393,9 +444,14 @@ def cmd_iterate(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from exc
     # one column per principle: the flagged share is what people compare across rounds
     principles = list(summary.rounds[0].flagged_fraction) if summary.rounds else []
-    table = Table(title=f"iterate on {root}: % of re-decided documents flagged (positive principles: upweighted)")
-    for c in ("round", "status", "re-decided", "changed", *principles, "champion moved", "corpus version"):
-        table.add_column(c, justify="right" if c in principles else "left")
+    audited = sorted({p for r in summary.rounds for p in r.teacher_harmful})
+    table = Table(
+        title=f"iterate on {root}: % of re-decided documents flagged (positive principles: upweighted); "
+        "teacher: % of kept documents the packaged teacher flags"
+    )
+    columns = ("round", "status", "re-decided", "changed", *principles, *[f"teacher {p}" for p in audited])
+    for c in (*columns, "champion moved", "corpus version"):
+        table.add_column(c, justify="left" if c in ("status", "champion moved") else "right")
     for r in summary.rounds:
         table.add_row(
             str(r.round),
@@ -403,6 +459,7 @@ def cmd_iterate(args: argparse.Namespace) -> int:
             str(r.redecided),
             str(r.changed),
             *[f"{100 * r.flagged_fraction.get(p, 0.0):.1f}%" for p in principles],
+            *[f"{100 * r.teacher_harmful[p]:.2f}%" if p in r.teacher_harmful else "-" for p in audited],
             ", ".join(r.promoted) or "-",
             "" if r.corpus_version is None else str(r.corpus_version),
         )
@@ -502,11 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--kind", choices=["encoder", "linear", "finetune"], help="default distill.kind (encoder)")
     dist.set_defaults(func=cmd_distill)
 
-    score = sub.add_parser("score", help="score a JSONL file with the champion classifiers into Parquet")
+    score = sub.add_parser("score", help="score a JSONL file as the nightly run does (classifier + cascade)")
     common(score)
     score.add_argument("--input", required=True, help="JSONL with id and text")
-    score.add_argument("--output", required=True, help="Parquet file: id plus score_<principle> per champion")
+    score.add_argument("--output", required=True, help="Parquet: id, score_<principle>, decided_by_<principle>")
     score.set_defaults(func=cmd_score)
+
+    ev = sub.add_parser(
+        "evaluate-scorer", help="ROC-AUC, PR-AUC, F1 and false flags of each scorer and the cascade on human labels"
+    )
+    common(ev)
+    ev.add_argument("--principle", required=True)
+    ev.add_argument("--labels", required=True, help="JSONL: text, label (0/1) or score ([0, 1])")
+    ev.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    ev.add_argument("--out", help="also write the ROC/PR/calibration plot here")
+    ev.set_defaults(func=cmd_evaluate_scorer)
 
     it = sub.add_parser("iterate", help="relabel, retrain, rescore and re-decide the corpus until a fixed point")
     common(it)

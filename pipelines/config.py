@@ -186,6 +186,24 @@ class DedupConfig:
 
 
 @dataclass(frozen=True)
+class CascadeConfig:
+    """The scoring cascade (pipelines/cascade.py): classifier -> packaged teacher -> judge, per principle."""
+
+    enabled: bool = True
+    # a classifier score within this distance of a principle's revise or filter threshold is uncertain
+    band: float = 0.2
+    teacher_max_docs: int = 1_000_000  # per run; the packaged teacher scores ~5,000 docs/s on 2 cores
+    judge: str = ""  # a registered labeler (udfs/labelers.py: `openai` for a served LLM); empty = no judge
+    judge_max_docs: int = 200  # per run and principle: an LLM call each (cached by text in `labels`)
+    judge_principles: tuple[str, ...] = ()  # empty = every negative principle
+
+    def __post_init__(self) -> None:
+        _str_tuple(self, "classify.cascade.judge_principles", self.judge_principles)
+        if not 0.0 <= self.band <= 1.0 or self.teacher_max_docs < 0 or self.judge_max_docs < 0:
+            raise ConfigError("classify.cascade.band must lie in [0, 1] and the max_docs be >= 0")
+
+
+@dataclass(frozen=True)
 class ClassifyConfig:
     constitution: str | None = None  # path; None = the packaged default constitution
     # 128 tokens: 4x the throughput of 256 on CPU (measured 54 vs 13 docs/s on 2 cores)
@@ -199,6 +217,7 @@ class ClassifyConfig:
     registry_uri: str | None = None
     model_prefix: str = "curate"
     spans: bool = True  # sentence-level spans for documents at or above a principle's span threshold
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 @dataclass(frozen=True)
@@ -231,6 +250,12 @@ class DistillConfig:
     n_features: int = 2**20  # hashed n-gram buckets (linear kind)
     min_labels: int = 20
     epochs: int = 2  # finetune kind
+    # Class-weighted logistic fit (sklearn "balanced"; the finetune loss's pos_weight). Chosen by measurement:
+    # bench/distill_compare.py, bench/README.md.
+    balance: bool = True
+    # none | platt | isotonic: a monotone map fitted on the validation split after training, saved in the head,
+    # so that a score of 0.7 means ~70% teacher positives (the fixed thresholds assume it). Chosen by measurement.
+    calibrate: str = "platt"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class Principle:
     kind: str = "negative"
     # Optional token export prepends to the text of a document tagged for this principle (e.g. <|toxicity|>).
     tag_token: str | None = None
+    # The packaged teacher the scoring cascade consults (`jigsaw:<output>`, pipelines/cascade.py), or None.
+    teacher: str | None = None
 
     @property
     def positive_kind(self) -> bool:
@@ -142,6 +144,7 @@ def _prompt(value: Any, where: str) -> Prompt:
 
 _KNOWN = {
     "name",
+    "teacher",
     "description",
     "mode",
     "revise_threshold",
@@ -266,7 +269,16 @@ def _common(raw: dict[str, Any], where: str, numbers: dict[str, float]) -> dict[
     description = _req(raw, "description", where)
     if not isinstance(description, str) or not description.strip():
         raise ConstitutionError(f"{where}: description must be a non-empty string")
+    teacher = raw.get("teacher")
+    if teacher is not None:
+        from pipelines.cascade import check_teacher
+
+        try:
+            check_teacher(teacher)
+        except ValueError as exc:
+            raise ConstitutionError(f"{where}: {exc}") from exc
     return {
+        "teacher": teacher,
         "description": description.strip(),
         "upsample": numbers["upsample"],
         "label_threshold": numbers["label_threshold"],

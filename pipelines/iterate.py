@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pyspark.sql import functions as F
 
 from pipelines import quality, registry
+from pipelines.audit import KEPT, TeacherAudit, flagged_key
 from pipelines.classify import Classify
 from pipelines.config import RunConfig
 from pipelines.constitution import load_constitution
@@ -49,7 +50,17 @@ from pipelines.execute import Chain, execute, new_run_id
 from pipelines.progress import Progress
 from pipelines.revise import Revise
 from pipelines.stage import BaseStage, Halt, StageContext
-from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, RunStatus
+from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, Reason, RunStatus, Tag
+
+#: Reason and tag prefixes that say a principle flagged the document (`revised:toxicity`, `retained:violence`, ...).
+FLAG_PREFIXES = (
+    Reason.PRINCIPLE_DROP,
+    Reason.REVISED,
+    Reason.FLAGGED,
+    Reason.TAGGED,
+    Tag.RETAINED,
+    Tag.UNREVISED,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -70,6 +81,8 @@ class RoundResult:
     champions: dict[str, str] = field(default_factory=dict)  # principle -> model URI that scored this round
     promoted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # principle -> why it was not retrained
+    # principle -> share of the documents kept this round that the packaged teacher scores >= revise threshold
+    teacher_harmful: dict[str, float] = field(default_factory=dict)
     corpus_version: int | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
@@ -96,10 +109,12 @@ def latest_decisions(lake: Lake) -> DataFrame:
 
 
 def redecide_set(lake: Lake) -> DataFrame:
-    """doc_id, prev_action: the documents a round re-decides (module docstring, step 1)."""
+    """doc_id, prev_action, prev_reasons: the documents a round re-decides (module docstring, step 1)."""
     latest = latest_decisions(lake)
     chosen = (F.col("action") != str(Action.DROP)) | F.col("stage").isin(*[str(s) for s in PRINCIPLE_DROP_STAGES])
-    return latest.where(chosen).select("doc_id", F.col("action").alias("prev_action"))
+    return latest.where(chosen).select(
+        "doc_id", F.col("action").alias("prev_action"), F.col("reasons").alias("prev_reasons")
+    )
 
 
 def latest_revisions(lake: Lake) -> DataFrame:
@@ -135,6 +150,7 @@ class Redecidable(BaseStage):
         "is_duplicate",
         "revision_status",
         "revised_text",
+        "prev_flagged",
     )
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
@@ -145,11 +161,19 @@ class Redecidable(BaseStage):
         corpus = lake.read("corpus").select(
             "doc_id", F.col("tags").alias("prev_tags"), F.col("weight").alias("prev_weight")
         )
+        flagged_before = F.array_distinct(
+            F.transform(
+                F.filter("prev_reasons", lambda r: F.split(r, ":").getItem(0).isin(*FLAG_PREFIXES)),
+                lambda r: F.element_at(F.split(r, ":"), -1),
+            )
+        )
         return (
             redecide_set(lake)
+            .withColumn("prev_flagged", flagged_before)
+            .drop("prev_reasons")
             .join(raw, "doc_id")
             .join(q, "doc_id", "left")
-            .select("doc_id", "crawl_id", "source", "url", text.alias("text"), "prev_action")
+            .select("doc_id", "crawl_id", "source", "url", text.alias("text"), "prev_action", "prev_flagged")
             .join(corpus, "doc_id", "left")
             .withColumn("quality_reasons", F.array().cast("array<string>"))
             .withColumn("is_duplicate", F.lit(False))
@@ -193,14 +217,16 @@ class Relabel(BaseStage):
 
 
 class Retrain(BaseStage):
-    """Distil every principle again (`distill.kind`); `champion` moves only when the new model beats it, and a
-    principle without enough labels keeps its scorer (noted as `skipped:<principle>` with the reason)."""
+    """Distil every principle again (`distill.kind`); `champion` moves only when the new model beats it on the test
+    split and is at least as good as the scorer it replaces on held-out human (else teacher) labels
+    (pipelines/distill.py: `reference_check`). A principle without enough labels keeps its scorer (noted as
+    `skipped:<principle>` with the reason)."""
 
     name: ClassVar[str] = "retrain_v1"
     updates_champions: ClassVar[bool] = True
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
-        from pipelines.distill import DistillError, distill
+        from pipelines.distill import DistillError, describe, distill
 
         assert df is not None
         progress = ctx.progress or Progress(enabled=False)
@@ -213,6 +239,8 @@ class Retrain(BaseStage):
                     continue
             if out.champion:
                 ctx.notes[f"promoted:{p.name}"] = out.model_uri
+            else:  # why the scorer stays, e.g. worse than the teacher on held-out labels
+                ctx.notes[f"not_promoted:{p.name}"] = describe(out)
         return df
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
@@ -222,7 +250,15 @@ class Retrain(BaseStage):
 #: One round: the same classify, revise and decide stages as the nightly chain, after relabelling and retraining.
 ROUND = Chain(
     name="iterate",
-    stages=(Redecidable(), Relabel(), Retrain(), Classify(), Revise(llm=False), Decide(redecide=True)),
+    stages=(
+        Redecidable(),
+        Relabel(),
+        Retrain(),
+        Classify(),
+        Revise(llm=False),
+        Decide(redecide=True),
+        TeacherAudit(),
+    ),
     documents=Count.REDECIDED,
     published=RunStatus.PUBLISHED,
 )
@@ -274,6 +310,11 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
             promoted=[k2.split(":", 1)[1] for k2 in run.notes if k2.startswith("promoted:")],
             skipped={k2.split(":", 1)[1]: v for k2, v in run.notes.items() if k2.startswith("skipped:")},
             corpus_version=lake.version("corpus") if run.status == RunStatus.PUBLISHED else None,
+            teacher_harmful={
+                p.name: c[flagged_key(p.name)] / c[KEPT]
+                for p in constitution.principles
+                if flagged_key(p.name) in c and c.get(KEPT)
+            },
             mlflow_run_id=run.mlflow_run_id,
         )
         summary.rounds.append(result)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pyspark.sql import functions as F
 
+from pipelines.cascade import local_scores
 from pipelines.config import ClassifyConfig, ReviseConfig, default_cache_dir
 from pipelines.constitution import Constitution
 from pipelines.engine import keepalive
@@ -114,15 +115,17 @@ def document_embedder(cfg: ClassifyConfig) -> Embed:
 def local_rescorer(
     constitution: Constitution, cfg: ClassifyConfig, champions: Mapping[str, Champion] | None = None
 ) -> Rescore:
-    """The scoring stage's scorer (champions, else exemplars) called in this process, without Spark: for tests,
-    benchmarks and small batches. The pipeline re-scores through Spark with the same scorer spec."""
+    """The revision stage's re-scorer (champions, else exemplars; with the cascade on, the maximum with the
+    packaged teacher) called in this process, without Spark: for tests, benchmarks and small batches. The
+    pipeline re-scores through Spark with the same scorer spec."""
     from pipelines.classify import load_scorer, scorer_spec
 
     spec = scorer_spec(constitution, cfg, champions)
 
     def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
         values = load_scorer(spec).score([t for _, t in pairs])
-        return {k: row.tolist() for (k, _), row in zip(pairs, values, strict=True)}
+        found = {k: row.tolist() for (k, _), row in zip(pairs, values, strict=True)}
+        return local_scores(constitution, found, dict(pairs)) if cfg.cascade.enabled else found
 
     return rescore
 
@@ -246,6 +249,24 @@ class _Clock:
             self.t.embed_s += time.perf_counter() - t0
 
 
+def sentence_check(
+    rescore: Rescore, constitution: Constitution, items: list[tuple[str, list[str]]], clock: _Clock | None = None
+) -> list[list[str]]:
+    """Per (text, flagged principles): one reason per sentence still at or above a flagged principle's revise
+    threshold, naming the principle, the sentence's index and its start. A revision is judged by its worst
+    sentence, not its average: a rewrite that still narrates the act in one sentence is not a revision."""
+    index = {n: i for i, n in enumerate(constitution.names)}
+    pieces = [(k, j, text[s:e]) for k, (text, _) in enumerate(items) for j, (s, e) in enumerate(split_sentences(text))]
+    scores = (clock or _Clock(None)).score(rescore, [(f"{k}:{j}", t) for k, j, t in pieces])
+    out: list[list[str]] = [[] for _ in items]
+    for k, j, t in pieces:
+        for p in items[k][1]:
+            if scores[f"{k}:{j}"][index[p]] >= constitution.get(p).revise_threshold:
+                snippet = " ".join(t.split())[:60]
+                out[k].append(f"sentence_flagged:{p}:{j}:{snippet}")
+    return out
+
+
 def _similarities(clock: _Clock, embed: Embed, pairs: list[tuple[str, str]]) -> list[float]:
     if not pairs:
         return []
@@ -338,7 +359,11 @@ def _llm(
     # Rejected rewrites are re-scored and compared too: the audit (and the benchmark) reads their scores.
     sims = _similarities(clock, embed, [(o.original_text, o.revised_text or "") for o in answered])
     new_scores = clock.score(rescore, [(o.doc_id, o.revised_text or "") for o in answered])
-    for out, sim in zip(answered, sims, strict=True):
+    sentence_reasons = sentence_check(
+        rescore, constitution, [(o.revised_text or "", o.principles) for o in answered], clock
+    )
+    for out, sim, bad in zip(answered, sims, sentence_reasons, strict=True):
+        out.reject_reasons += bad
         out.similarity = sim
         out.reject_reasons += similarity_reasons(
             sim, min_similarity=cfg.min_similarity, max_similarity=cfg.max_similarity
@@ -396,7 +421,12 @@ def _excise(
             result[i] = (text, [f"still_flagged:{p}" for p in still], _flagged_max(s, outcomes[i].principles, index))
             if not still:
                 done.add(i)
-    accepted = [i for i in range(len(outcomes)) if i in result and not result[i][1]]
+    clean = [i for i in range(len(outcomes)) if i in result and not result[i][1]]
+    worst = sentence_check(rescore, constitution, [(result[i][0], outcomes[i].principles) for i in clean], clock)
+    for i, bad in zip(clean, worst, strict=True):
+        if bad:
+            result[i] = (result[i][0], bad, result[i][2])
+    accepted = [i for i in clean if not result[i][1]]
     sims = _similarities(clock, embed, [(outcomes[i].original_text, result[i][0]) for i in accepted])
     sim_of = dict(zip(accepted, sims, strict=True))
     for i, o in enumerate(outcomes):
@@ -543,7 +573,11 @@ class Revise(BaseStage):
         def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
             frame = spark.createDataFrame(pairs, "doc_id string, text string")
             rows = score(frame, constitution, ctx.cfg.classify, ctx.champions).select("doc_id", "principle_scores")
-            return {x["doc_id"]: list(x["principle_scores"]) for x in rows.collect()}
+            found = {x["doc_id"]: list(x["principle_scores"]) for x in rows.collect()}
+            if not ctx.cfg.classify.cascade.enabled:
+                return found
+            # the strongest scorer the cascade has: the teacher where the principle has one
+            return local_scores(constitution, found, dict(pairs))
 
         embed = document_embedder(ctx.cfg.classify)  # loads the encoder on first use only
         if to_llm:

@@ -1,5 +1,5 @@
 """`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> dedup -> classify -> revise ->
-decide), run by the executor (pipelines/execute.py), which also publishes (pipelines/publish.py).
+decide -> audit), run by the executor (pipelines/execute.py), which also publishes (pipelines/publish.py).
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import ingest, registry
+from pipelines.audit import TeacherAudit
 from pipelines.classify import Classify
 from pipelines.config import RunConfig
 from pipelines.constitution import load_constitution
@@ -35,7 +36,17 @@ __all__ = ["NIGHTLY", "RunSummary", "context", "default_crawl_id", "run_pipeline
 #: The nightly chain. A new stage is a module with a `Stage` class and an entry here (pipelines/stage.py).
 NIGHTLY = Chain(
     name="run",
-    stages=(ingest.Ingest(), ingest.Undecided(), Quality(), Secrets(), Dedup(), Classify(), Revise(), Decide()),
+    stages=(
+        ingest.Ingest(),
+        ingest.Undecided(),
+        Quality(),
+        Secrets(),
+        Dedup(),
+        Classify(),
+        Revise(),
+        Decide(),
+        TeacherAudit(),
+    ),
 )
 
 

@@ -159,6 +159,13 @@ SCORES = StructType(
         _f("spans", ArrayType(SPAN)),
         _f("model_uri", StringType(), False),
         _f("run_id", StringType(), False),
+        # the scoring cascade (pipelines/cascade.py): every stage's score, null where a stage did not see it
+        _f("classifier_score", DoubleType()),
+        _f("teacher_score", DoubleType()),
+        _f("teacher_model", StringType()),
+        _f("judge_score", DoubleType()),
+        _f("judge_model", StringType()),
+        _f("decided_by", StringType()),  # classifier | teacher | judge: whose score is `score`
     ]
 )
 

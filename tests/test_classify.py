@@ -106,6 +106,11 @@ def test_cli_score_keeps_id_and_adds_champion_columns(champion_lake: Any, tmp_pa
     out = tmp_path / "out.parquet"
     assert main(["score", "--lake", str(champion_lake.root), "--input", str(src), "--output", str(out)]) == 0
     df = pd.read_parquet(out).sort_values("id")
-    assert list(df.columns) == ["id", "score_toxicity"]
+    names = load_constitution().names
+    assert list(df.columns) == ["id", *[c for n in names for c in (f"score_{n}", f"decided_by_{n}")]]
     assert df["id"].tolist() == [7, 8]
     assert df["score_toxicity"].iloc[0] > 0.5 > df["score_toxicity"].iloc[1]
+    # the champion's insult score is uncertain (within 0.2 of a threshold): the packaged teacher decided it, as in
+    # the nightly run; the plain sentence is far from both thresholds and stays the champion's
+    assert df["decided_by_toxicity"].tolist() == ["teacher", "classifier"]
+    assert set(df["decided_by_violence"]) == {"classifier"}

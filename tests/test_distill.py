@@ -1,4 +1,5 @@
-"""Distillation on a tiny labelled set with a known separable signal: metrics, registry, the alias rule."""
+"""Distillation on a tiny labelled set with a known separable signal: metrics, registry, the alias rule; class
+balancing and probability calibration of the heads on constructed data (no shared data, seconds)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,22 @@ import pytest
 
 from pipelines.config import RunConfig, load_config
 from pipelines.constitution import load_constitution
-from pipelines.distill import C_GRID, DistillError, beats, choose_c, choose_threshold, distill, split_of
+from pipelines.distill import (
+    C_GRID,
+    DistillError,
+    beats,
+    brier_score,
+    calibrate_head,
+    choose_c,
+    choose_threshold,
+    distill,
+    expected_calibration_error,
+    fit_head,
+    fit_logistic,
+    split_of,
+)
 from pipelines.label import import_human_labels
+from udfs.heads import Calibration, EncoderHead, LinearHead, fit_calibration, load_head, save_head
 
 INSULTS = ["is a worthless idiot", "is a pathetic moron", "should shut his stupid mouth", "is a disgusting loser"]
 SUBJECTS = ["Your brother", "That referee", "The new manager", "This commenter", "Our neighbour", "The mayor"]
@@ -84,7 +99,7 @@ def test_regularisation_is_chosen_by_validation_auc() -> None:
     for c in C_GRID:  # the reference: sklearn's own balanced logistic regression, scored on validation
         clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(xt, yt)
         expected[str(c)] = roc_auc_score(yv, clf.decision_function(xv))
-    c, aucs = choose_c(xt, yt, xv, yv)
+    c, aucs = choose_c(xt, yt, xv, yv, balance=True)
     assert aucs == pytest.approx(expected, abs=1e-6)
     assert aucs[str(c)] == max(expected.values())
     assert expected[str(c)] > expected[str(max(C_GRID))] + 0.02  # the grid matters on this data
@@ -125,9 +140,151 @@ def test_distill_registers_and_moves_champion_only_when_better(labelled_lake: An
 
 
 def test_encoder_kind_learns_the_signal(labelled_lake: Any) -> None:
-    result = distill(labelled_lake, load_constitution().get("toxicity"), _cfg(), kind="encoder")
+    import mlflow
+
+    result = distill(labelled_lake, load_constitution().get("toxicity"), _cfg(calibrate="platt"), kind="encoder")
     assert result.metrics["roc_auc"] >= 0.95 and result.metrics["f1"] >= 0.85
     assert result.model_uri is not None and result.model_uri.startswith("models:/curate_toxicity/")
+    # calibration quality before and after, on the test split, in the result and in MLflow
+    m = result.metrics
+    assert {"brier", "ece", "brier_raw", "ece_raw"} <= set(m) and all(0 <= m[k] <= 1 for k in ("brier", "ece"))
+    logged = mlflow.get_run(result.mlflow_run_id).data
+    assert {"test_brier", "test_ece", "test_brier_raw", "test_ece_raw"} <= set(logged.metrics)
+    assert logged.params["calibrate"] == "platt" and logged.params["calibration"] in ("platt", "none")
+    # the registered model applies the calibration it was saved with
+    head = mlflow.pyfunc.load_model(result.model_uri).unwrap_python_model().head
+    assert head.calibration is None or head.calibration.method == "platt"
+
+
+def test_unknown_calibration_is_a_clear_error(labelled_lake: Any) -> None:
+    with pytest.raises(DistillError, match=r"distill\.calibrate must be one of"):
+        distill(labelled_lake, load_constitution().get("toxicity"), _cfg(calibrate="beta"), kind="linear")
+
+
+def _imbalanced(n: int, rng: np.random.Generator, share: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping Gaussian classes in 5 dimensions, `share` positives."""
+    y = (rng.random(n) < share).astype(int)
+    x = rng.normal(size=(n, 5))
+    x[:, 0] += 1.5 * y
+    return x, y
+
+
+def test_balancing_raises_minority_recall_at_one_half() -> None:
+    rng = np.random.default_rng(0)
+    (xt, yt), (xv, yv) = _imbalanced(4000, rng), _imbalanced(4000, rng)
+    recall = {}
+    for balance in (False, True):
+        coef, intercept, _, _ = fit_logistic(xt, yt, None, 1.0, balance)
+        scores = 1 / (1 + np.exp(-(xv @ coef + intercept)))
+        recall[balance] = float((scores[yv == 1] >= 0.5).mean())
+    # unweighted, the 5% class barely reaches 0.5; weighted, the boundary moves to the middle of the classes
+    assert recall[False] < 0.2 and recall[True] > 0.6
+
+
+def test_balance_setting_reaches_the_linear_kind() -> None:
+    rows = _labelled_rows()
+    pos = [r["text"] for r in rows if r["label"]][:8]  # 8 insults among 96 facts
+    neg = [r["text"] for r in rows if not r["label"]]
+    texts, y = pos + neg, np.array([1] * len(pos) + [0] * len(neg))
+    mean_pos = {}
+    for balance in (False, True):
+        head, _, _ = fit_head("linear", texts, y, _cfg(balance=balance, c=0.1, n_features=2**12))
+        mean_pos[balance] = float(head.predict_raw(pos).mean())
+    assert mean_pos[False] < 0.5 < mean_pos[True]
+
+
+def _miscalibrated(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Raw scores that are overconfident and shifted: the truth is sigmoid(z), the head says sigmoid(3z + 1.5)."""
+    z = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return 1 / (1 + np.exp(-(3 * z + 1.5))), y
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_lowers_ece_on_held_out_scores(method: str) -> None:
+    rng = np.random.default_rng(1)
+    (val_raw, val_y), (test_raw, test_y) = _miscalibrated(3000, rng), _miscalibrated(3000, rng)
+    cal = fit_calibration(val_raw, val_y, method)
+    assert cal is not None and cal.method == method
+    before = expected_calibration_error(test_raw, test_y)
+    after = expected_calibration_error(cal.apply(test_raw), test_y)
+    assert before > 0.1 and after < 0.03 and after < before / 4
+    assert brier_score(cal.apply(test_raw), test_y) < brier_score(test_raw, test_y)
+    # what distill does: the head keeps its raw scores and serves the calibrated ones
+    head = LinearHead(n_features=4, coef=np.zeros(8, np.float32))
+    info = calibrate_head(head, val_raw, val_y, method)
+    assert info["calibration"] == method and info["calibration_n"] == 3000
+    assert np.allclose(head.calibrated(test_raw), cal.apply(test_raw))
+
+
+def test_calibration_has_nothing_to_fit_on_one_class_or_none() -> None:
+    raw = np.linspace(0.1, 0.9, 20)
+    assert fit_calibration(raw, np.zeros(20, dtype=int), "platt") is None
+    assert fit_calibration(raw, (raw > 0.5).astype(int), "none") is None
+    assert fit_calibration(raw, (raw < 0.5).astype(int), "platt") is None  # would reverse the ranking
+    with pytest.raises(ValueError, match="unknown calibration"):
+        fit_calibration(raw, (raw > 0.5).astype(int), "beta")
+
+
+def test_ece_by_hand() -> None:
+    scores = np.array([0.05, 0.15, 0.95, 0.95])
+    y = np.array([0, 1, 1, 0])
+    # bins [0,.1): |0 - .05|, [.1,.2): |1 - .15|, [.9,1]: |1 - 1.9| -> (0.05 + 0.85 + 0.9) / 4
+    assert expected_calibration_error(scores, y) == pytest.approx(0.45)
+    assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0, 1])) == 0.0
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_round_trips_through_save_load_and_the_pyfunc(method: str, tmp_path: Path) -> None:
+    import mlflow
+
+    import udfs.heads as heads_module
+
+    rows = _labelled_rows()
+    texts, y = [r["text"] for r in rows], np.array([r["label"] for r in rows])
+    head = LinearHead(n_features=2**12).fit(texts[::2], y[::2], c=0.3)
+    calibrate_head(head, head.predict_raw(texts[1::2]), y[1::2], method)
+    assert head.calibration is not None
+    probe = ["The mayor is a worthless idiot.", "The mayor opened the library.", "Your brother explained it, honestly."]
+    expected = head.predict(probe)
+    assert not np.allclose(expected, head.predict_raw(probe))  # the calibration does something here
+
+    loaded = load_head(save_head(head, tmp_path / "head"))
+    assert loaded.calibration is not None and loaded.calibration.method == method
+    assert np.allclose(loaded.predict(probe), expected, atol=1e-6)
+    assert np.allclose(loaded.predict_raw(probe), head.predict_raw(probe), atol=1e-6)
+
+    model_dir = tmp_path / "pyfunc"
+    mlflow.pyfunc.save_model(
+        str(model_dir),
+        python_model=str(Path(heads_module.__file__).with_name("head_model.py")),
+        artifacts={"head": str(tmp_path / "head")},
+    )
+    out = mlflow.pyfunc.load_model(str(model_dir)).predict(pd.DataFrame({"text": probe}))
+    assert np.allclose(out["score"].to_numpy(), expected, atol=1e-6)
+
+
+def test_encoder_head_calibration_round_trips_on_embeddings(tmp_path: Path) -> None:
+    """The scoring UDF calls `predict_embeddings` (one shared encoding): it must serve calibrated scores too."""
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(50, 384)).astype(np.float32)
+    cal = Calibration("isotonic", x=np.array([0.0, 0.5, 1.0]), y=np.array([0.0, 0.2, 0.9]))
+    head = EncoderHead(coef=rng.normal(size=384).astype(np.float32), intercept=0.3, calibration=cal)
+    loaded = load_head(save_head(head, tmp_path / "enc"))
+    assert isinstance(loaded, EncoderHead) and loaded.calibration is not None
+    assert np.allclose(loaded.predict_embeddings(emb), head.predict_embeddings(emb))
+    assert np.allclose(head.predict_embeddings(emb), cal.apply(head.predict_embeddings_raw(emb)))
+
+
+def test_format_1_heads_still_load_uncalibrated(tmp_path: Path) -> None:
+    head = LinearHead(n_features=8, coef=np.ones(16, np.float32), intercept=-0.5)
+    d = save_head(head, tmp_path / "old")
+    meta = json.loads((d / "head.json").read_text())
+    meta["format"] = 1
+    del meta["calibration"]
+    (d / "head.json").write_text(json.dumps(meta))
+    loaded = load_head(d)
+    assert loaded.calibration is None and np.allclose(loaded.predict(["a b"]), head.predict(["a b"]))
 
 
 def test_too_few_labels_is_a_clear_error(lake: Any, tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ def _score_rows(toxic_span: tuple[int, int, float]) -> list[tuple[Any, ...]]:
     both = TOXIC_TEXT + " " + AI_SENTENCE
 
     def row(doc_id: str, principle: str, spans: list[tuple[int, int, float]]) -> tuple[Any, ...]:
-        return (doc_id, principle, 0.95 if spans else 0.1, spans, "models:/test/1", "r1")
+        cascade = (None,) * 6  # classifier_score ... decided_by: not what export reads
+        return (doc_id, principle, 0.95 if spans else 0.1, spans, "models:/test/1", "r1", *cascade)
 
     return [
         row("toxic", "toxicity", [toxic_span]),

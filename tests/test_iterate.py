@@ -286,8 +286,15 @@ def test_a_retrained_champion_rescores_and_iteration_stops(night: Lake, tmp_path
     ]
     r = _redecidable(lake)
     c = load_constitution()
-    # weak regularisation: the separable labels give a confident classifier
-    extra = {"iterate.labeler": "human:recipes", "iterate.principles": "toxicity", "distill.c": 1000.0}
+    # weak regularisation: the separable labels give a confident classifier. The labels call a bread recipe toxic
+    # to see the retrained champion take effect: the cascade's packaged teacher would (rightly) overrule it, so
+    # the cascade is off here (tests/test_cascade.py tests it).
+    extra = {
+        "iterate.labeler": "human:recipes",
+        "iterate.principles": "toxicity",
+        "distill.c": 1000.0,
+        "classify.cascade.enabled": False,
+    }
     cfg = _cfg(tmp_path, None, **extra)
 
     summary = iterate(lake, cfg, rounds=3)
@@ -336,7 +343,10 @@ def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any
         tmp_path / "n1.jsonl",
         jsonl_lines([*ARTICLES, ("https://council.example/1", REPORT), ("https://forum.example/t/1", TOXIC)]),
     )
-    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path), crawl_id="n1").status == "success"
+    # the exemplar scorer's scale (the report's insult is 0.26 of it): the cascade's teacher would score the
+    # report 0.99 and drop it on the first night, which is not what this test is about (test_cascade.py is)
+    off = {"classify.cascade.enabled": False}
+    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path, **off), crawl_id="n1").status == "success"
     lake = Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
     (report,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://council.example/1"]
     (toxic,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://forum.example/t/1"]
@@ -346,7 +356,7 @@ def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any
     path = retuned_constitution(
         tmp_path / "strict.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
     )
-    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True})
+    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True, **off})
 
     summary = iterate(lake, cfg, rounds=3)
 

@@ -353,7 +353,11 @@ def test_validation_rejects_flagged_off_topic_and_leaky_rewrites(constitution, r
     assert len(seen) == 4
     assert out["good"].status == "ok" and out["good"].revised_text == GOOD and out["good"].method == "llm"
     assert out["good"].score_after < 0.5 and out["good"].similarity > 0.8 and out["good"].reject_reasons == []
-    assert out["keeps"].status == "rejected" and out["keeps"].reject_reasons == ["still_flagged:toxicity"]
+    # the worst sentence is named (index 1: the insult the rewrite kept), then the document-level verdict
+    assert out["keeps"].status == "rejected" and out["keeps"].reject_reasons == [
+        f"sentence_flagged:toxicity:1:{INSULT[:60]}",
+        "still_flagged:toxicity",
+    ]
     assert out["keeps"].score_after >= 0.5
     assert out["off"].status == "rejected" and out["off"].reject_reasons == ["low_similarity"]
     assert out["leak"].status == "rejected" and out["leak"].reject_reasons == ["prompt_leak"]
@@ -367,7 +371,8 @@ def test_rejected_rewrite_falls_back_to_excision(constitution, rescore, embed) -
     o = out["keeps"]
     assert (o.status, o.method, o.revised_text) == ("ok", "excise", EXCISED_DOC)
     assert (o.fallback_from, o.llm_rewrite, o.model) == ("rejected", KEEPS_INSULT, "canned")
-    assert o.reject_reasons == ["llm:still_flagged:toxicity"] and o.score_after < 0.5
+    assert o.reject_reasons == [f"llm:sentence_flagged:toxicity:1:{INSULT[:60]}", "llm:still_flagged:toxicity"]
+    assert o.score_after < 0.5
     # both sentences of MOSTLY_TOXIC are insults: what would remain ("Thanks.") is too little, so it is dropped
     s = out["short"]
     assert s.status == "rejected" and s.method == "llm"
@@ -401,7 +406,9 @@ def test_a_document_flagged_twice_is_sent_once_with_both_instructions(constituti
 
 
 # A 79-word report with one insult: toxicity 0.26 as a whole, the insult 1.0, every other sentence < 0.15, the
-# fixture articles <= 0.14 and the report without the insult 0.07 (exemplar scorer, measured once by hand).
+# fixture articles <= 0.14 and the report without the insult 0.07 (exemplar scorer, measured once by hand). The
+# packaged teacher, which decides on a lake without a champion: the report 0.99, the bread recipe 0.24, the
+# report without the insult < 0.01.
 REPORT_TAIL = (
     "The transport officer said the changes would cost less than a new depot. A decision on the Sunday service is "
     "expected at the next meeting in March, after a public consultation. The minutes of the meeting will be "
@@ -423,8 +430,9 @@ def test_pipeline_with_excision_publishes_the_excised_text(
     from pipelines.run import run_pipeline
     from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
+    # 0.3: the packaged teacher, which decides toxicity on a lake without a champion, gives the bread recipe 0.24
     path = retuned_constitution(
-        tmp_path / "constitution.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
+        tmp_path / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
     )
     cfg = load_config(
         None,
@@ -443,7 +451,7 @@ def test_pipeline_with_excision_publishes_the_excised_text(
     (doc_id,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://council.example/1"]
     assert (rev.doc_id, rev.status, rev.method, rev.model) == (doc_id, "ok", "excise", None)
     assert (rev.original_text, rev.revised_text) == (REPORT, EXCISED_REPORT)
-    assert rev.principles == ["toxicity"] and rev.score_before >= 0.2 > rev.score_after
+    assert rev.principles == ["toxicity"] and rev.score_before >= 0.3 > rev.score_after
     assert 0.0 < rev.similarity < 1.0 and rev.fallback_from == fallback_from and rev.llm_rewrite is None
     corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
     assert (corpus[doc_id].text, corpus[doc_id].action) == (EXCISED_REPORT, "revise")
@@ -452,3 +460,15 @@ def test_pipeline_with_excision_publishes_the_excised_text(
     c = summary.counts
     assert (c["revision_candidates"], c["revision:ok"], c["revision_method:excise"]) == (1, 1, 1)
     assert c["unaccounted"] == 0
+
+
+def test_a_revision_is_judged_by_its_worst_sentence(constitution, rescore) -> None:
+    from pipelines.revise import sentence_check
+
+    insult = "You are a worthless idiot and a pathetic loser."
+    text = f"{COUNCIL} {insult} The minutes will be published on the council website."
+    (clean, dirty) = sentence_check(rescore, constitution, [(GOOD, ["toxicity"]), (text, ["toxicity"])])
+    assert clean == []
+    (reason,) = dirty
+    kind, principle, index, snippet = reason.split(":", 3)
+    assert (kind, principle, index) == ("sentence_flagged", "toxicity", "1") and snippet == insult
