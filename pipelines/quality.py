@@ -491,6 +491,7 @@ class Quality(BaseStage):
     name: ClassVar[str] = "quality_v3"
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "text")
     adds: ClassVar[tuple[str, ...]] = QUALITY_COLUMNS
+    materialize: ClassVar[bool] = False  # a join with the metrics it staged itself
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None

@@ -86,7 +86,8 @@ def resolve_champions(
         if mv is None:
             continue
         uri = f"models:/{registered}/{mv.version}"
-        dest = cache / registered / str(mv.version)
+        # the run id too: a lake deleted and made again at the same path restarts its versions at 1
+        dest = cache / registered / f"{mv.version}-{(mv.run_id or 'norun')[:12]}"
         if not (dest / "MLmodel").is_file():
             mlflow.set_registry_uri(registry_uri)
             dest.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ class Secrets(BaseStage):
     name: ClassVar[str] = "secrets_v1"
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "quality_reasons")
     adds: ClassVar[tuple[str, ...]] = ("secret_kinds",)
+    materialize: ClassVar[bool] = False  # a few regular expressions: cheaper than a write and a read
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None

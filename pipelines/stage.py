@@ -100,6 +100,7 @@ class Stage(Protocol):
     adds: ClassVar[tuple[str, ...]]
     bronze: ClassVar[bool]  # its tables are published right after its gates (raw input), not at the end
     updates_champions: ClassVar[bool]  # the executor re-resolves the champions after it
+    materialize: ClassVar[bool]  # the executor stages its output (False: cheap to recompute)
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]: ...
 
@@ -122,6 +123,9 @@ class BaseStage:
     adds: ClassVar[tuple[str, ...]] = ()
     bronze: ClassVar[bool] = False
     updates_champions: ClassVar[bool] = False
+    # The executor writes the output under the run's staging dir and reads it back, so that what follows reads
+    # it once computed (a model UDF must run once per document). False: the output is cheap to recompute.
+    materialize: ClassVar[bool] = True
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         return ()

@@ -79,10 +79,13 @@ def test_without_human_labels_the_teacher_is_the_reference() -> None:
     rows = _labels("exemplar:all-MiniLM-L6-v2")
     check = reference_check(rows, _parts(rows), toxicity, load_config(), _model(rows, invert=True), None)
     assert check["reference"] == "teacher" and not check["passed"]
-    # a principle without a packaged teacher and without human labels keeps the test-split rule alone
+    # a principle without a packaged teacher and without human labels: its own test split, against the exemplar
+    # scorer a lake without a champion uses - a first champion must beat the cold start too
     deception = load_constitution().get("deception")
-    check = reference_check(rows, _parts(rows), deception, load_config(), _model(rows, invert=True), None)
-    assert check == {"reference": "none", "passed": True}
+    bad = reference_check(rows, _parts(rows), deception, load_config(), _model(rows, invert=True), None)
+    good = reference_check(rows, _parts(rows), deception, load_config(), _model(rows, invert=False), None)
+    assert bad["reference"] == "test_split" and not bad["passed"] and bad["new_roc_auc"] < 0.5
+    assert good["passed"] and good["new_roc_auc"] >= good["incumbent_roc_auc"]
 
 
 def test_every_run_records_what_the_teacher_thinks_of_what_it_keeps(tmp_path: Path, spark: Any) -> None:

@@ -49,9 +49,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def _logistic(x: Any, y: np.ndarray, c: float, balance: bool = True) -> tuple[np.ndarray, float]:
-    """L2 logistic regression. `balance` weights each class by n / (2 n_class) (sklearn's "balanced"): with few
-    positives an unweighted fit buys its likelihood on the majority class and ranks the minority worse."""
+def _logistic(x: Any, y: np.ndarray, c: float, balance: bool = False) -> tuple[np.ndarray, float]:
+    """L2 logistic regression. `balance` weights each class by n / (2 n_class) (sklearn's "balanced"). Off by
+    default: measured on Civil Comments and OLID (bench/README.md) it did not improve ranking, with 70% or with
+    10% positives, and it moves every raw score towards 0.5, which only a calibration undoes."""
     from sklearn.linear_model import LogisticRegression
 
     if len(set(y.tolist())) < 2:
@@ -203,7 +204,7 @@ class LinearHead(_Calibrated):
 
         return hstack([v.transform(list(texts)) for v in self._vectorizers()]).tocsr()
 
-    def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, balance: bool = True) -> LinearHead:
+    def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, balance: bool = False) -> LinearHead:
         self.coef, self.intercept = _logistic(self.features(texts), y, c, balance)
         return self
 
@@ -252,7 +253,7 @@ class EncoderHead(_EmbeddingHead):
         y: np.ndarray,
         c: float = 1.0,
         emb: np.ndarray | None = None,
-        balance: bool = True,
+        balance: bool = False,
     ) -> EncoderHead:
         self.coef, self.intercept = _logistic(self.embed(texts) if emb is None else emb, y, c, balance)
         return self
@@ -268,7 +269,8 @@ class FinetuneHead(_EmbeddingHead):
     """MiniLM fine-tuned end to end with the logistic head (mean pooling, L2 norm, one logit).
 
     The head starts from the frozen-encoder solution, then encoder and head train together with AdamW and a
-    class-balanced BCE loss. Slow on CPU (a few documents a second on 2 cores): a GPU kind.
+    BCE loss (positives weighted by n_neg / n_pos when `balance`). Slow on CPU (~10 training documents a second
+    on 2 cores, bench/README.md): a GPU kind.
     """
 
     max_tokens: int = 128
@@ -294,7 +296,7 @@ class FinetuneHead(_EmbeddingHead):
         return self._encoder
 
     def fit(
-        self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, seed: int = 0, balance: bool = True
+        self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, seed: int = 0, balance: bool = False
     ) -> FinetuneHead:
         import torch
 
