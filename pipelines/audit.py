@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pyspark.sql import functions as F
 
-from pipelines.cascade import teacher_column
+from pipelines.cascade import teacher_column, teacher_specs
 from pipelines.stage import BaseStage, StageContext
 from schemas.vocab import Action
 
@@ -36,12 +36,9 @@ class TeacherAudit(BaseStage):
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "action", "out_text")
     adds: ClassVar[tuple[str, ...]] = ("audit_scores",)
 
-    def _teachers(self, ctx: StageContext) -> list[str | None]:
-        return [None if p.positive_kind else p.teacher for p in ctx.constitution.principles]
-
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
-        specs = self._teachers(ctx)
+        specs = teacher_specs(ctx.constitution)
         nulls = F.array(*[F.lit(None).cast("double") for _ in specs])
         if not any(specs) or not ctx.cfg.classify.cascade.enabled:
             return df.withColumn("audit_scores", nulls)
@@ -53,7 +50,7 @@ class TeacherAudit(BaseStage):
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         kept = out.where(F.col("action") != str(Action.DROP))
         aggs = [F.count("*").alias(KEPT)]
-        for i, (p, spec) in enumerate(zip(ctx.constitution.principles, self._teachers(ctx), strict=True)):
+        for i, (p, spec) in enumerate(zip(ctx.constitution.principles, teacher_specs(ctx.constitution), strict=True)):
             if spec is not None:
                 s = F.element_at("audit_scores", i + 1)
                 aggs.append(F.sum(F.when(s >= p.revise_threshold, 1).otherwise(0)).alias(flagged_key(p.name)))

@@ -126,12 +126,18 @@ def shared_scorer(specs: tuple[str | None, ...]) -> TeacherScorer:
         return _scorer(specs)
 
 
+def teacher_specs(constitution: Constitution) -> list[str | None]:
+    """Per principle, in constitution order, the teacher that judges it: none for a positive principle (it is
+    upweighted, never flagged) or one without a `teacher`."""
+    return [None if p.positive_kind else p.teacher for p in constitution.principles]
+
+
 def teacher_scorer(constitution: Constitution) -> TeacherScorer:
-    return shared_scorer(tuple(p.teacher if not p.positive_kind else None for p in constitution.principles))
+    return shared_scorer(tuple(teacher_specs(constitution)))
 
 
 def has_teachers(constitution: Constitution) -> bool:
-    return any(p.teacher and not p.positive_kind for p in constitution.principles)
+    return any(teacher_specs(constitution))
 
 
 def teacher_column(text: Column, need: Column, specs: str) -> Column:
@@ -174,7 +180,7 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
     n = len(principles)
     scores = F.col("principle_scores")
     s = [F.element_at(scores, i + 1) for i in range(n)]
-    teach = [bool(p.teacher) and not p.positive_kind and cfg.enabled for p in principles]
+    teach = [spec is not None and cfg.enabled for spec in teacher_specs(constitution)]
     cold = [t and p.name not in ctx.champions for t, p in zip(teach, principles, strict=True)]
     # A document flagged for a principle before (iteration) is re-judged by the teacher whatever its new score:
     # it is restored only when a scorer at least as strong as the one that flagged it clears it.
@@ -229,6 +235,7 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
 def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
     """The judge step on the driver (it is an LLM's cost, bounded by `judge_max_docs`); labels are the cache."""
     from pipelines.label import existing_labels, label_documents, open_labeler
+    from udfs.labelers import PrincipleSpec
 
     cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
     n = len(constitution.principles)
@@ -253,14 +260,11 @@ def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
             if not rows:
                 continue
             label_documents(lake, p, labeler, [r.asDict() for r in rows], chunk_size=ctx.cfg.label.chunk_size)
-            from udfs.labelers import PrincipleSpec
-
             version = labeler.prompt_version(PrincipleSpec.of(p))
-            ids = {r["doc_id"] for r in rows}
-            got = existing_labels(lake, p.name, labeler.name, version).where(F.col("status") == "ok")
-            for r in got.select("doc_id", "score").collect():
-                if r["doc_id"] in ids:
-                    judged[p.name][r["doc_id"]] = float(r["score"])
+            got = existing_labels(lake, p.name, labeler.name, version).where(
+                F.col("doc_id").isin(*[r["doc_id"] for r in rows])
+            )
+            judged[p.name] = {r["doc_id"]: float(r["score"]) for r in got.select("doc_id", "score").collect()}
             ctx.notes[f"judge:{p.name}"] = f"{labeler.name} ({version})"
     finally:
         labeler.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +40,9 @@ from udfs.excise import split_sentences  # the spans' sentences are the ones exc
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+
+    from pipelines.config import RunConfig
+    from pipelines.lake import Lake
 
 # Spans cost one extra encoding per sentence of a flagged document; a very long flagged document gets spans
 # for its first MAX_SPAN_SENTENCES sentences only (its document-level score still covers all of it).
@@ -290,6 +293,41 @@ def score(df: DataFrame, ctx: StageContext) -> DataFrame:
         ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
     scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
     return ctx.stage(cascade.apply(scored, ctx), "classify_cascade")
+
+
+def score_texts(
+    lake: Lake, texts: Sequence[str], cfg: RunConfig, constitution: Constitution, purpose: str
+) -> tuple[list[Any], dict[str, str]]:
+    """Score `texts` outside a run, exactly as the nightly run scores (`score`): the lake's champions, then the
+    cascade; intermediate results staged in a temporary directory removed afterwards. Returns one row per text,
+    in order (`principle_scores`, `decided_by` and the cascade's columns), and the notes (`model:<principle>`)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pipelines import registry
+    from pipelines.execute import Stager, new_run_id
+
+    cfg = registry.resolve(cfg, lake.state_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"curate-{purpose}-"))
+    try:
+        ctx = StageContext(
+            cfg=cfg,
+            constitution=constitution,
+            run_id=new_run_id(),
+            crawl_id=purpose,
+            champions=registry.champions_for(constitution, cfg),
+            lake=lake,
+            materialise=Stager(lake.spark, staging),
+        )
+        frame = lake.spark.createDataFrame(
+            [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(texts)], "doc_id string, text string"
+        )
+        rows = score(frame, ctx).select("doc_id", "principle_scores", *CASCADE_COLUMNS).collect()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    by_index = {int(r["doc_id"]): r for r in rows}
+    return [by_index[i] for i in range(len(texts))], dict(ctx.notes)
 
 
 HIST_BINS = 20

@@ -368,53 +368,29 @@ def publish_order() -> tuple[str, ...]:
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a JSONL file with the nightly run's cascade (champion or exemplar scorer, packaged teacher, judge):
     keeps `id`, adds `score_<principle>` and `decided_by_<principle>` columns."""
-    import shutil
-    import tempfile
-
     import pandas as pd
 
-    from pipelines import classify, registry
+    from pipelines.classify import score_texts
     from pipelines.constitution import load_constitution
     from pipelines.engine import spark_session
-    from pipelines.execute import Stager, new_run_id
     from pipelines.lake import Lake
-    from pipelines.stage import StageContext
 
-    cfg = registry.resolve(_config(args), Path(args.lake) / "_state")
+    cfg = _config(args)
     constitution = load_constitution(cfg.classify.constitution)
-    champions = registry.champions_for(constitution, cfg)
     try:
         docs = pd.read_json(args.input, lines=True, dtype=False)
     except ValueError as exc:
         raise CLIError(f"{args.input}: not JSONL ({exc})") from exc
     if "text" not in docs.columns or "id" not in docs.columns:
         raise CLIError(f"{args.input}: every line needs 'id' and 'text'")
-    staging = Path(tempfile.mkdtemp(prefix="curate-score-"))
-    try:
-        with spark_session(cfg.engine) as spark:
-            ctx = StageContext(
-                cfg=cfg,
-                constitution=constitution,
-                run_id=new_run_id(),
-                crawl_id="score",
-                champions=champions,
-                lake=Lake(args.lake, spark),
-                materialise=Stager(spark, staging),
-            )
-            frame = spark.createDataFrame(
-                [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(docs["text"])],
-                "doc_id string, text string",
-            )
-            rows = classify.score(frame, ctx).select("doc_id", "principle_scores", "decided_by").collect()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    by_row = {int(r["doc_id"]): (list(r["principle_scores"]), list(r["decided_by"])) for r in rows}
+    with spark_session(cfg.engine) as spark:
+        rows, notes = score_texts(Lake(args.lake, spark), list(docs["text"]), cfg, constitution, "score")
     out = pd.DataFrame({"id": docs["id"]})
     for j, name in enumerate(constitution.names):
-        out[f"score_{name}"] = [by_row[i][0][j] for i in range(len(docs))]
-        out[f"decided_by_{name}"] = [by_row[i][1][j] for i in range(len(docs))]
+        out[f"score_{name}"] = [r["principle_scores"][j] for r in rows]
+        out[f"decided_by_{name}"] = [r["decided_by"][j] for r in rows]
     out.to_parquet(args.output, index=False)
-    models = ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in ctx.notes.items() if k.startswith("model:"))
+    models = ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in notes.items() if k.startswith("model:"))
     print(f"scored {len(out)} document(s) ({models}; cascade: classify.cascade) -> {args.output}")
     return 0
 

@@ -151,6 +151,7 @@ def reference_check(
     from pipelines.cascade import TeacherScorer
 
     teacher_on = bool(principle.teacher) and not principle.positive_kind and cfg.classify.cascade.enabled
+    teacher: np.ndarray | None = None  # the teacher's scores of the reference texts, when it is consulted
     human = rows[rows["labeler"].str.startswith("human:")]
     if not human.empty:
         ref = training_frame(human, principle.label_threshold, cfg.distill)
@@ -158,8 +159,8 @@ def reference_check(
         texts, y, source = ref["text"].tolist(), ref["y"].to_numpy(), "human"
     elif teacher_on:
         texts = parts["test"]["text"].tolist()
-        y = (TeacherScorer([principle.teacher]).score(texts)[:, 0] >= principle.label_threshold).astype(int)
-        source = "teacher"
+        teacher = TeacherScorer([principle.teacher]).score(texts)[:, 0]
+        y, source = (teacher >= principle.label_threshold).astype(int), "teacher"
     else:
         # the labels it learnt from, held out: a student that cannot match the scorer it would replace on them
         # (the exemplar scorer, when its own labels are exemplar labels) would only move the corpus around
@@ -169,7 +170,7 @@ def reference_check(
     if old is not None:
         incumbent = np.asarray(old.predict(pd.DataFrame({"text": texts}))["score"], dtype=float)
     elif teacher_on:
-        incumbent = TeacherScorer([principle.teacher]).score(texts)[:, 0]
+        incumbent = teacher if teacher is not None else TeacherScorer([principle.teacher]).score(texts)[:, 0]
     else:
         from pipelines.classify import load_scorer, scorer_spec
         from pipelines.constitution import Constitution

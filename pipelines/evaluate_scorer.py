@@ -12,8 +12,6 @@ model behaves on people's labels and not only on its teacher's.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,10 +106,8 @@ def figure(curves: dict[str, np.ndarray], y: np.ndarray, principle: str, revise:
 
 def evaluate_scorer(lake: Lake, principle_name: str, labels_path: str | Path, cfg: RunConfig) -> EvaluationReport:
     """Score the labelled texts with each scorer of the principle's cascade and with the cascade; log to MLflow."""
-    from pipelines.classify import score
+    from pipelines.classify import score_texts
     from pipelines.constitution import load_constitution
-    from pipelines.execute import Stager, new_run_id
-    from pipelines.stage import StageContext
     from pipelines.tracking import track
 
     cfg = registry.resolve(cfg, lake.state_dir)
@@ -124,31 +120,11 @@ def evaluate_scorer(lake: Lake, principle_name: str, labels_path: str | Path, cf
     digest = hashlib.sha256(Path(labels_path).read_bytes()).hexdigest()[:12]
     report = EvaluationReport(p.name, f"{Path(labels_path).name}@{digest}", p.revise_threshold, p.filter_threshold)
     champions = registry.champions_for(constitution, cfg)
-    staging = Path(tempfile.mkdtemp(prefix="curate-eval-"))
-    try:
-        ctx = StageContext(
-            cfg=cfg,
-            constitution=constitution,
-            run_id=new_run_id(),
-            crawl_id="evaluate",
-            champions=champions,
-            lake=lake,
-            materialise=Stager(lake.spark, staging),
-        )
-        frame = lake.spark.createDataFrame([(str(k), t) for k, t in enumerate(texts)], "doc_id string, text string")
-        got = {
-            int(r["doc_id"]): r
-            for r in score(frame, ctx)
-            .select("doc_id", "classifier_scores", "teacher_scores", "principle_scores")
-            .collect()
-        }
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    order = range(len(texts))
-    classifier = np.array([got[k]["classifier_scores"][i] for k in order])
-    final = np.array([got[k]["principle_scores"][i] for k in order])
-    routed = np.array([got[k]["teacher_scores"][i] is not None for k in order])
-    model = ctx.notes.get(f"model:{p.name}", "")
+    scored, notes = score_texts(lake, texts, cfg, constitution, "evaluate")
+    classifier = np.array([r["classifier_scores"][i] for r in scored])
+    final = np.array([r["principle_scores"][i] for r in scored])
+    routed = np.array([r["teacher_scores"][i] is not None for r in scored])
+    model = notes.get(f"model:{p.name}", "")
     curves = {"classifier": classifier}
     report.scorers.append(metrics("classifier", model, y, classifier, p.revise_threshold, p.filter_threshold))
     if p.teacher and not p.positive_kind:

@@ -221,7 +221,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
         with progress.stage(stage.name):
             out = stage.transform(df, ctx)
             # a stage whose output is a join of frames it staged itself, or cheap expressions, is not written again
-            out = ctx.stage(out, stage.name) if getattr(stage, "materialize", True) else out
+            out = ctx.stage(out, stage.name) if stage.materialize else out
             check_columns(stage, out.columns, "adds")
             tables = dict(stage.tables(out, ctx))
             summary.counts.update(stage.counts(out, tables, ctx))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from pyspark.sql import functions as F
 
@@ -51,6 +51,8 @@ from pipelines.progress import Progress
 from pipelines.revise import Revise
 from pipelines.stage import BaseStage, Halt, StageContext
 from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, Reason, RunStatus, Tag
+
+V = TypeVar("V")
 
 #: Reason and tag prefixes that say a principle flagged the document (`revised:toxicity`, `retained:violence`, ...).
 FLAG_PREFIXES = (
@@ -247,6 +249,11 @@ class Retrain(BaseStage):
         return {Count.PROMOTED: sum(k.startswith("promoted:") for k in ctx.notes)}
 
 
+def _by_prefix(items: Mapping[str, V], prefix: str) -> dict[str, V]:
+    """`{"<prefix>:<name>": v}` entries of counts or notes as `{name: v}`."""
+    return {k.split(":", 1)[1]: v for k, v in items.items() if k.startswith(f"{prefix}:")}
+
+
 #: One round: the same classify, revise and decide stages as the nightly chain, after relabelling and retraining.
 ROUND = Chain(
     name="iterate",
@@ -305,10 +312,10 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
                 for p in constitution.principles
                 if Count.flagged(p.name, p.positive_kind) in c
             },
-            actions={k2.split(":", 1)[1]: v for k2, v in c.items() if k2.startswith("action:")},
-            champions={k2.split(":", 1)[1]: v for k2, v in run.notes.items() if k2.startswith("model:")},
-            promoted=[k2.split(":", 1)[1] for k2 in run.notes if k2.startswith("promoted:")],
-            skipped={k2.split(":", 1)[1]: v for k2, v in run.notes.items() if k2.startswith("skipped:")},
+            actions=_by_prefix(c, "action"),
+            champions=_by_prefix(run.notes, "model"),
+            promoted=list(_by_prefix(run.notes, "promoted")),
+            skipped=_by_prefix(run.notes, "skipped"),
             corpus_version=lake.version("corpus") if run.status == RunStatus.PUBLISHED else None,
             teacher_harmful={
                 p.name: c[flagged_key(p.name)] / c[KEPT]
