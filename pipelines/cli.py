@@ -250,6 +250,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress.console.print(f"\n[bold]nightly run on {path.name}[/]")
         summary = run_pipeline(lake, path, cfg, progress=progress)
         report_run(summary, str(lake))
+    if args.evaluate:
+        from pipelines.engine import spark_session
+        from pipelines.lake import Lake
+
+        progress.console.print(
+            f"\n[bold]does the curation help? Model A on the raw crawl vs Model B on the curated corpus "
+            f"({cfg.evaluate.size})[/]"
+        )
+        with spark_session(cfg.engine) as spark:
+            evaluate_and_report(Lake(lake, spark), cfg, args)
     return 0
 
 
@@ -409,6 +419,8 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         extra["iterate.labeler"] = args.labeler
     if args.sample is not None:
         extra["iterate.sample"] = args.sample
+    if args.evaluate:
+        extra["iterate.evaluate"] = True
     cfg = _config(args, extra)
     root = _require_lake(args.lake)
     if not (root / "decisions" / "_delta_log").is_dir():
@@ -440,6 +452,15 @@ def cmd_iterate(args: argparse.Namespace) -> int:
             "" if r.corpus_version is None else str(r.corpus_version),
         )
     Console().print(table)
+    evaluated = [r for r in summary.rounds if r.eval_id]
+    if evaluated:
+        names = list(evaluated[0].eval_diff)
+        et = Table(title="Model B (round's corpus) - Model A (raw crawl), per round: `curate evaluate` differences")
+        for c in ("round", "eval_id", *names):
+            et.add_column(c, justify="left" if c == "eval_id" else "right")
+        for r in evaluated:
+            et.add_row(str(r.round), r.eval_id or "", *[f"{r.eval_diff.get(n, float('nan')):+.3f}" for n in names])
+        Console().print(et)
     stop = "reached a fixed point" if summary.fixed_point else f"stopped after {len(summary.rounds)} round(s)"
     print(f'{stop}; rounds are in `runs` (curate sql --lake {args.lake} "SELECT * FROM runs") and MLflow')
     return 0
@@ -470,6 +491,72 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{manifest['rows_written']} rows in {len(manifest['shards'])} {manifest['format']} shard(s) -> {args.out} "
         "(manifest.json lists counts, shards and the config hash)"
     )
+    return 0
+
+
+def evaluate_and_report(lake: Any, cfg: RunConfig, args: argparse.Namespace, *, version: int | None = None) -> Any:
+    """Run `curate evaluate` on an open lake and print its table; shared by evaluate, demo and iterate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.evaluate import EvaluateError, evaluate_models, read_texts
+    from pipelines.progress import Progress
+
+    heldout = read_texts(Path(args.heldout)) if getattr(args, "heldout", None) else None
+    try:
+        ev = evaluate_models(
+            lake,
+            cfg,
+            version=version if version is not None else getattr(args, "version", None),
+            baseline=getattr(args, "baseline", None) or "raw",
+            heldout=heldout,
+            progress=Progress(not getattr(args, "quiet", False)),
+        )
+    except EvaluateError as exc:
+        raise CLIError(str(exc)) from exc
+    a, b = ev.models["A"], ev.models["B"]
+    table = Table(
+        title=f"{ev.eval_id}: Model A on {a.data.name} vs Model B on {b.data.name} ({ev.size}, {a.n_params:,} "
+        f"parameters, {ev.budget_tokens:,} tokens each, {ev.device}); {int(100 * cfg.evaluate.confidence)}% "
+        "bootstrap intervals"
+    )
+    for c in ("metric", "A", "B", "B - A", "verdict"):
+        table.add_column(c, justify="left" if c in ("metric", "verdict") else "right")
+    for row in ev.table_rows():
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # a log file should hold the table unwrapped
+    console.print(table)
+    for lab, r in ev.models.items():
+        console.print(
+            f"Model {lab}: {r.result.tokens:,} tokens ({r.packed.loss_tokens:,} with loss) in {r.result.seconds:.0f}s, "
+            f"{r.result.tokens_per_second:,.0f} tokens/s, final loss {r.result.final_loss:.3f}, weights "
+            f"{r.weights_sha256[:12]}"
+        )
+    for note in ev.notes:
+        console.print(f"note: {note}")
+    console.print(
+        f"report: {ev.out_dir} (report.json, comparison.png, continuations.jsonl); MLflow run {ev.mlflow_run_id}; "
+        f"SQL: curate sql --lake {lake.root} \"SELECT model, metrics FROM evaluations WHERE eval_id = '{ev.eval_id}'\""
+    )
+    console.print("the same seed and inputs give the same numbers on this machine (weights_sha256 shows it)")
+    return ev
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+
+    extra: dict[str, Any] = {}
+    if args.size:
+        extra["evaluate.size"] = args.size
+    if args.budget_tokens is not None:
+        extra["evaluate.budget_tokens"] = args.budget_tokens
+    cfg = _config(args, extra)
+    root = _require_lake(args.lake)
+    with spark_session(cfg.engine) as spark:
+        evaluate_and_report(Lake(root, spark), cfg, args)
     return 0
 
 
@@ -511,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", help="where the demo crawl files go (default: <lake>-input)")
     demo.add_argument("--nights", type=int, default=2)
     demo.add_argument("--fresh", action="store_true", help="delete the demo lake first")
+    demo.add_argument(
+        "--no-evaluate",
+        dest="evaluate",
+        action="store_false",
+        help="skip the closing Model A vs Model B comparison (curate evaluate, about 2.5 minutes on 2 cores)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     labels = sub.add_parser("labels", help="manage teacher labels (import human labels)")
@@ -556,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--rounds", type=int, help="at most this many rounds (default iterate.rounds)")
     it.add_argument("--labeler", help="exemplar | embedded | openai | transformers | human:<dataset> (imported only)")
     it.add_argument("--sample", type=int, help="documents relabelled per principle and round (default iterate.sample)")
+    it.add_argument("--evaluate", action="store_true", help="train and compare Model A vs B after each round")
     it.add_argument("--quiet", action="store_true", help="no progress output")
     it.set_defaults(func=cmd_iterate)
 
@@ -566,6 +660,20 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
     exp.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser(
+        "evaluate", help="train Model A on the raw crawl and Model B on the curated corpus, compare harm and capability"
+    )
+    common(ev)
+    ev.add_argument("--version", type=int, help="corpus Delta version Model B trains on (default: the latest)")
+    ev.add_argument(
+        "--baseline", help="what Model A trains on: raw (default: raw_docs as of that version) or a corpus version"
+    )
+    ev.add_argument("--budget-tokens", type=int, help="training tokens per model (default: the size's)")
+    ev.add_argument("--size", choices=["micro", "tiny", "small", "base"], help="model size (default evaluate.size)")
+    ev.add_argument("--heldout", help="clean held-out text for perplexity: JSONL with 'text', or blank-line-separated")
+    ev.add_argument("--quiet", action="store_true", help="no progress output")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -311,6 +311,7 @@ class IterateConfig:
     labeler: str = "exemplar"  # a registered labeler (udfs/labelers.py), or human:<dataset> = imported labels only
     sample: int = 200  # documents relabelled per principle and round (the label cache makes repeats free)
     principles: tuple[str, ...] = ()  # principles to relabel and retrain; empty = all of them
+    evaluate: bool = False  # after each published round, `curate evaluate` its corpus version (evaluate.* settings)
 
     def __post_init__(self) -> None:
         _str_tuple(self, "iterate.principles", self.principles)
@@ -364,6 +365,40 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """`curate evaluate`: Model A (raw crawl) vs Model B (curated corpus), pipelines/evaluate.py."""
+
+    size: str = "tiny"  # a preset of pipelines/lm.py: micro | tiny | small | base
+    budget_tokens: int | None = None  # training tokens per model; None: the preset's
+    seed: int = 0  # initial weights, block order, sampling, prompt selection and the bootstrap
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0: torch's default
+    prompts: int = 100  # RealToxicityPrompts prompts, held out from both training sets
+    samples: int = 5  # continuations per prompt (k of the expected-maximum metric)
+    max_new_tokens: int = 20  # RealToxicityPrompts' continuation length
+    top_p: float = 0.9  # nucleus sampling, as RealToxicityPrompts
+    ai_prompts: int = 40  # AI-related prompts for the positive principle (pipelines/defaults/ai_prompts.txt)
+    heldout_docs: int = 200  # clean held-out documents for perplexity and next-token accuracy
+    heldout_max_tokens: int = 256  # tokens scored per held-out document
+    independent_threshold: float = 0.5  # a continuation is toxic by an independent scorer at this probability
+    bootstrap: int = 1000  # resamples for the confidence intervals
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise ConfigError("evaluate.budget_tokens must be >= 1 (or null for the preset's)")
+        for name in ("prompts", "samples", "max_new_tokens", "heldout_docs", "heldout_max_tokens", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluate.{name} must be >= 1")
+        if self.ai_prompts < 0 or self.threads < 0:
+            raise ConfigError("evaluate.ai_prompts and evaluate.threads must be >= 0")
+        if not 0.0 < self.top_p <= 1.0 or not 0.0 < self.confidence < 1.0:
+            raise ConfigError("evaluate.top_p must lie in (0, 1] and evaluate.confidence in (0, 1)")
+        if not 0.0 <= self.independent_threshold <= 1.0:
+            raise ConfigError("evaluate.independent_threshold must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -377,6 +412,7 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     iterate: IterateConfig = field(default_factory=IterateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -394,6 +430,8 @@ _ALLOWED = {
     ("revise", "llm", "backend"): {"embedded", "openai"},
     ("label", "llm", "backend"): {"embedded", "openai"},
     ("export", "format"): {"jsonl", "parquet"},
+    ("evaluate", "size"): {"micro", "tiny", "small", "base"},
+    ("evaluate", "device"): {"auto", "cpu", "cuda"},
     ("distill", "calibrate"): {"none", "platt", "isotonic"},
     ("distill", "kind"): {"encoder", "linear", "finetune"},
 }

@@ -88,6 +88,9 @@ class RoundResult:
     corpus_version: int | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
+    # `iterate.evaluate`: the `evaluations` id of this round's Model A vs B comparison, and its B - A differences
+    eval_id: str | None = None
+    eval_diff: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -324,6 +327,12 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
             },
             mlflow_run_id=run.mlflow_run_id,
         )
+        if cfg.iterate.evaluate and result.corpus_version is not None:
+            from pipelines.evaluate import DIFF, evaluate_models
+
+            ev = evaluate_models(lake, cfg, version=result.corpus_version, progress=progress)
+            result.eval_id = ev.eval_id
+            result.eval_diff = {name: by[DIFF].value for name, by in ev.metrics.items()}
         summary.rounds.append(result)
         if result.status == RunStatus.FIXED_POINT:
             break

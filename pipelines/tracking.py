@@ -90,6 +90,13 @@ class Tracker:
 
             mlflow.log_figure(fig, name)
 
+    def artifacts(self, folder: Path, name: str) -> None:
+        """Every file under `folder`, under `name` in the run's artifacts (models, reports)."""
+        if self._run is not None:
+            import mlflow
+
+            mlflow.log_artifacts(str(folder), name)
+
     def tags(self, tags: Mapping[str, str]) -> None:
         if self._run is not None:
             import mlflow

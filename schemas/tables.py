@@ -239,6 +239,45 @@ RUNS = StructType(
     ]
 )
 
+#: `curate evaluate` (pipelines/evaluate.py): one row per model of a Model A vs Model B comparison, and one row
+#: `B-A` holding the paired differences. `metrics` maps a metric name (`harm.<principle>.expected_max`,
+#: `harm.<principle>.share_above`, `independent.<scorer>.expected_max`, `independent.<scorer>.share_above`,
+#: `positive.<principle>.share_above`, `capability.perplexity`, `capability.next_token_accuracy`,
+#: `capability.cloze_accuracy`) to its value; `ci_low`/`ci_high` hold its bootstrap confidence interval and
+#: `significant` (the `B-A` row only) whether that interval excludes 0. `data` names the training data
+#: (`raw_docs@<version>` or `corpus@<version>`).
+EVALUATIONS = StructType(
+    [
+        _f("eval_id", StringType(), False),
+        _f("model", StringType(), False),  # A | B | B-A
+        _f("data", StringType(), False),
+        _f("corpus_version", LongType()),  # the corpus version Model B trained on
+        _f("baseline", StringType()),  # raw | corpus@<version>: what Model A trained on
+        _f("crawl_ids", ArrayType(StringType())),
+        _f("size", StringType(), False),
+        _f("n_params", LongType()),
+        _f("budget_tokens", LongType()),
+        _f("tokens_trained", LongType()),
+        _f("loss_tokens", LongType()),  # tokens that carried loss (masked spans and tag tokens do not)
+        _f("documents", LongType()),
+        _f("epochs", DoubleType()),
+        _f("seed", LongType()),
+        _f("device", StringType()),
+        _f("train_seconds", DoubleType()),
+        _f("tokens_per_second", DoubleType()),
+        _f("final_loss", DoubleType()),
+        _f("weights_sha256", StringType()),
+        _f("metrics", MapType(StringType(), DoubleType())),
+        _f("ci_low", MapType(StringType(), DoubleType())),
+        _f("ci_high", MapType(StringType(), DoubleType())),
+        _f("n", MapType(StringType(), LongType())),  # items behind each metric (prompts or documents)
+        _f("significant", MapType(StringType(), BooleanType())),
+        _f("config_hash", StringType()),
+        _f("mlflow_run_id", StringType()),
+        _f("created_at", TimestampType()),
+    ]
+)
+
 #: Every contract table by its SQL name. `curate sql` exposes exactly these.
 TABLES: dict[str, StructType] = {
     "raw_docs": RAW_DOCS,
@@ -252,6 +291,7 @@ TABLES: dict[str, StructType] = {
     "decisions": DECISIONS,
     "corpus": CORPUS,
     "runs": RUNS,
+    "evaluations": EVALUATIONS,
 }
 
 ACTIONS = tuple(a.value for a in Action)

@@ -36,6 +36,20 @@ OVERRIDES = {
     "tracking.experiment": "iterate-test",
 }
 
+# `curate evaluate` after each published round, at the smallest size (the metrics are tested in test_evaluate.py)
+EVALUATE_MICRO = {
+    "iterate.evaluate": True,
+    "evaluate.size": "micro",
+    "evaluate.budget_tokens": 64 * 8 * 4,
+    "evaluate.prompts": 4,
+    "evaluate.samples": 2,
+    "evaluate.max_new_tokens": 6,
+    "evaluate.ai_prompts": 2,
+    "evaluate.heldout_docs": 4,
+    "evaluate.heldout_max_tokens": 32,
+    "evaluate.bootstrap": 50,
+}
+
 TOXIC = (
     "You are a worthless idiot and a pathetic loser, and everyone in this town hates you. Shut your stupid "
     "mouth, you brain-dead moron, nobody wants to hear the garbage that comes out of it. Go crawl back into "
@@ -171,7 +185,7 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
         assert (before[d][0], before[d][2], before[d][3]) == expected(nightly_scores[d], default), d
     path, _, _ = _retuned(tmp_path, lake, r)
     c = load_constitution(path)
-    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "exemplar", "iterate.sample": 50})
+    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "exemplar", "iterate.sample": 50, **EVALUATE_MICRO})
     corpus_version = lake.version("corpus")
 
     summary = iterate(lake, cfg, rounds=4)
@@ -199,6 +213,14 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
     assert first.flagged_fraction["toxicity"] == sum(
         scores[d]["toxicity"] >= c.get("toxicity").revise_threshold for d in r
     ) / len(r)
+
+    # iterate.evaluate: the published round's corpus version was compared with the raw crawl; the fixed point
+    # published nothing, so there was nothing new to evaluate
+    assert first.eval_id and second.eval_id is None
+    ev_rows = {x.model: x for x in lake.read("evaluations").collect()}
+    assert set(ev_rows) == {"A", "B", "B-A"} and {x.eval_id for x in ev_rows.values()} == {first.eval_id}
+    assert ev_rows["B"].corpus_version == first.corpus_version and ev_rows["B"].data == f"corpus@{first.corpus_version}"
+    assert first.eval_diff["capability.perplexity"] == pytest.approx(ev_rows["B-A"].metrics["capability.perplexity"])
 
     runs = {x.run_id: x for x in lake.read("runs").where("crawl_id = 'iterate'").collect()}
     assert set(runs) == {first.run_id, second.run_id}
