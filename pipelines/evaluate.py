@@ -359,6 +359,7 @@ class Evaluation:
     notes: list[str]
     out_dir: Path
     mlflow_run_id: str | None = None
+    confidence: float = 0.95
     seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -637,6 +638,7 @@ def evaluate_models(
             higher_is_better=better,
             notes=notes,
             out_dir=out_dir,
+            confidence=ecfg.confidence,
             samples=samples,
         )
         ev.seconds = time.perf_counter() - started
@@ -718,10 +720,10 @@ def figure(ev: Evaluation) -> Any:
         ax.axis("off")
     fig.suptitle(
         f"{ev.eval_id}: Model A ({ev.baseline}) vs Model B (corpus@{ev.corpus_version}), {ev.size}, "
-        f"{ev.budget_tokens:,} tokens each, {int(100 * 0.95)}% bootstrap CIs",
+        f"{ev.budget_tokens:,} tokens each, {round(100 * ev.confidence)}% bootstrap CIs",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
@@ -775,6 +777,7 @@ def _write_outputs(
             }
         )
         tracker.dict(report, "evaluate/report.json")
+        tracker.dict(cfg.to_dict(), "evaluate/config.json")
         tracker.figure(fig, "evaluate/comparison.png")
         for lab, run in ev.models.items():
             folder = work / f"model_{lab.lower()}"

@@ -57,7 +57,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(4096, 128, 128, 4, 4, 16, 2e-3, 400_000, "2 CPU cores, minutes"),
     # about 7M parameters: a GPU, or an hour of CPU
     "small": Preset(8192, 256, 256, 6, 8, 32, 1e-3, 20_000_000, "GPU, minutes"),
-    # about 45M parameters (GPT-2 small's shape at half width): a GPU
+    # about 34M parameters (d 512, 8 layers, context 512): a GPU
     "base": Preset(16384, 512, 512, 8, 8, 64, 6e-4, 300_000_000, "GPU, an hour"),
 }
 
