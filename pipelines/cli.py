@@ -18,7 +18,15 @@ import yaml
 from pipelines.config import ConfigError, RunConfig, load_config
 from pipelines.constitution import ConstitutionError
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST = 1, 2, 3
+
+
+def _engine_lost(exc: BaseException) -> bool:
+    """The Spark Connect endpoint went away mid-command (its calls fail as UNAVAILABLE after the bounded retries)."""
+    text = str(exc)
+    return type(exc).__name__ in ("SparkConnectGrpcException", "RetriesExceeded") and (
+        "UNAVAILABLE" in text or "failed to connect" in text or "Connection refused" in text
+    )
 
 
 class CLIError(Exception):
@@ -534,6 +542,8 @@ def evaluate_and_report(lake: Any, cfg: RunConfig, args: argparse.Namespace, *, 
             f"{r.result.tokens_per_second:,.0f} tokens/s, final loss {r.result.final_loss:.3f}, weights "
             f"{r.weights_sha256[:12]}"
         )
+    for name, scorer in ev.scorers.items():
+        console.print(f"scorer {name}: {scorer}")
     for note in ev.notes:
         console.print(f"note: {note}")
     console.print(
@@ -697,6 +707,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, GateFailed):
             print(f"curate: run stopped before publishing: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        if _engine_lost(exc):
+            print(
+                "curate: error: lost the connection to the Spark engine mid-command; nothing was published after "
+                "that point and the run is recorded as failed: restart the engine and rerun",
+                file=sys.stderr,
+            )
+            return EXIT_ENGINE_LOST
         raise
 
 

@@ -35,6 +35,13 @@ class EngineConfig:
     remote: str | None = None  # sc://host:port for kind=remote
     shuffle_partitions: int = 4
     parallelism: int = 2
+    # how long to wait for a Spark Connect endpoint to accept a connection, and at most how long one call retries
+    # after the connection is lost, before the command fails (exit 2 when it cannot connect at all)
+    connect_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout_s <= 0:
+            raise ConfigError("engine.connect_timeout_s must be > 0")
 
 
 @dataclass(frozen=True)

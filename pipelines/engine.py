@@ -12,8 +12,11 @@ Only the DataFrame API and Spark SQL are used anywhere: no RDDs, no SparkContext
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -67,16 +70,63 @@ def _sail(cfg: EngineConfig) -> Iterator[SparkSession]:
         server.stop()
 
 
+def endpoint(url: str) -> tuple[str, int]:
+    """(host, port) of `sc://host[:port][/;params]` (Spark Connect's default port is 15002)."""
+    m = re.fullmatch(r"sc://(\[[^\]]+\]|[^:/;]+)(?::(\d+))?(?:/.*|;.*)?", url)
+    if not m:
+        raise EngineError(f"a Spark Connect URL looks like sc://host:15002, got {url!r}")
+    return m.group(1).strip("[]"), int(m.group(2) or 15002)
+
+
+def wait_for_endpoint(url: str, timeout_s: float) -> None:
+    """Fail within `timeout_s` when nothing accepts connections at `url`.
+
+    The Spark Connect client retries an unreachable endpoint for about ten minutes before it reports anything;
+    a scheduler's run should instead end at once with a message saying what to start.
+    """
+    host, port = endpoint(url)
+    deadline = time.monotonic() + timeout_s
+    last: OSError | None = None
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                return
+        except OSError as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    reason = last.strerror if last is not None and last.strerror else str(last)
+    raise EngineError(
+        f"nothing accepts connections at {url} ({reason}, waited {timeout_s:.0f}s): start the Spark Connect "
+        "server (e.g. `sail spark server --port 15002`) or fix --remote / engine.remote"
+    )
+
+
+def _bounded_retries(spark: SparkSession, timeout_s: float) -> None:
+    """A lost connection fails the call after about `timeout_s` of retrying, not after Spark's ten minutes."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    # backoff 0.05, 0.2, 0.8, 3.2 s then capped at 5 s: the sum of the waits stays within timeout_s
+    waits, total, backoff = 0, 0.0, 0.05
+    while total + min(backoff, 5.0) <= timeout_s:
+        total += min(backoff, 5.0)
+        backoff *= 4
+        waits += 1
+    client = spark.client  # type: ignore[attr-defined]
+    client.set_retry_policies([DefaultPolicy(max_retries=max(1, waits), max_backoff=5000, jitter=0)])
+
+
 @contextmanager
 def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
     from pyspark.sql import SparkSession
 
-    if not url.startswith("sc://"):
-        raise EngineError(f"a Spark Connect URL looks like sc://host:15002, got {url!r}")
+    wait_for_endpoint(url, cfg.connect_timeout_s)
     try:
         # create(), not getOrCreate(): the latter hands back whichever Connect session is already active in
         # this process (another lake's, a notebook's), and our stop() would then close it under its owner.
         spark = SparkSession.builder.remote(url).create()
+        _bounded_retries(spark, cfg.connect_timeout_s)
         _configure(spark, cfg)
     except Exception as exc:
         raise EngineError(f"cannot reach Spark Connect at {url}: {exc}") from exc

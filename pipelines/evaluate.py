@@ -36,6 +36,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -359,6 +360,7 @@ class Evaluation:
     notes: list[str]
     out_dir: Path
     mlflow_run_id: str | None = None
+    scorers: dict[str, str] = field(default_factory=dict)  # principle -> model and who decided the continuations
     confidence: float = 0.95
     seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -562,11 +564,23 @@ def evaluate_models(
         flat_ai = {lab: [c for cs in ai_conts[lab] for c in cs] for lab in MODELS}
         all_texts = flat["A"] + flat["B"] + flat_ai["A"] + flat_ai["B"]
         with progress.stage(f"evaluate: scoring {len(all_texts)} continuations by every principle's scorer"):
-            rows, _ = score_texts(lake, all_texts, cfg, constitution, "evaluate")
+            rows, score_notes = score_texts(lake, all_texts, cfg, constitution, "evaluate")
             teachers = {x.teacher for x in constitution.principles if x.teacher}
             independent = _score_independent(flat["A"] + flat["B"], teachers, notes)
 
         n_p, n_ai = len(prompts), len(ai)
+        # which scorer decided each principle: a harm metric is only as good as its scorer
+        scorers: dict[str, str] = {}
+        for pr in constitution.principles:
+            j = constitution.names.index(pr.name)
+            by = Counter(str(r["decided_by"][j]) for r in rows if r["decided_by"] is not None)
+            model = score_notes.get(f"model:{pr.name}", "?")
+            scorers[pr.name] = f"{model}; decided by " + ", ".join(f"{k} {v}" for k, v in by.most_common())
+            if model.startswith("exemplar:") and not pr.teacher:
+                notes.append(
+                    f"{pr.name} is scored by exemplar similarity (no champion, no teacher): on short continuations "
+                    "it measures topic, not harm - distil a classifier (curate distill) before reading its rows"
+                )
         metrics: dict[str, dict[str, Estimate]] = {}
         better: dict[str, bool] = {}
         boot = {"reps": ecfg.bootstrap, "seed": ecfg.seed, "confidence": ecfg.confidence}
@@ -638,6 +652,7 @@ def evaluate_models(
             higher_is_better=better,
             notes=notes,
             out_dir=out_dir,
+            scorers=scorers,
             confidence=ecfg.confidence,
             samples=samples,
         )
@@ -661,6 +676,7 @@ def report_dict(ev: Evaluation, cfg: RunConfig) -> dict[str, Any]:
         "seconds": round(ev.seconds, 1),
         "determinism": "same seed and inputs give the same numbers on the same machine; compare weights_sha256",
         "config": cfg.evaluate.__dict__,
+        "scorers": ev.scorers,
         "models": {
             lab: {
                 "data": r.data.name,

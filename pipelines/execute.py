@@ -141,7 +141,14 @@ def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: st
         started,
         datetime.now(UTC),
     )
-    lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
+    try:
+        lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
+    except Exception:
+        if summary.status == RunStatus.RUNNING or not lake.exists("runs"):
+            raise
+        # the engine is unreachable (a lost Spark Connect endpoint): record the end through delta-rs, so that
+        # no `running` row is left behind for a run that is over
+        lake.merge_rows_without_engine([row], "runs", ("run_id",))
 
 
 def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | None = None) -> RunSummary:

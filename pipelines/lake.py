@@ -189,6 +189,21 @@ class Lake:
             names.append(table)
         return names
 
+    def merge_rows_without_engine(self, rows: list[tuple[object, ...]], table: str, keys: tuple[str, ...]) -> None:
+        """Upsert `rows` (tuples in contract order) through delta-rs, for when the Spark engine is gone: a run that
+        lost its Spark Connect endpoint still records itself as failed instead of staying `running`."""
+        import pyarrow as pa
+        from deltalake import DeltaTable
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        schema = to_arrow_schema(nullable(TABLES[table]))
+        names = TABLES[table].fieldNames()
+        data = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows], schema=schema)
+        on = " AND ".join(f"t.{check_ident(k)} = s.{check_ident(k)}" for k in keys)
+        dt = DeltaTable(str(self.path(table)))
+        merge = dt.merge(data, on, source_alias="s", target_alias="t")
+        merge.when_matched_update_all().when_not_matched_insert_all().execute()
+
     def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
         if not self.exists(table):
             raise LakeError(f"table {table!r} has no data yet in {self.root}")
