@@ -68,7 +68,9 @@ def scorer_spec(
                     "name": p.name,
                     "positive": list(p.positive),
                     "negative": list(p.negative),
-                    "model_path": champions[p.name].local_path if p.name in champions else None,
+                    # where the worker fetches the champion from: a URI, never a driver path (models travel)
+                    "model_uri": champions[p.name].model_uri if p.name in champions else None,
+                    "artifact_uri": champions[p.name].artifact_uri if p.name in champions else None,
                     # spans are for masking what the corpus should not teach; a positive principle has none
                     "span_threshold": math.inf if p.positive_kind else p.spans_from,
                 }
@@ -78,6 +80,7 @@ def scorer_spec(
             "max_tokens": cfg.max_tokens,
             "batch_size": cfg.batch_size,
             "threads": cfg.threads,
+            "registry_uri": cfg.registry_uri,
         },
         sort_keys=True,
     )
@@ -95,12 +98,15 @@ class PrincipleScorer:
         self._encoder: Any = None
         self._spec = spec
         self.heads: dict[int, Any] = {}
-        exemplar_idx = [i for i, p in enumerate(spec["principles"]) if not p["model_path"]]
+        exemplar_idx = [i for i, p in enumerate(spec["principles"]) if not p["artifact_uri"]]
         for i, p in enumerate(spec["principles"]):
-            if p["model_path"]:
+            if p["artifact_uri"]:
                 import mlflow.pyfunc
 
-                head = mlflow.pyfunc.load_model(p["model_path"]).unwrap_python_model().head
+                from pipelines.registry import fetch_model
+
+                local = fetch_model(p["artifact_uri"], spec.get("registry_uri"))
+                head = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().head
                 if type(head) is EncoderHead:
                     head.use_encoder(self.encoder)
                 self.heads[i] = head

@@ -27,7 +27,9 @@ CHAMPION = "champion"
 class Champion:
     principle: str
     model_uri: str  # models:/<name>/<version>
-    local_path: str  # the downloaded pyfunc directory the workers load
+    # where the model's files are stored (the registry's download URI: file://<lake>/_state/mlartifacts/...,
+    # s3://..., mlflow-artifacts:/...): what a worker on any machine fetches; never a driver-local copy
+    artifact_uri: str
 
 
 def model_name(prefix: str, principle: str) -> str:
@@ -68,17 +70,16 @@ def _has_store(uri: str) -> bool:
 def resolve_champions(
     constitution: Constitution, registry_uri: str | None, *, prefix: str = "curate", enabled: bool = True
 ) -> dict[str, Champion]:
-    """Principle -> its champion (downloaded once per model version), for principles that have one.
+    """Principle -> its champion, for principles that have one.
 
-    Resolved once per run to `models:/<name>/<version>`, so every worker scores with the same version even if
-    the alias moves mid-run.
+    Resolved once per run to `models:/<name>/<version>` and that version's storage URI, so every worker scores
+    with the same version even if the alias moves mid-run, and fetches it itself (`fetch_model`).
     """
     if not enabled or not registry_uri or not _has_store(registry_uri):
         return {}
     import mlflow
 
     mc = mlflow.MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
-    cache = Path(tempfile.gettempdir()) / "curate-models" / hashlib.sha256(registry_uri.encode()).hexdigest()[:12]
     out: dict[str, Champion] = {}
     for name in constitution.names:
         registered = model_name(prefix, name)
@@ -86,14 +87,41 @@ def resolve_champions(
         if mv is None:
             continue
         uri = f"models:/{registered}/{mv.version}"
-        # the run id too: a lake deleted and made again at the same path restarts its versions at 1
-        dest = cache / registered / f"{mv.version}-{(mv.run_id or 'norun')[:12]}"
-        if not (dest / "MLmodel").is_file():
-            mlflow.set_registry_uri(registry_uri)
-            dest.mkdir(parents=True, exist_ok=True)
-            dest = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-        out[name] = Champion(principle=name, model_uri=uri, local_path=str(dest))
+        out[name] = Champion(name, uri, str(mc.get_model_version_download_uri(registered, mv.version)))
     return out
+
+
+def fetch_model(artifact_uri: str, registry_uri: str | None = None) -> Path:
+    """The model directory for `artifact_uri` in this process's machine-local cache, downloaded once per machine.
+
+    Runs where the model is used - on a worker, the worker - so the driver's file system never matters. Concurrent
+    workers on one machine download to private temporary directories and rename atomically: one copy wins.
+    """
+    import os
+    import shutil
+
+    import mlflow
+
+    cache = Path(tempfile.gettempdir()) / "curate-models" / "by-uri"
+    dest = cache / hashlib.sha256(artifact_uri.encode()).hexdigest()[:24]
+    if (dest / "MLmodel").is_file():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    if registry_uri and artifact_uri.split(":", 1)[0] in ("runs", "models", "mlflow-artifacts"):
+        mlflow.set_tracking_uri(registry_uri)  # these schemes are resolved through the tracking server
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=cache))
+    try:
+        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
+        if not (got / "MLmodel").is_file():
+            raise FileNotFoundError(f"{artifact_uri} holds no MLflow model (no MLmodel file)")
+        try:
+            os.rename(got, dest)
+        except OSError:
+            if not (dest / "MLmodel").is_file():  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def champions_for(constitution: Constitution, cfg: RunConfig) -> dict[str, Champion]:

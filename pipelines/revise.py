@@ -19,6 +19,7 @@ A failed LLM call never fails the run.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -54,10 +55,10 @@ from udfs.revision import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
     from pipelines.registry import Champion
-    from udfs.llm import LLMClient, LLMResult
+    from udfs.llm import LLMClient, LLMConfig, LLMResult
 
 # (key, text) pairs -> key -> scores in constitution order; the same scorer that flagged the documents.
 Rescore = Callable[[list[tuple[str, str]]], dict[str, list[float]]]
@@ -219,6 +220,49 @@ def within_budget(
     return results
 
 
+Send = Callable[[list[list[dict[str, str]]], Callable[[int], None] | None], "list[LLMResult | None]"]
+
+
+def on_executors(spark: SparkSession, llm: LLMConfig, cfg: ReviseConfig) -> Send:
+    """Send LLM requests from the engine's executors (`udfs/llm_map.py` inside `mapInPandas`); the driver plans
+    and collects. Requests are grouped by their instructions (shared prompt prefix) and cut into partitions;
+    every partition gets `max_concurrency / partitions` concurrent requests (so the endpoint sees about
+    `max_concurrency` in all) and stops at the run's deadline, `time_budget_s` from now. None = not sent in time.
+    """
+    from udfs import llm_map
+    from udfs.llm import LLMResult
+
+    def send(messages: list[list[dict[str, str]]], progress: Callable[[int], None] | None) -> list[LLMResult | None]:
+        if not messages:
+            return []
+        total = max(1, llm.max_concurrency)
+        parts = max(1, min(len(messages), total // PER_PARTITION_CONCURRENCY))
+        spec = llm_map.spec(dataclasses.asdict(llm), time.time() + cfg.time_budget_s, -(-total // parts))
+        frame = (
+            spark.createDataFrame(llm_map.plan(messages, parts), llm_map.REQUEST_SCHEMA)
+            .repartition(parts, "part")
+            .sortWithinPartitions("prefix", "request_id")
+        )
+        results: list[LLMResult | None] = [None] * len(messages)
+        answered = 0
+        for r in frame.mapInPandas(llm_map.sender(spec), llm_map.RESULT_SCHEMA).toLocalIterator():
+            if r["status"] == llm_map.NOT_SENT:
+                continue
+            results[int(r["request_id"])] = LLMResult(
+                status=r["status"], text=r["text"], error=r["error"], attempts=r["attempts"], latency_s=r["latency_s"]
+            )
+            answered += 1
+            if progress is not None:
+                progress(answered)
+        return results
+
+    return send
+
+
+#: concurrent requests one partition sends; more than this and the requests are split over more partitions
+PER_PARTITION_CONCURRENCY = 4
+
+
 def _flagged_max(scores: list[float], principles: list[str], index: dict[str, int]) -> float:
     return max(scores[index[p]] for p in principles)
 
@@ -284,8 +328,12 @@ def revise(
     model: str | None = None,
     progress: Callable[[int], None] | None = None,
     timings: Timings | None = None,
+    send: Send | None = None,
 ) -> list[Outcome]:
-    """Revise `rows` (from `candidates`, already capped) with `cfg.method`, validating every result."""
+    """Revise `rows` (from `candidates`, already capped) with `cfg.method`, validating every result.
+
+    `send` delivers the LLM requests (`on_executors`: from the engine's executors); without it this process sends
+    them through `client` (`within_budget`)."""
     t0 = time.perf_counter()
     clock = _Clock(timings)
     outcomes = [
@@ -302,7 +350,7 @@ def revise(
     if cfg.method == Method.LLM:
         if client is None:
             raise ValueError("revise.method 'llm' needs an LLM client")
-        _llm(outcomes, constitution, cfg, rescore, embed, client, model, progress, clock)
+        _llm(outcomes, constitution, cfg, rescore, embed, client, model, progress, clock, send)
         to_excise = [o for o in outcomes if o.status in FALLBACK_STATUSES] if cfg.fallback == Method.EXCISE else []
     else:
         to_excise = outcomes
@@ -322,6 +370,7 @@ def _llm(
     model: str | None,
     progress: Callable[[int], None] | None,
     clock: _Clock,
+    send: Send | None = None,
 ) -> None:
     index = {n: i for i, n in enumerate(constitution.names)}
     systems: list[str] = []
@@ -336,7 +385,7 @@ def _llm(
         systems.append(m[0]["content"])
         messages.append(m)
     t0 = time.perf_counter()
-    results = within_budget(client, messages, cfg, progress)
+    results = send(messages, progress) if send is not None else within_budget(client, messages, cfg, progress)
     clock.t.llm_s += time.perf_counter() - t0
     answered: list[Outcome] = []
     for out, system, res in zip(outcomes, systems, results, strict=True):
@@ -584,7 +633,8 @@ class Revise(BaseStage):
             with keepalive(spark), llm_client(r, lake.state_dir / "logs", progress) as (client, model):
                 bar = progress.bar(f"revise: rewriting {len(to_llm)} documents", len(to_llm))
                 try:
-                    outcomes += revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar)
+                    send = on_executors(spark, client.config, r)
+                    outcomes += revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar, send=send)
                 finally:
                     progress.end_bar()
         if to_excise:

@@ -114,3 +114,40 @@ def test_cli_score_keeps_id_and_adds_champion_columns(champion_lake: Any, tmp_pa
     # the nightly run; the plain sentence is far from both thresholds and stays the champion's
     assert df["decided_by_toxicity"].tolist() == ["teacher", "classifier"]
     assert set(df["decided_by_violence"]) == {"classifier"}
+
+
+def test_a_champion_travels_by_uri_and_a_fresh_worker_fetches_it(champion_lake: Any, tmp_path: Path) -> None:
+    """The spec a worker receives names where the model is stored, not a file the driver downloaded: a worker on
+    another machine (here: another process with its own temp dir and working directory) fetches and scores."""
+    import os
+    import subprocess
+    import sys
+
+    constitution = load_constitution()
+    resolved = registry.resolve(load_config(), champion_lake.state_dir)
+    spec = classify.scorer_spec(constitution, resolved.classify, registry.champions_for(constitution, resolved))
+    entry = next(p for p in json.loads(spec)["principles"] if p["name"] == "toxicity")
+    assert entry["model_uri"] == "models:/curate_toxicity/1"
+    store = (champion_lake.state_dir / "mlartifacts").resolve().as_uri()
+    assert entry["artifact_uri"].startswith(store + "/"), entry  # in the lake's artifact store
+    assert "model_path" not in entry and "curate-models" not in spec
+
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    code = (
+        "import json, sys; from pipelines import classify; "
+        "s = classify.load_scorer(sys.stdin.read()); "
+        "i = s.names.index('toxicity'); "
+        "print(json.dumps([float(x) for x in s.score(['The mayor is a worthless idiot.', "
+        "'The mayor opened the library.'])[:, i]]))"
+    )
+    env = {**os.environ, "TMPDIR": str(worker_tmp), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=spec, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    toxic, plain = json.loads(done.stdout.strip().splitlines()[-1])
+    assert toxic > 0.5 > plain
+    fetched = list((worker_tmp / "curate-models" / "by-uri").glob("*/MLmodel"))
+    assert len(fetched) == 1  # the worker's own copy, fetched by URI
