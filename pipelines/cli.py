@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -176,17 +177,90 @@ def report_run(summary: Any, lake: str) -> None:
     )
 
 
+# statement keywords that change a table or the session (REPLACE is left out: it is also a string function, and
+# CREATE OR REPLACE is caught by CREATE)
+_WRITE_WORDS = frozenset(
+    {
+        *("INSERT", "DELETE", "UPDATE", "MERGE", "DROP", "CREATE", "ALTER", "TRUNCATE", "OVERWRITE", "RESTORE"),
+        *("VACUUM", "OPTIMIZE", "CACHE", "UNCACHE", "REFRESH", "LOAD", "MSCK", "REPAIR", "GRANT", "REVOKE"),
+        *("USE", "SET", "RESET", "CLONE"),
+    }
+)
+_READ_FIRST = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALUES", "TABLE", "FROM", "("})
+
+
+def _sql_words(query: str) -> list[str]:
+    """The statement's words, upper-cased, with comments, string literals and quoted identifiers removed."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.S)
+    text = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", " ", text)
+    return [w.upper() for w in re.findall(r"\(|[A-Za-z_]+", text)]
+
+
+def read_only_problem(query: str) -> str | None:
+    """Why `query` is not a read-only statement (None when it is): `curate sql` writes only with --write."""
+    words = _sql_words(query)
+    if not words:
+        return "the query is empty"
+    if words[0] not in _READ_FIRST:
+        return f"{words[0]} statements change the lake"
+    writes = sorted(_WRITE_WORDS.intersection(words))
+    return f"the statement contains {', '.join(writes)}" if writes else None
+
+
+_DESCRIBE = re.compile(
+    r"^\s*(?:DESCRIBE|DESC)\s+(?:TABLE\s+)?(?:EXTENDED\s+|FORMATTED\s+)?(?P<a>[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*$"
+    r"|^\s*SHOW\s+COLUMNS\s+(?:FROM|IN)\s+(?P<b>[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*$",
+    re.I,
+)
+
+
+def describe_rows(lake: Any, query: str) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """`DESCRIBE t` / `SHOW COLUMNS FROM t` for a contract table, answered from the Delta table's own schema
+    (the engine returns no columns for them); None when the query is not one of those."""
+    from schemas import TABLES
+
+    m = _DESCRIBE.match(query)
+    if not m:
+        return None
+    table = (m.group("a") or m.group("b") or "").lower()
+    if table not in TABLES:
+        raise CLIError(f"unknown table {table!r} (tables in this lake: {', '.join(TABLES)})")
+    contract = {f.name for f in TABLES[table].fields}
+    fields = lake.read(table).schema.fields
+    if m.group("b"):
+        return ["col_name"], [{"col_name": f.name} for f in fields]
+    rows = [
+        {
+            "col_name": f.name,
+            "data_type": f.dataType.simpleString(),
+            "comment": "" if f.name in contract else "not in the contract (schemas/tables.py)",
+        }
+        for f in fields
+    ]
+    return ["col_name", "data_type", "comment"], rows
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from pipelines.config import EngineConfig
     from pipelines.engine import spark_session
     from pipelines.lake import Lake
 
     root = _require_lake(args.lake)
+    problem = None if args.write else read_only_problem(args.query)
+    if problem:
+        raise CLIError(
+            f"curate sql is read-only and {problem}: run it with --write if you mean it (a write bypasses the "
+            "lake's keys and accounting; `curate run`, `iterate` and `restore` keep them)"
+        )
     cfg = _config(args) if (args.config or args.set or args.remote) else RunConfig()
     engine = cfg.engine if args.remote or args.config or args.set else EngineConfig()
     with spark_session(engine) as spark:
         lake = Lake(root, spark)
         names = lake.register_all()
+        described = describe_rows(lake, args.query)
+        if described is not None:
+            print_rows(described[0], described[1], args.format)
+            return 0
         try:
             df = spark.sql(args.query)
             rows = df.collect()
@@ -592,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="query the lake's tables by name (VERSION AS OF works)")
     common(sql)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    sql.add_argument(
+        "--write", action="store_true", help="allow statements that change the lake (read-only without it)"
+    )
     sql.add_argument("query")
     sql.set_defaults(func=cmd_sql)
 

@@ -501,6 +501,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def safe_load_file(path: Path, error: type[Exception]) -> Any:
+    """`yaml.safe_load` of a file; a syntax error becomes `error` with the file, line and column, not a traceback."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Load and validate: defaults, then the YAML file, then dotted overrides (`engine.kind: classic`)."""
     data: dict[str, Any] = {}
@@ -508,7 +521,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        loaded = safe_load_file(p, ConfigError)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -19,8 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MODES = ("drop", "revise", "tag")
 #: negative: describes what the corpus should not teach (drop / revise / tag); positive: what it should teach
@@ -298,7 +296,9 @@ def load_constitution(path: str | Path | None = None) -> Constitution:
     p = Path(path) if path is not None else default_constitution_path()
     if not p.is_file():
         raise ConstitutionError(f"constitution file not found: {p}")
-    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    from pipelines.config import safe_load_file
+
+    data = safe_load_file(p, ConstitutionError)
     if not isinstance(data, dict) or not isinstance(data.get("principles"), list) or not data["principles"]:
         raise ConstitutionError(f"{p}: needs a non-empty 'principles' list")
     principles = tuple(_principle(raw, i) for i, raw in enumerate(data["principles"]))

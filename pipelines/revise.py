@@ -19,7 +19,6 @@ A failed LLM call never fails the run.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -224,43 +223,14 @@ Send = Callable[[list[list[dict[str, str]]], Callable[[int], None] | None], "lis
 
 
 def on_executors(spark: SparkSession, llm: LLMConfig, cfg: ReviseConfig) -> Send:
-    """Send LLM requests from the engine's executors (`udfs/llm_map.py` inside `mapInPandas`); the driver plans
-    and collects. Requests are grouped by their instructions (shared prompt prefix) and cut into partitions;
-    every partition gets `max_concurrency / partitions` concurrent requests (so the endpoint sees about
-    `max_concurrency` in all) and stops at the run's deadline, `time_budget_s` from now. None = not sent in time.
-    """
-    from udfs import llm_map
-    from udfs.llm import LLMResult
+    """Send the rewrite requests from the engine's executors (pipelines/llm_exec.py); every partition stops at the
+    run's deadline, `time_budget_s` from the first request. None = not sent in time."""
+    from pipelines.llm_exec import send_from_executors
 
     def send(messages: list[list[dict[str, str]]], progress: Callable[[int], None] | None) -> list[LLMResult | None]:
-        if not messages:
-            return []
-        total = max(1, llm.max_concurrency)
-        parts = max(1, min(len(messages), total // PER_PARTITION_CONCURRENCY))
-        spec = llm_map.spec(dataclasses.asdict(llm), time.time() + cfg.time_budget_s, -(-total // parts))
-        frame = (
-            spark.createDataFrame(llm_map.plan(messages, parts), llm_map.REQUEST_SCHEMA)
-            .repartition(parts, "part")
-            .sortWithinPartitions("prefix", "request_id")
-        )
-        results: list[LLMResult | None] = [None] * len(messages)
-        answered = 0
-        for r in frame.mapInPandas(llm_map.sender(spec), llm_map.RESULT_SCHEMA).toLocalIterator():
-            if r["status"] == llm_map.NOT_SENT:
-                continue
-            results[int(r["request_id"])] = LLMResult(
-                status=r["status"], text=r["text"], error=r["error"], attempts=r["attempts"], latency_s=r["latency_s"]
-            )
-            answered += 1
-            if progress is not None:
-                progress(answered)
-        return results
+        return send_from_executors(spark, llm, messages, budget_s=cfg.time_budget_s, progress=progress)
 
     return send
-
-
-#: concurrent requests one partition sends; more than this and the requests are split over more partitions
-PER_PARTITION_CONCURRENCY = 4
 
 
 def _flagged_max(scores: list[float], principles: list[str], index: dict[str, int]) -> float:

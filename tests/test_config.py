@@ -62,3 +62,30 @@ def test_shipped_deploy_configs_load() -> None:
     assert configs
     for path in configs:
         load_config(path)
+
+
+def test_malformed_yaml_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A YAML syntax error is a usage error (exit 2: deploy/README.md), said in one line with its position; exit 1
+    is reserved for a gate that stopped a run."""
+    from pipelines.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("quality:\n  min_words: [1, 2\n", encoding="utf-8")
+    crawl = tmp_path / "in.jsonl"
+    crawl.write_text('{"text": "x"}\n', encoding="utf-8")
+    lake = str(tmp_path / "lake")
+    assert main(["run", "--lake", lake, "--input", str(crawl), "--config", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"curate: error: {bad} is not valid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>'"
+    ]
+    constitution = tmp_path / "c.yaml"
+    constitution.write_text("principles:\n  - name: toxicity\n    mode: [revise\n", encoding="utf-8")
+    args = ["run", "--lake", lake, "--input", str(crawl), "--set", f"classify.constitution={constitution}", "--dry-run"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"curate: error: {constitution} is not valid YAML at line 4")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["run", "--lake", lake, "--input", str(crawl), "--config", str(binary), "--dry-run"]) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err

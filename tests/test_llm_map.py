@@ -79,3 +79,29 @@ def test_a_partition_stops_sending_at_the_deadline(spark: Any, server: Any) -> N
         got = on_executors(spark, llm, ReviseConfig(time_budget_s=1e-6))(MESSAGES, None)
         assert proxy.requests == 0
     assert got == [None] * len(MESSAGES)  # not sent: the revision stage gives these the over-budget fallback
+
+
+@pytest.mark.llm
+def test_teacher_labels_from_executors_match_the_driver(lake: Any, server: Any) -> None:
+    """`open_labeler` on a lake with an engine sends label requests from the executors (log-probability wrapper
+    built there too); the labels are the ones the driver-side client gets."""
+    from pipelines.config import LabelConfig
+    from pipelines.constitution import load_constitution
+    from pipelines.label import open_labeler
+    from udfs.labelers import PrincipleSpec
+
+    cfg = LabelConfig(llm=LLMConfig(backend="openai", base_url=server.base_url, model=server.model, max_tokens=4))
+    spec = PrincipleSpec.of(load_constitution().get("toxicity"))
+    texts = ["You are a worthless idiot.", "The library opens at nine on weekdays."]
+    labeler = open_labeler("openai", cfg, lake)
+    try:
+        assert labeler.send is not None  # an engine is at hand: executors send
+        seen: list[int] = []
+        remote = labeler.label(spec, texts, progress=seen.append)
+        labeler.send = None
+        local = labeler.label(spec, texts)
+    finally:
+        labeler.close()
+    assert seen == [1, 2]
+    assert [(r.status, r.score, r.rationale) for r in remote] == [(r.status, r.score, r.rationale) for r in local]
+    assert all(r.status in ("ok", "unparsable") for r in remote)

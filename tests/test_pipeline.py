@@ -167,3 +167,42 @@ def test_runs_and_mlflow_record_the_run(two_nights: dict[str, object]) -> None:
     assert str(lake / "_state" / "mlartifacts") in run.info.artifact_uri
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"resolved_config.yaml", "summary.json", "scores.png"} <= artifacts
+
+
+def test_sql_is_read_only_unless_asked_and_describes_tables(
+    spark, two_nights: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from schemas import TABLES
+
+    lake = str(two_nights["lake"])
+    handle = Lake(two_nights["lake"], spark)  # type: ignore[arg-type]
+    before = handle.version("corpus"), handle.read("corpus").count()
+    for q in (
+        "DELETE FROM corpus WHERE action = 'keep'",
+        "INSERT INTO corpus SELECT * FROM corpus",
+        "DROP TABLE corpus",
+        "INSERT OVERWRITE corpus SELECT * FROM corpus VERSION AS OF 0",
+        "WITH x AS (SELECT * FROM corpus) INSERT INTO corpus SELECT * FROM x",
+        "CREATE TEMPORARY VIEW v AS SELECT 1 AS x",
+    ):
+        assert main(["sql", "--lake", lake, q]) == 2, q
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "read-only" in err[0] and "--write" in err[0], err
+    assert (handle.version("corpus"), handle.read("corpus").count()) == before  # nothing reached the engine
+    # string literals and comments do not count as statements
+    assert main(["sql", "--lake", lake, "--format", "json", "SELECT 'drop table corpus' AS s -- delete"]) == 0
+    assert json.loads(capsys.readouterr().out)["s"] == "drop table corpus"
+    # --write lets a statement through (a session-local view: harmless to the lake)
+    assert main(["sql", "--lake", lake, "--write", "CREATE TEMPORARY VIEW v AS SELECT 1 AS x"]) == 0
+    capsys.readouterr()
+
+    assert main(["sql", "--lake", lake, "--format", "json", "DESCRIBE corpus"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["col_name"] for r in rows] == TABLES["corpus"].fieldNames()
+    types = {r["col_name"]: r["data_type"] for r in rows}
+    assert types["tags"] == "array<string>" and types["weight"] == "double"
+    assert main(["sql", "--lake", lake, "--format", "csv", "SHOW COLUMNS FROM decisions"]) == 0
+    out = capsys.readouterr().out.split()
+    assert out == ["col_name", *TABLES["decisions"].fieldNames()]
+    assert main(["sql", "--lake", lake, "DESC TABLE nosuch"]) == 2
+    assert "unknown table 'nosuch'" in capsys.readouterr().err

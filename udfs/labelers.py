@@ -153,6 +153,11 @@ class _LogprobCompletions:
         return response
 
 
+def logprob_completions(top_logprobs: int) -> Callable[[Any], Any]:
+    """The `completions` wrapper an LLMClient needs to carry digit log-probabilities (also built on executors)."""
+    return lambda completions: _LogprobCompletions(completions, top_logprobs)
+
+
 class _PromptedLabeler:
     """LLM labelers: the cache key's prompt version is the shared template's plus the principle's."""
 
@@ -174,8 +179,11 @@ class OpenAILabeler(_PromptedLabeler):
     ) -> None:
         from udfs.llm import LLMClient
 
-        self.client = LLMClient(llm, completions=lambda c: _LogprobCompletions(c, top_logprobs))
+        self.client = LLMClient(llm, completions=logprob_completions(top_logprobs))
+        self.top_logprobs = top_logprobs
         self.max_chars = max_chars
+        # set by pipelines/label.py when an engine is at hand: requests then go out from its executors
+        self.send: Callable[[list[list[dict[str, str]]], Callable[[int], None] | None], list[Any]] | None = None
         self.name = name or f"llm:{short_model_name(llm.model)}"
         self._on_close = on_close
 
@@ -185,9 +193,11 @@ class OpenAILabeler(_PromptedLabeler):
         texts: Sequence[str],
         progress: Callable[[int], None] | None = None,
     ) -> list[LabelResult]:
-        results = self.client.chat_many(
-            [label_messages(principle, t, self.max_chars) for t in texts], progress=progress
-        )
+        messages = [label_messages(principle, t, self.max_chars) for t in texts]
+        if self.send is not None:
+            sent = self.send(messages, progress)
+            return [self._to_label(r) if r is not None else LabelResult(status="error", error="not sent") for r in sent]
+        results = self.client.chat_many(messages, progress=progress)
         return [self._to_label(r) for r in results]
 
     @staticmethod

@@ -38,12 +38,14 @@ def plan(messages: list[list[dict[str, str]]], partitions: int) -> list[tuple[in
     return [(i, prefix, m, k // size) for k, (i, prefix, m) in enumerate(rows)]
 
 
-def spec(llm: dict[str, Any], deadline_epoch_s: float, concurrency: int) -> str:
+def spec(llm: dict[str, Any], deadline_epoch_s: float, concurrency: int, *, top_logprobs: int = 0) -> str:
     """What every partition needs, as JSON: the endpoint (`udfs.llm.LLMConfig` fields), the deadline, the
-    concurrency of one partition. Refuses anything that looks like a key rather than the name of a variable."""
+    concurrency of one partition, and for labellers the number of top log-probabilities to ask for. Refuses
+    anything that looks like a key rather than the name of a variable."""
     if any(k in llm for k in ("api_key", "key", "token")):
         raise ValueError("the partition spec holds the name of the API key's environment variable, never a key")
-    return json.dumps({"llm": llm, "deadline": deadline_epoch_s, "concurrency": max(1, concurrency)}, sort_keys=True)
+    body = {"llm": llm, "deadline": deadline_epoch_s, "concurrency": max(1, concurrency), "top_logprobs": top_logprobs}
+    return json.dumps(body, sort_keys=True)
 
 
 def sender(spec_json: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
@@ -60,7 +62,13 @@ def send_batches(spec_json: str, batches: Iterator[pd.DataFrame]) -> Iterator[pd
 
     s = json.loads(spec_json)
     deadline = float(s["deadline"])
-    with LLMClient(LLMConfig(**s["llm"])) as client:
+    top = int(s.get("top_logprobs") or 0)
+    wrap = None
+    if top > 0:
+        from udfs.labelers import logprob_completions
+
+        wrap = logprob_completions(top)
+    with LLMClient(LLMConfig(**s["llm"]), completions=wrap) as client:
 
         def one(messages_json: str) -> tuple[str, str | None, str | None, int, float]:
             if time.time() >= deadline:  # wall clock: the deadline was set on the driver for every partition
