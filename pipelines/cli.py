@@ -19,7 +19,7 @@ import yaml
 from pipelines.config import ConfigError, RunConfig, load_config
 from pipelines.constitution import ConstitutionError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_BUSY = 1, 2, 3, 4
 
 
 def _engine_lost(exc: BaseException) -> bool:
@@ -316,18 +316,28 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import build_demo_crawls
     from pipelines.progress import Progress
-    from pipelines.run import run_pipeline
+    from pipelines.writer_lock import LOCK_NAME, writer_lock
 
     cfg = _config(args)
     lake = Path(args.lake)
     data_dir = Path(args.data_dir) if args.data_dir else lake.parent / f"{lake.name}-input"
-    if args.fresh:
-        import shutil
-
-        shutil.rmtree(lake, ignore_errors=True)
     progress = Progress(True)
     with progress.stage(f"building the demo crawl in {data_dir}"):
         nights = build_demo_crawls(data_dir)
+    with writer_lock(lake, "demo"):  # the nights and the comparison, as one writer
+        if args.fresh:  # only once the lock is ours: never delete a lake another process writes
+            import shutil
+
+            for child in [*lake.iterdir(), *(lake / "_state").iterdir()]:
+                if child.name not in ("_state", LOCK_NAME):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        _demo_nights(args, cfg, lake, nights, progress)
+    return 0
+
+
+def _demo_nights(args: argparse.Namespace, cfg: RunConfig, lake: Path, nights: list[Path], progress: Any) -> None:
+    from pipelines.run import run_pipeline
+
     for path in nights[: args.nights]:
         progress.console.print(f"\n[bold]nightly run on {path.name}[/]")
         summary = run_pipeline(lake, path, cfg, progress=progress)
@@ -342,7 +352,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         with spark_session(cfg.engine) as spark:
             evaluate_and_report(Lake(lake, spark), cfg, args)
-    return 0
 
 
 def _principle_arg(cfg: RunConfig, name: str) -> Any:
@@ -784,6 +793,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, GateFailed):
             print(f"curate: run stopped before publishing: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        from pipelines.writer_lock import LakeBusy
+
+        if isinstance(exc, LakeBusy):
+            print(f"curate: error: {exc}", file=sys.stderr)
+            return EXIT_BUSY
         if _engine_lost(exc):
             print(
                 "curate: error: lost the connection to the Spark engine mid-command; nothing was published after "

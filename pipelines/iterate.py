@@ -44,7 +44,7 @@ from pipelines import quality, registry
 from pipelines.audit import KEPT, TeacherAudit, flagged_key
 from pipelines.classify import Classify
 from pipelines.config import RunConfig
-from pipelines.constitution import load_constitution
+from pipelines.constitution import Constitution, load_constitution
 from pipelines.decide import Decide
 from pipelines.execute import Chain, execute, new_run_id
 from pipelines.progress import Progress
@@ -289,6 +289,24 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
         raise ValueError(f"no decisions in {lake.root}: run `curate run` first")
     iteration = new_run_id()
     summary = IterateSummary()
+    from pipelines.writer_lock import writer_lock
+
+    with writer_lock(lake.root, "iterate", iteration) as note:
+        if note and progress.enabled:
+            progress.console.print(f"note: {note}")
+        _rounds(lake, cfg, constitution, rounds, iteration, summary, progress)
+    return summary
+
+
+def _rounds(
+    lake: Lake,
+    cfg: RunConfig,
+    constitution: Constitution,
+    rounds: int,
+    iteration: str,
+    summary: IterateSummary,
+    progress: Progress,
+) -> None:
     for k in range(1, rounds + 1):
         ctx = StageContext(
             cfg=cfg,
@@ -336,4 +354,3 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
         summary.rounds.append(result)
         if result.status == RunStatus.FIXED_POINT:
             break
-    return summary

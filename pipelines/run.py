@@ -102,11 +102,16 @@ def run_pipeline(
     progress: Progress | None = None,
 ) -> RunSummary:
     """Run the nightly chain on one input batch and publish a new corpus version. Raises on a failed gate."""
+    from pipelines.writer_lock import writer_lock
+
     ctx = context(lake_root, input_path, cfg, crawl_id)
     progress = progress or Progress(enabled=False)
     root = Path(lake_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        note = stack.enter_context(writer_lock(root, "run", ctx.run_id))  # before the engine: refuse at once
+        if note and progress.enabled:
+            progress.console.print(f"note: {note}")
         with progress.stage(f"starting engine ({cfg.engine.kind})"):
             spark = stack.enter_context(spark_session(cfg.engine))
         check_engine_can_write_delta(spark, cfg)

@@ -1,0 +1,96 @@
+"""One writer per lake, with real processes: a second `curate run` on a lake that a first one is writing refuses at
+once and names the holder; a writer killed with SIGKILL leaves a lock the next run takes over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.writer_lock import LakeBusy, holder, writer_lock
+from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+
+SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=lock-test"]
+
+
+def _curate(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_held_by(lake: Path, pid: int, proc: subprocess.Popen[str]) -> dict[str, object]:
+    deadline = time.monotonic() + 120
+    while True:
+        h = holder(lake)
+        if h and h.get("pid") == pid and not h.get("released"):
+            return h
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.1)
+
+
+def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path: Path) -> None:
+    with writer_lock(tmp_path, "run", "r1"), writer_lock(tmp_path, "iterate"):  # a round inside a command
+        assert holder(tmp_path)["run_id"] == "r1"  # type: ignore[index]
+    assert holder(tmp_path)["released"] is True  # type: ignore[index]
+    with writer_lock(tmp_path, "run", "r2") as note:
+        assert note is None  # released properly last time: nothing to take over
+
+
+def test_a_second_writer_refuses_and_a_killed_writer_is_taken_over(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    night1 = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines())
+    night2 = write_jsonl(tmp_path / "n2.jsonl", jsonl_lines([(u + "?v=2", t + " Updated.") for u, t in ARTICLES]))
+
+    first = _curate("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, cwd=tmp_path)
+    h = _wait_held_by(lake, first.pid, first)
+    t0 = time.monotonic()
+    second = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 4, err
+    assert time.monotonic() - t0 < 30  # at once: before any engine starts
+    line = next(x for x in err.splitlines() if x.startswith("curate: error:"))
+    assert f"pid {first.pid}" in line and f"run {h['run_id']}" in line and "`curate run`" in line, line
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert holder(lake)["released"] is True  # type: ignore[index]
+
+    # a writer killed mid-run: the kernel drops its lock; the next run says it took over and publishes
+    killed = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    _wait_held_by(lake, killed.pid, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    rerun = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-2000:]
+    assert "took over the writer lock left by `curate run`" in out + err and f"pid {killed.pid}" in out + err
+    record = json.loads((lake / "_state" / "writer.lock").read_text())
+    assert record["pid"] == rerun.pid and record["released"] is True
+
+
+def test_writer_lock_raises_lake_busy_in_process_while_another_process_holds_it(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from pipelines.writer_lock import writer_lock\n"
+        f"with writer_lock({str(tmp_path)!r}, 'iterate', 'it-9'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with (
+            pytest.raises(LakeBusy, match=r"`curate iterate` \(run it-9, host .*, pid \d+"),
+            writer_lock(tmp_path, "run"),
+        ):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
