@@ -135,6 +135,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def pending_crawls(lake: Path, crawl_root: Path) -> tuple[list[Path], list[str]]:
+    """The crawl directories under `crawl_root` (sorted by name: name them YYYY-MM-DD) whose name has no successful
+    run in the lake yet, oldest first; and the names already done."""
+    from pipelines.lake import Lake
+
+    if not crawl_root.is_dir():
+        raise CLIError(f"crawl root {crawl_root} is not a directory")
+    done: set[str] = set()
+    handle = Lake(lake)
+    if handle.exists("runs"):
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(handle.path("runs"))).to_pyarrow_table(columns=["crawl_id", "status"])
+        done = {r["crawl_id"] for r in table.to_pylist() if r["status"] == "success"}
+    nights = sorted(p for p in crawl_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p for p in nights if p.name not in done], sorted(p.name for p in nights if p.name in done)
+
+
+def cmd_catch_up(args: argparse.Namespace) -> int:
+    """Every crawl directory without a successful run, oldest first: a missed night is never skipped."""
+    from pipelines.progress import Progress
+    from pipelines.run import run_pipeline
+    from pipelines.writer_lock import writer_lock
+
+    cfg = _config(args)
+    lake = Path(args.lake)
+    with writer_lock(lake, "catch-up") as note:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        todo, done = pending_crawls(lake, Path(args.crawl_root))
+        print(f"{len(todo)} night(s) to process, {len(done)} already done: {', '.join(p.name for p in todo) or '-'}")
+        for night in todo:
+            print(f"== curate run on {night} (crawl id {night.name})", flush=True)
+            summary = run_pipeline(lake, night, cfg, crawl_id=night.name, progress=Progress(not args.quiet))
+            report_run(summary, str(lake))
+    return 0
+
+
 def report_run(summary: Any, lake: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -671,6 +709,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan, touch nothing")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(func=cmd_run)
+
+    cu = sub.add_parser(
+        "catch-up", help="run every crawl directory under --crawl-root that has no successful run yet, oldest first"
+    )
+    common(cu)
+    cu.add_argument("--crawl-root", required=True, help="a directory of nightly crawl directories (YYYY-MM-DD)")
+    cu.add_argument("--quiet", action="store_true", help="no progress output")
+    cu.set_defaults(func=cmd_catch_up)
 
     sql = sub.add_parser("sql", help="query the lake's tables by name (VERSION AS OF works)")
     common(sql)
