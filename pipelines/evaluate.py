@@ -428,6 +428,21 @@ def evaluate_models(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Train Model A and Model B and compare them; see the module docstring. Writes `evaluations` and MLflow."""
+    from pipelines.writer_lock import writer_lock
+
+    with writer_lock(lake.root, "evaluate"):  # it writes `evaluations` and MLflow: one writer per lake
+        return _evaluate_models(lake, cfg, version=version, baseline=baseline, heldout=heldout, progress=progress)
+
+
+def _evaluate_models(
+    lake: Lake,
+    cfg: RunConfig,
+    *,
+    version: int | None,
+    baseline: str,
+    heldout: Sequence[str] | None,
+    progress: Progress | None,
+) -> Evaluation:
     import torch
 
     from pipelines.classify import score_texts

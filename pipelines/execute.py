@@ -151,6 +151,52 @@ def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: st
         lake.merge_rows_without_engine([row], "runs", ("run_id",))
 
 
+def recover_abandoned(lake: Lake, tracking: Any, current_run_id: str) -> list[str]:
+    """Close what a killed writer left open. Called by a writer that holds the lake's lock (pipelines/writer_lock.py),
+    so every `running` row of another run is abandoned: it becomes `failed` (with the reason), its MLflow run
+    (tagged `curate.run_id` at start) is marked FAILED, and staging folders of other runs are removed. Returns
+    what it did, for the run's notes."""
+    done: list[str] = []
+    stale = []
+    if lake.exists("runs"):
+        stale = (
+            lake.read("runs")
+            .where((F.col("status") == str(RunStatus.RUNNING)) & (F.col("run_id") != current_run_id))
+            .collect()
+        )
+    if stale:
+        now = datetime.now(UTC)
+        reason = f"abandoned: its process ended without recording an end (found by run {current_run_id})"
+        rows = [
+            (
+                r["run_id"], str(RunStatus.FAILED), r["crawl_id"], r["input_path"], r["engine"], r["config_hash"],
+                r["mlflow_run_id"], r["counts"], r["table_versions"], reason, r["started_at"], now,
+            )
+            for r in stale
+        ]  # fmt: skip
+        lake.merge(lake.spark.createDataFrame(rows, TABLES["runs"]), "runs", ("run_id",))
+        done.append(f"marked {len(rows)} abandoned run(s) failed: {', '.join(r['run_id'] for r in stale)}")
+        if tracking.enabled and not tracking.tracking_uri and (lake.state_dir / "mlflow.db").is_file():
+            import mlflow
+
+            uri = f"sqlite:///{(lake.state_dir / 'mlflow.db').resolve()}"
+            client = mlflow.MlflowClient(tracking_uri=uri)
+            ids = [e.experiment_id for e in client.search_experiments()]
+            for r in stale:
+                for run in client.search_runs(
+                    ids, f"attributes.status = 'RUNNING' and tags.`curate.run_id` = '{r['run_id']}'"
+                ):
+                    client.set_tag(run.info.run_id, "curate.status", str(RunStatus.FAILED))
+                    client.set_terminated(run.info.run_id, "FAILED")
+    staging = lake.state_dir / "staging"
+    leftovers = [d for d in staging.iterdir() if d.name != current_run_id] if staging.is_dir() else []
+    for d in leftovers:
+        shutil.rmtree(d, ignore_errors=True)
+    if leftovers:
+        done.append(f"removed {len(leftovers)} staging folder(s) of ended runs")
+    return done
+
+
 def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | None = None) -> RunSummary:
     """Run `chain` on `lake` with the lifecycle above. Raises on a failed gate or stage (after recording it)."""
     t0 = time.monotonic()
@@ -160,10 +206,15 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
     engine = engine_name(lake.spark) + f" ({ctx.cfg.engine.kind})"
     staging = lake.state_dir / "staging" / ctx.run_id
     ctx = replace(ctx, lake=lake, materialise=Stager(lake.spark, staging), progress=progress, notes=summary.notes)
+    for i, what in enumerate(recover_abandoned(lake, ctx.cfg.tracking, ctx.run_id)):
+        summary.notes[f"recovered:{i}"] = what
+        if progress.enabled:
+            progress.console.print(f"note: {what}")
     write_run_row(lake, summary, ctx, engine, started)
     try:
         with track(lake.state_dir, ctx.cfg.tracking, run_name=f"{ctx.crawl_id}:{ctx.label or ctx.run_id}") as tracker:
             summary.mlflow_run_id = tracker.run_id
+            tracker.tags({"curate.run_id": ctx.run_id})  # at start: a killed run's MLflow run can be found and closed
             tracker.params(flatten({"config": ctx.cfg.to_dict()}))
             tracker.params(
                 {

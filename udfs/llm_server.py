@@ -318,6 +318,8 @@ class EmbeddedLLMServer:
                 env=_offline_env({"HF_HUB_CACHE": str(hub_cache)}),
                 # Own process group: stop() can signal the server and anything it spawned.
                 start_new_session=True,
+                # and it dies with us even when we are SIGKILLed (stop() and atexit never run then)
+                preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         self._wait_ready()
@@ -387,6 +389,17 @@ class EmbeddedLLMServer:
     def _cleanup(self) -> None:
         self._proc = None
         atexit.unregister(self.stop)
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec: ask Linux to SIGKILL it when the thread that started it dies
+    (PR_SET_PDEATHSIG). A 1 GB model server must not outlive a run killed with SIGKILL. Elsewhere: no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 class _PortInUse(RuntimeError):
