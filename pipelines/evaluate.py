@@ -276,9 +276,9 @@ class TrainingSet:
 
 
 def _version_at(lake: Lake, table: str, when_ms: int | None) -> int | None:
-    from pipelines.export import _version_at as at
+    from pipelines.export import version_at
 
-    return None if when_ms is None else at(lake, table, when_ms)
+    return None if when_ms is None else version_at(lake, table, when_ms)
 
 
 def raw_set(lake: Lake, version: int, seed: int, char_cap: int) -> TrainingSet:
@@ -458,15 +458,12 @@ def _evaluate_models(
         torch.set_num_threads(ecfg.threads)
     constitution = load_constitution(cfg.classify.constitution)
 
-    latest = lake.version("corpus")
-    if latest is None:
-        raise EvaluateError(f"no corpus in {lake.root}: run `curate run` first")
-    version = latest if version is None else version
-    if not 0 <= version <= latest:
-        raise EvaluateError(f"corpus has versions 0 to {latest}, not {version}")
-    commits = {h["version"]: h.get("timestamp") for h in lake.history("corpus")}
-    committed = commits.get(version)
-    committed_ms = committed if isinstance(committed, int) else None
+    from pipelines.export import ExportError, corpus_version
+
+    try:
+        version, latest, committed_ms = corpus_version(lake, version)
+    except ExportError as exc:
+        raise EvaluateError(str(exc)) from exc
 
     eval_id = (
         "eval-"

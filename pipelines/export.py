@@ -178,7 +178,20 @@ def _parquet_schema() -> Any:
 PARQUET_SCHEMA = _parquet_schema()
 
 
-def _version_at(lake: Lake, table: str, when_ms: int) -> int | None:
+def corpus_version(lake: Lake, version: int | None) -> tuple[int, int, int | None]:
+    """(version, latest version, commit time in ms or None) of corpus version `version`, the latest when None;
+    ExportError says what exists when it does not."""
+    latest = lake.version("corpus")
+    if latest is None:
+        raise ExportError(f"no corpus in {lake.root}: run `curate run` first")
+    version = latest if version is None else version
+    if not 0 <= version <= latest:
+        raise ExportError(f"corpus has versions 0 to {latest}, not {version}")
+    committed = {h["version"]: h.get("timestamp") for h in lake.history("corpus")}.get(version)
+    return version, latest, committed if isinstance(committed, int) else None
+
+
+def version_at(lake: Lake, table: str, when_ms: int) -> int | None:
     """The newest version of `table` committed at or before `when_ms` (None: none was)."""
     if not lake.exists(table):
         return None
@@ -231,20 +244,13 @@ def export_corpus(
     if fmt not in ("jsonl", "parquet"):
         raise ExportError(f"format must be jsonl or parquet, got {fmt!r}")
     progress = progress or Progress(enabled=False)
-    latest = lake.version("corpus")
-    if latest is None:
-        raise ExportError(f"no corpus in {lake.root}: run `curate run` first")
-    version = latest if version is None else version
-    if not 0 <= version <= latest:
-        raise ExportError(f"corpus has versions 0 to {latest}, not {version}")
+    version, latest, committed = corpus_version(lake, version)
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"output directory {out} exists and is not empty")
     constitution = load_constitution(cfg.classify.constitution)
 
-    commits = {h["version"]: h.get("timestamp") for h in lake.history("corpus")}
-    committed = commits.get(version)
-    scores_version = _version_at(lake, "scores", committed) if isinstance(committed, int) and ecfg.spans else None
+    scores_version = version_at(lake, "scores", committed) if committed is not None and ecfg.spans else None
 
     corpus = lake.read("corpus", version=version)
     with progress.stage(f"export: counting corpus version {version}"):

@@ -9,6 +9,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 ARTICLES = [
@@ -151,3 +155,23 @@ def retuned_constitution(path: Path, principle: str, **changes: object) -> Path:
     target.update(changes)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def curate_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`curate ARGS` in a process of its own (offline, quiet engine logs), stdout and stderr captured as text."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

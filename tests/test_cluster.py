@@ -20,15 +20,10 @@ from typing import Any
 import pytest
 
 from pipelines import demo
+from tests.fixtures import free_port
 
 SAIL = Path(sys.executable).parent / "sail"
 SETTINGS = {"revise.method": "excise", "tracking.experiment": "cluster-test", "engine.shuffle_partitions": 4}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ LOCAL_CLUSTER_BUG = (
 def test_a_separate_sail_server_gives_the_same_lake(
     mode: str, crawl: Path, embedded: dict[str, Any], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RUST_LOG": "error", "SAIL_MODE": mode, "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
         [str(SAIL), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],

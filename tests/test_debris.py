@@ -12,17 +12,9 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 
 SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=debris-test"]
-
-
-def _curate(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
 
 
 def _runs(lake: Path) -> dict[str, dict[str, object]]:
@@ -34,7 +26,7 @@ def test_the_next_run_closes_what_a_killed_run_left_open(tmp_path: Path) -> None
 
     lake = tmp_path / "lake"
     night1 = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines())
-    killed = _curate("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, cwd=tmp_path)
+    killed = curate_process("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, cwd=tmp_path)
     deadline = time.monotonic() + 180
     staging = lake / "_state" / "staging"
     # killed once its `running` row, its MLflow run and some staged data exist
@@ -52,7 +44,7 @@ def test_the_next_run_closes_what_a_killed_run_left_open(tmp_path: Path) -> None
     assert _runs(lake)[dead_id]["status"] == "running"  # what a SIGKILL leaves
 
     night2 = write_jsonl(tmp_path / "n2.jsonl", jsonl_lines([(u + "?2", t + " Second.") for u, t in ARTICLES]))
-    rerun = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    rerun = curate_process("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
     assert f"marked 1 abandoned run(s) failed: {dead_id}" in out + err

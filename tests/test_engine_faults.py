@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,34 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import jsonl_lines, write_jsonl
+from tests.fixtures import curate_process, free_port, jsonl_lines, write_jsonl
 
 SAIL = Path(sys.executable).parent / "sail"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _curate(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_a_closed_port_fails_within_the_timeout_with_one_line(tmp_path: Path) -> None:
-    port = _free_port()  # bound and released: nothing listens there
+    port = free_port()  # bound and released: nothing listens there
     t0 = time.monotonic()
     crawl = write_jsonl(tmp_path / "in.jsonl", jsonl_lines())
-    proc = _curate(
+    proc = curate_process(
         "run", "--lake", str(tmp_path / "lake"), "--input", str(crawl), "--remote", f"sc://127.0.0.1:{port}",
         "--set", "engine.connect_timeout_s=3",
         cwd=tmp_path,
@@ -62,7 +43,7 @@ def test_a_closed_port_fails_within_the_timeout_with_one_line(tmp_path: Path) ->
 def test_an_engine_lost_mid_run_fails_the_run_and_leaves_no_running_row(tmp_path: Path) -> None:
     from deltalake import DeltaTable
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(SAIL), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
         env={**os.environ, "RUST_LOG": "error"},
@@ -73,7 +54,7 @@ def test_an_engine_lost_mid_run_fails_the_run_and_leaves_no_running_row(tmp_path
     try:
         crawl = write_jsonl(tmp_path / "in.jsonl", jsonl_lines())
         lake = tmp_path / "lake"
-        run = _curate(
+        run = curate_process(
             "run", "--lake", str(lake), "--input", str(crawl), "--remote", f"sc://127.0.0.1:{port}",
             "--set", "engine.connect_timeout_s=5",
             cwd=tmp_path,

@@ -4,7 +4,6 @@ once and names the holder; a writer killed with SIGKILL leaves a lock the next r
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,17 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.writer_lock import LakeBusy, holder, writer_lock
-from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
+from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 
 SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=lock-test"]
-
-
-def _curate(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
 
 
 def _wait_held_by(lake: Path, pid: int, proc: subprocess.Popen[str]) -> dict[str, object]:
@@ -51,10 +42,10 @@ def test_a_second_writer_refuses_and_a_killed_writer_is_taken_over(tmp_path: Pat
     night1 = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines())
     night2 = write_jsonl(tmp_path / "n2.jsonl", jsonl_lines([(u + "?v=2", t + " Updated.") for u, t in ARTICLES]))
 
-    first = _curate("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, cwd=tmp_path)
+    first = curate_process("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, cwd=tmp_path)
     h = _wait_held_by(lake, first.pid, first)
     t0 = time.monotonic()
-    second = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    second = curate_process("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
     _, err = second.communicate(timeout=120)
     assert second.returncode == 4, err
     assert time.monotonic() - t0 < 30  # at once: before any engine starts
@@ -65,11 +56,11 @@ def test_a_second_writer_refuses_and_a_killed_writer_is_taken_over(tmp_path: Pat
     assert holder(lake)["released"] is True  # type: ignore[index]
 
     # a writer killed mid-run: the kernel drops its lock; the next run says it took over and publishes
-    killed = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    killed = curate_process("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
     _wait_held_by(lake, killed.pid, killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
-    rerun = _curate("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
+    rerun = curate_process("run", "--lake", str(lake), "--input", str(night2), *SETTINGS, cwd=tmp_path)
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
     assert "took over the writer lock left by `curate run`" in out + err and f"pid {killed.pid}" in out + err
