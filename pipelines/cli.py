@@ -95,12 +95,27 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> RunConfig:
     overrides = {**_overrides(args.set or []), **(extra or {})}  # explicit flags win over --set
+    path = args.config
+    lake = getattr(args, "lake", None)
+    if path is None and lake and args.command != "demo":
+        from pipelines.lake_config import remembered
+
+        rem = remembered(Path(lake) / "_state")
+        if rem is not None:  # the config and constitution the lake last ran with (pipelines/lake_config.py)
+            path = str(rem.config)
+            overrides.setdefault("classify.constitution", str(rem.constitution))
+            if not getattr(args, "quiet", False):
+                print(
+                    f"curate: using the config and constitution {lake} last ran with (run {rem.run_id}); "
+                    "--config picks another",
+                    file=sys.stderr,
+                )
     if getattr(args, "engine", None):
         overrides["engine.kind"] = args.engine
     if getattr(args, "remote", None):
         overrides["engine.kind"] = "remote"
         overrides["engine.remote"] = args.remote
-    return load_config(args.config, overrides)
+    return load_config(path, overrides)
 
 
 def _require_lake(path: str) -> Path:

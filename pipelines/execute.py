@@ -151,6 +151,14 @@ def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: st
         lake.merge_rows_without_engine([row], "runs", ("run_id",))
 
 
+def _remember(lake: Lake, ctx: StageContext) -> None:
+    from pipelines.constitution import default_constitution_path
+    from pipelines.lake_config import remember
+
+    path = Path(ctx.cfg.classify.constitution) if ctx.cfg.classify.constitution else default_constitution_path()
+    remember(lake.state_dir, ctx.cfg, path, ctx.constitution.fingerprint(), ctx.run_id)
+
+
 def recover_abandoned(lake: Lake, tracking: Any, current_run_id: str) -> list[str]:
     """Close what a killed writer left open. Called by a writer that holds the lake's lock (pipelines/writer_lock.py),
     so every `running` row of another run is abandoned: it becomes `failed` (with the reason), its MLflow run
@@ -254,6 +262,8 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 tracker.tags({"curate.status": summary.status, "curate.run_id": ctx.run_id})
                 tracker.tags({f"curate.{k}": v for k, v in ctx.extra.items()})
                 summary.table_versions = lake.versions()
+                if summary.status in (RunStatus.SUCCESS, RunStatus.PUBLISHED):
+                    _remember(lake, ctx)
                 write_run_row(lake, summary, ctx, engine, started)
                 summary.table_versions["runs"] = lake.version("runs") or 0
                 tracker.dict(asdict(summary), "summary.json")
