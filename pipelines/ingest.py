@@ -23,7 +23,7 @@ from pipelines.publish import publish_bronze
 from pipelines.stage import BaseStage, Gate, Halt, StageContext
 from schemas import TABLES
 from schemas.vocab import Count, RunStatus
-from udfs.parse import ParseOptions, detect_format
+from udfs.parse import UNSUPPORTED, ParseOptions, detect_format
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,7 +64,14 @@ def list_inputs(path: str | Path) -> list[tuple[str, str]]:
         raise IngestError(
             f"no input files in {p}: expected .jsonl[.gz], .json[.gz], .parquet, .warc[.gz] or .warc.wet[.gz]"
         )
-    return found
+    # Other files beside them are not skipped silently: each becomes one quarantine record (unsupported_file_type).
+    # Hidden and `_`-prefixed names are a writer's bookkeeping (.crc, _SUCCESS), never crawl data.
+    unsupported = [
+        (str(c.resolve()), UNSUPPORTED)
+        for c in candidates
+        if detect_format(c) is None and not any(part.startswith((".", "_")) for part in c.relative_to(p).parts)
+    ] if p.is_dir() else []  # fmt: skip
+    return sorted(found + unsupported)
 
 
 def _parse_batches(options: ParseOptions):

@@ -71,6 +71,30 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
         ingest.list_inputs(tmp_path)
 
 
+def test_other_files_beside_the_crawl_are_quarantined_not_skipped(spark, lake, tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    write_jsonl(d / "a.jsonl", jsonl_lines())
+    (d / "notes.txt").write_text("crawl notes: night 1 was partial\n")
+    (d / "sub" / "export.csv").write_text("id,text\n1,hello\n")
+    (d / ".a.jsonl.crc").write_bytes(b"\x00\x01")  # a writer's bookkeeping: never data
+    (d / "_SUCCESS").write_text("")
+    files = ingest.list_inputs(d)
+    assert [(Path(p).name, f) for p, f in files] == [
+        ("a.jsonl", "jsonl"),
+        ("notes.txt", "unsupported"),
+        ("export.csv", "unsupported"),
+    ]
+    parsed = _parsed(lake.spark, files)
+    result = ingest.summarise(parsed, lake.read("raw_docs"))
+    assert result.documents == 3
+    assert result.quarantine_reasons == {"unsupported_file_type:.txt": 1, "unsupported_file_type:.csv": 1}
+    ingest.write(lake, parsed, "night-1", "run-1")
+    rows = {Path(r.source_file).name: r for r in lake.read("quarantine").collect()}
+    assert set(rows) == {"notes.txt", "export.csv"}
+    assert rows["notes.txt"].raw.startswith("crawl notes") and rows["export.csv"].position == 0
+
+
 def _docs(spark, rows):
     return spark.createDataFrame(rows, "doc_id string, crawl_id string, text string")
 

@@ -286,7 +286,26 @@ def parse_warc(path: str, opts: ParseOptions) -> Iterator[Parsed]:
         yield Parsed(position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
 
 
-_PARSERS = {"jsonl": parse_jsonl, "parquet": parse_parquet, "wet": parse_wet, "warc": parse_warc}
+UNSUPPORTED_FILE = "unsupported_file_type"
+UNSUPPORTED = "unsupported"  # the format of a file none of the parsers reads
+
+
+def parse_unsupported(path: str, opts: ParseOptions) -> Iterator[Parsed]:
+    """A file in the input that no parser reads (`notes.txt`, `export.csv`) is one quarantine record, with its
+    first bytes, so that it is seen and counted instead of skipped without a word."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    suffix = "".join(Path(path).suffixes).lower() or "(none)"
+    yield Parsed(position=0, reason=f"{UNSUPPORTED_FILE}:{suffix}", raw=head.decode("utf-8", "replace"))
+
+
+_PARSERS = {
+    "jsonl": parse_jsonl,
+    "parquet": parse_parquet,
+    "wet": parse_wet,
+    "warc": parse_warc,
+    UNSUPPORTED: parse_unsupported,
+}
 
 
 def parse_file(path: str, fmt: str, opts: ParseOptions) -> Iterator[Parsed]:
