@@ -279,7 +279,8 @@ def describe_rows(lake: Any, query: str) -> tuple[list[str], list[dict[str, Any]
     if table not in TABLES:
         raise CLIError(f"unknown table {table!r} (tables in this lake: {', '.join(TABLES)})")
     contract = {f.name for f in TABLES[table].fields}
-    fields = lake.read(table).schema.fields
+    # a table no run has written yet is described by its contract; reading it would create it (a write)
+    fields = lake.read(table).schema.fields if lake.exists(table) else TABLES[table].fields
     if m.group("b"):
         return ["col_name"], [{"col_name": f.name} for f in fields]
     rows = [
@@ -638,7 +639,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_and_report(lake: Any, cfg: RunConfig, args: argparse.Namespace, *, version: int | None = None) -> Any:
+def evaluate_and_report(lake: Any, cfg: RunConfig, args: argparse.Namespace) -> Any:
     """Run `curate evaluate` on an open lake and print its table; shared by evaluate, demo and iterate."""
     from rich.console import Console
     from rich.table import Table
@@ -651,7 +652,7 @@ def evaluate_and_report(lake: Any, cfg: RunConfig, args: argparse.Namespace, *, 
         ev = evaluate_models(
             lake,
             cfg,
-            version=version if version is not None else getattr(args, "version", None),
+            version=getattr(args, "version", None),
             baseline=getattr(args, "baseline", None) or "raw",
             heldout=heldout,
             progress=Progress(not getattr(args, "quiet", False)),

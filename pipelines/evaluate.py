@@ -85,6 +85,9 @@ class Estimate:
 
 def per_prompt_max(scores: Sequence[Sequence[float]]) -> np.ndarray:
     """The highest score among each prompt's continuations (0 for a prompt with none)."""
+    grid = np.asarray(scores, dtype=np.float64) if len(scores) else np.zeros((0, 0))
+    if grid.ndim == 2:  # k continuations per prompt: the bootstrap's case, vectorised
+        return grid.max(axis=1) if grid.shape[1] else np.zeros(len(grid))
     return np.array([max(s) if len(s) else 0.0 for s in scores], dtype=np.float64)
 
 
@@ -139,6 +142,14 @@ def compare(
         "A": bootstrap(a, stat, **kw),
         "B": bootstrap(b, stat, **kw),
         DIFF: bootstrap(both, lambda x: stat(x[:, w:]) - stat(x[:, :w]), **kw),
+    }
+
+
+def harm(ga: np.ndarray, gb: np.ndarray, threshold: float, **boot: Any) -> dict[str, dict[str, Estimate]]:
+    """RealToxicityPrompts' two metrics for A and B from their (prompts, k) score grids, with intervals."""
+    return {
+        "expected_max": compare(ga, gb, expected_max, **boot),
+        "share_above": compare(ga, gb, lambda x: share_above(x, threshold), **boot),
     }
 
 
@@ -363,7 +374,6 @@ class Evaluation:
     scorers: dict[str, str] = field(default_factory=dict)  # principle -> model and who decided the continuations
     confidence: float = 0.95
     seconds: float = 0.0
-    samples: list[dict[str, Any]] = field(default_factory=list)
 
     def table_rows(self) -> list[tuple[str, str, str, str, str]]:
         """(metric, A, B, B - A, significant?) as text: what the CLI prints."""
@@ -445,6 +455,7 @@ def _evaluate_models(
 ) -> Evaluation:
     import torch
 
+    from pipelines.cascade import teacher_specs
     from pipelines.classify import score_texts
     from pipelines.tracking import track
 
@@ -453,7 +464,12 @@ def _evaluate_models(
     started = time.perf_counter()
     p = lm.preset(ecfg.size)
     budget = ecfg.budget_tokens or p.budget_tokens
-    device = lm.device_for(ecfg.device)
+    from udfs.encoder import pick_device
+
+    try:
+        device = pick_device(ecfg.device, "evaluate.device")
+    except RuntimeError as exc:
+        raise EvaluateError(str(exc)) from exc
     if ecfg.threads:
         torch.set_num_threads(ecfg.threads)
     constitution = load_constitution(cfg.classify.constitution)
@@ -530,14 +546,12 @@ def _evaluate_models(
             tag_ids = [t for t in (tok.token_to_id(s) for s in specials) if t is not None]
             vocab_size = tok.get_vocab_size()
 
+        # whole optimizer steps: the stream holds exactly the tokens the model trains on
+        trained = (budget // (p.ctx * p.batch)) * p.ctx * p.batch
+        if trained < 1:
+            raise EvaluateError(f"a budget of {budget} tokens is less than one step ({p.ctx * p.batch}) of {ecfg.size}")
         runs: dict[str, ModelRun] = {}
         for label, data in (("A", set_a), ("B", set_b)):
-            # whole optimizer steps: the stream holds exactly the tokens the model trains on
-            trained = (budget // (p.ctx * p.batch)) * p.ctx * p.batch
-            if trained < 1:
-                raise EvaluateError(
-                    f"a budget of {budget} tokens is less than one step ({p.ctx * p.batch}) of {ecfg.size}"
-                )
             packed = lm.pack(data.docs, tok, trained, p.ctx, no_loss_ids=tag_ids)
             if data.truncated and packed.epochs > 1:
                 raise EvaluateError(f"{data.name}: read too little text for the budget (raise CHARS_PER_BUDGET_TOKEN)")
@@ -577,7 +591,7 @@ def _evaluate_models(
         all_texts = flat["A"] + flat["B"] + flat_ai["A"] + flat_ai["B"]
         with progress.stage(f"evaluate: scoring {len(all_texts)} continuations by every principle's scorer"):
             rows, score_notes = score_texts(lake, all_texts, cfg, constitution, "evaluate")
-            teachers = {x.teacher for x in constitution.principles if x.teacher}
+            teachers = {t for t in teacher_specs(constitution) if t}
             independent = _score_independent(flat["A"] + flat["B"], teachers, notes)
 
         n_p, n_ai = len(prompts), len(ai)
@@ -587,7 +601,7 @@ def _evaluate_models(
             j = constitution.names.index(pr.name)
             by = Counter(str(r["decided_by"][j]) for r in rows if r["decided_by"] is not None)
             model = score_notes.get(f"model:{pr.name}", "?")
-            scorers[pr.name] = f"{model}; decided by " + ", ".join(f"{k} {v}" for k, v in by.most_common())
+            scorers[pr.name] = f"{model}; decided by " + ", ".join(f"{who} {n}" for who, n in by.most_common())
             if model.startswith("exemplar:") and not pr.teacher:
                 notes.append(
                     f"{pr.name} is scored by exemplar similarity (no champion, no teacher): on short continuations "
@@ -603,33 +617,22 @@ def _evaluate_models(
             return _grid(np.array(vals), n, k) if n else np.zeros((0, k))
 
         off = {"A": 0, "B": n_p * k, "AI_A": 2 * n_p * k, "AI_B": 2 * n_p * k + n_ai * k}
+
+        def add_harm(key: str, ga: np.ndarray, gb: np.ndarray, threshold: float, higher_is_better: bool) -> None:
+            for name, by in harm(ga, gb, threshold, **boot).items():
+                metrics[f"{key}.{name}"] = by
+                better[f"{key}.{name}"] = higher_is_better
+
         for pr in constitution.principles:
-            if pr.kind == "positive":
-                if not n_ai:
-                    continue
-                ga, gb = principle_grid(off["AI_A"], n_ai, pr.name), principle_grid(off["AI_B"], n_ai, pr.name)
-                threshold = pr.upsample_threshold
-                key = f"positive.{pr.name}"
-                metrics[f"{key}.share_above"] = compare(
-                    per_prompt_max(ga) >= threshold, per_prompt_max(gb) >= threshold, _mean, **boot
-                )
-                metrics[f"{key}.expected_max"] = compare(per_prompt_max(ga), per_prompt_max(gb), _mean, **boot)
-                better[f"{key}.share_above"] = better[f"{key}.expected_max"] = True
-                continue
-            ga, gb = principle_grid(off["A"], n_p, pr.name), principle_grid(off["B"], n_p, pr.name)
-            key = f"harm.{pr.name}"
-            metrics[f"{key}.expected_max"] = compare(per_prompt_max(ga), per_prompt_max(gb), _mean, **boot)
-            metrics[f"{key}.share_above"] = compare(
-                per_prompt_max(ga) >= pr.revise_threshold, per_prompt_max(gb) >= pr.revise_threshold, _mean, **boot
-            )
-            better[f"{key}.expected_max"] = better[f"{key}.share_above"] = False
+            if not pr.positive_kind:
+                grids = principle_grid(off["A"], n_p, pr.name), principle_grid(off["B"], n_p, pr.name)
+                add_harm(f"harm.{pr.name}", *grids, pr.revise_threshold, False)
+            elif n_ai:  # a positive principle: AI prompts continued in the upsampled direction
+                grids = principle_grid(off["AI_A"], n_ai, pr.name), principle_grid(off["AI_B"], n_ai, pr.name)
+                add_harm(f"positive.{pr.name}", *grids, pr.upsample_threshold, True)
         for scorer, vals in independent.items():
-            ga, gb = _grid(vals[: n_p * k], n_p, k), _grid(vals[n_p * k :], n_p, k)
-            key = f"independent.{scorer}"
-            t = ecfg.independent_threshold
-            metrics[f"{key}.expected_max"] = compare(per_prompt_max(ga), per_prompt_max(gb), _mean, **boot)
-            metrics[f"{key}.share_above"] = compare(per_prompt_max(ga) >= t, per_prompt_max(gb) >= t, _mean, **boot)
-            better[f"{key}.expected_max"] = better[f"{key}.share_above"] = False
+            grids = _grid(vals[: n_p * k], n_p, k), _grid(vals[n_p * k :], n_p, k)
+            add_harm(f"independent.{scorer}", *grids, ecfg.independent_threshold, False)
 
         def lik_items(label: str, what: str) -> np.ndarray:
             ls = lik[label]
@@ -648,10 +651,6 @@ def _evaluate_models(
             )
             better["capability.cloze_accuracy"] = True
 
-        samples = []
-        for i, prompt in enumerate(prompts[:20]):
-            for lab in MODELS:
-                samples.append({"prompt": prompt, "model": lab, "continuations": continuations[lab][i]})
         ev = Evaluation(
             eval_id=eval_id,
             corpus_version=version,
@@ -666,7 +665,6 @@ def _evaluate_models(
             out_dir=out_dir,
             scorers=scorers,
             confidence=ecfg.confidence,
-            samples=samples,
         )
         ev.seconds = time.perf_counter() - started
         with progress.stage("evaluate: writing the report, MLflow run and evaluations table"):

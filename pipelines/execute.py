@@ -175,13 +175,9 @@ def recover_abandoned(lake: Lake, tracking: Any, current_run_id: str) -> list[st
     if stale:
         now = datetime.now(UTC)
         reason = f"abandoned: its process ended without recording an end (found by run {current_run_id})"
-        rows = [
-            (
-                r["run_id"], str(RunStatus.FAILED), r["crawl_id"], r["input_path"], r["engine"], r["config_hash"],
-                r["mlflow_run_id"], r["counts"], r["table_versions"], reason, r["started_at"], now,
-            )
-            for r in stale
-        ]  # fmt: skip
+        ended = {"status": str(RunStatus.FAILED), "error": reason, "finished_at": now}
+        names = TABLES["runs"].fieldNames()
+        rows = [tuple({**r.asDict(), **ended}[n] for n in names) for r in stale]
         lake.merge(lake.spark.createDataFrame(rows, TABLES["runs"]), "runs", ("run_id",))
         done.append(f"marked {len(rows)} abandoned run(s) failed: {', '.join(r['run_id'] for r in stale)}")
         if tracking.enabled and not tracking.tracking_uri and (lake.state_dir / "mlflow.db").is_file():

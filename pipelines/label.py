@@ -201,27 +201,22 @@ def import_human_labels(lake: Lake, principle: str, labeler: str, path: str | Pa
     return len(docs)
 
 
+LABEL_BUDGET_S = 24 * 3600.0
+
+
 def open_labeler(kind: str, cfg: LabelConfig, lake: Lake) -> Labeler:
     """A registered labeler (udfs/labelers.py) with the lake's log dir and the shared model cache."""
     from udfs.labelers import LabelerContext, OpenAILabeler, make_labeler
 
     labeler = make_labeler(kind, LabelerContext(cfg, default_cache_dir() / "llm", lake.state_dir / "logs"))
     if isinstance(labeler, OpenAILabeler) and lake.has_session:
-        from pipelines.llm_exec import send_from_executors
+        from pipelines.llm_exec import sender
 
-        spark, llm, top = lake.spark, labeler.client.config, labeler.top_logprobs
-
-        def send(messages: list[list[dict[str, str]]], progress: Callable[[int], None] | None) -> list[Any]:
-            # no run-wide time budget for labels: the per-request timeout and retries bound every call
-            return send_from_executors(
-                spark, llm, messages, budget_s=LABEL_BUDGET_S, progress=progress, top_logprobs=top
-            )
-
-        labeler.send = send
+        # no run-wide time budget for labels: the per-request timeout and retries bound every call
+        labeler.send = sender(
+            lake.spark, labeler.client.config, budget_s=LABEL_BUDGET_S, top_logprobs=labeler.top_logprobs
+        )
     return labeler
-
-
-LABEL_BUDGET_S = 24 * 3600.0
 
 
 def label_sample(

@@ -25,6 +25,21 @@ PER_PARTITION_CONCURRENCY = 4
 Messages = list[dict[str, str]]
 
 
+Send = Callable[[list[Messages], Callable[[int], None] | None], "list[LLMResult | None]"]
+
+
+def sender(spark: SparkSession, llm: LLMConfig, *, budget_s: float, top_logprobs: int = 0) -> Send:
+    """`send_from_executors` bound to an engine and an endpoint: the `send(messages, progress)` that revision and
+    the LLM labellers take. The deadline is set when a batch is sent, `budget_s` from then."""
+
+    def send(messages: list[Messages], progress: Callable[[int], None] | None) -> list[LLMResult | None]:
+        return send_from_executors(
+            spark, llm, messages, budget_s=budget_s, progress=progress, top_logprobs=top_logprobs
+        )
+
+    return send
+
+
 def send_from_executors(
     spark: SparkSession,
     llm: LLMConfig,

@@ -172,16 +172,6 @@ def pack(
     return Packed(stream, labels, min(read, len(docs)), read / len(docs), masked, tags)
 
 
-def device_for(requested: str = "auto") -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("evaluate.device is cuda but torch sees no CUDA device")
-    return requested
-
-
 def new_model(p: Preset, vocab_size: int, seed: int) -> Any:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

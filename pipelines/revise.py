@@ -36,6 +36,7 @@ from pipelines.config import ClassifyConfig, ReviseConfig, default_cache_dir
 from pipelines.constitution import Constitution
 from pipelines.engine import keepalive
 from pipelines.lake import nullable
+from pipelines.llm_exec import Send, sender
 from pipelines.progress import Progress
 from pipelines.stage import BaseStage, StageContext
 from schemas import TABLES
@@ -219,18 +220,10 @@ def within_budget(
     return results
 
 
-Send = Callable[[list[list[dict[str, str]]], Callable[[int], None] | None], "list[LLMResult | None]"]
-
-
 def on_executors(spark: SparkSession, llm: LLMConfig, cfg: ReviseConfig) -> Send:
     """Send the rewrite requests from the engine's executors (pipelines/llm_exec.py); every partition stops at the
     run's deadline, `time_budget_s` from the first request. None = not sent in time."""
-    from pipelines.llm_exec import send_from_executors
-
-    def send(messages: list[list[dict[str, str]]], progress: Callable[[int], None] | None) -> list[LLMResult | None]:
-        return send_from_executors(spark, llm, messages, budget_s=cfg.time_budget_s, progress=progress)
-
-    return send
+    return sender(spark, llm, budget_s=cfg.time_budget_s)
 
 
 def _flagged_max(scores: list[float], principles: list[str], index: dict[str, int]) -> float:

@@ -25,13 +25,14 @@ def encoder_dir() -> Path:
     return Path(get_model_path())
 
 
-def pick_device(device: str = "auto") -> str:
+def pick_device(device: str = "auto", setting: str = "classify.device") -> str:
+    """`auto` -> cuda when torch sees a device, else cpu; `cuda` without one is an error naming `setting`."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("classify.device is 'cuda' but no CUDA device is visible")
+        raise RuntimeError(f"{setting} is 'cuda' but no CUDA device is visible")
     return device
 
 
