@@ -157,13 +157,10 @@ def pending_crawls(lake: Path, crawl_root: Path) -> tuple[list[Path], list[str]]
 
     if not crawl_root.is_dir():
         raise CLIError(f"crawl root {crawl_root} is not a directory")
-    done: set[str] = set()
-    handle = Lake(lake)
-    if handle.exists("runs"):
-        from deltalake import DeltaTable
+    from pipelines.operate import live_crawls, read_runs
 
-        table = DeltaTable(str(handle.path("runs"))).to_pyarrow_table(columns=["crawl_id", "status"])
-        done = {r["crawl_id"] for r in table.to_pylist() if r["status"] == "success"}
+    # a night undone by `curate restore` is pending again
+    done = live_crawls(read_runs(Lake(lake)))
     nights = sorted(p for p in crawl_root.iterdir() if p.is_dir() and not p.name.startswith("."))
     return [p for p in nights if p.name not in done], sorted(p.name for p in nights if p.name in done)
 
@@ -331,6 +328,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from pipelines.lake import Lake, LakeError
+    from pipelines.operate import RESTORE, producers, read_runs
     from schemas import TABLES
 
     root = _require_lake(args.lake)
@@ -341,6 +339,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         history = lake.history(args.table, args.limit)
     except LakeError as exc:
         raise CLIError(str(exc)) from exc
+    made_by = producers(lake, args.table, read_runs(lake))
     rows = []
     for h in history:
         ts = h.get("timestamp")
@@ -351,6 +350,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
         m = h.get("operationMetrics") or {}
         params = h.get("operationParameters") or {}
+        run = made_by.get(int(h["version"]))
+        command = None if run is None else run.command
+        if run is not None and run.command == "run" and run.crawl_id:
+            command = f"run {run.crawl_id}"
+        elif run is not None and run.command == RESTORE:
+            command = f"restore to corpus version {run.counts.get('restored_corpus_version')}"
         rows.append(
             {
                 "version": h.get("version"),
@@ -360,10 +365,141 @@ def cmd_history(args: argparse.Namespace) -> int:
                 "rows_inserted": m.get("numTargetRowsInserted", m.get("numOutputRows")),
                 "rows_updated": m.get("numTargetRowsUpdated"),
                 "rows_deleted": m.get("numTargetRowsDeleted"),
+                "run_id": None if run is None else run.run_id,
+                "command": command,
             }
         )
-    columns = ["version", "timestamp", "operation", "mode", "rows_inserted", "rows_updated", "rows_deleted"]
+    columns = [
+        *("version", "timestamp", "operation", "mode", "rows_inserted", "rows_updated", "rows_deleted"),
+        *("run_id", "command"),
+    ]
     print_rows(columns, rows, args.format, title=f"history of {args.table}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+    from pipelines.operate import DIFF_COLUMNS, OperateError, diff, parse_version
+
+    root = _require_lake(args.lake)
+    if args.limit is not None and args.limit < 0:
+        raise CLIError(f"--limit must be 0 (all rows) or more, got {args.limit}")
+    try:
+        v1, v2 = parse_version(args.v1, Lake(root)), parse_version(args.v2, Lake(root))
+        cfg = _config(args)
+        with spark_session(cfg.engine) as spark:
+            d = diff(Lake(root, spark), v1, v2, limit=args.limit or None)
+    except OperateError as exc:
+        raise CLIError(str(exc)) from exc
+    runs = ", ".join(
+        f"{r.run_id} ({r.command}{' ' + r.crawl_id if r.command == 'run' and r.crawl_id else ''})"
+        for r in d.runs_between
+    )
+    summary = (
+        f"corpus {v1} -> {v2}: {d.counts['added']} added, {d.counts['removed']} removed, {d.counts['changed']} changed"
+        f"; runs between: {runs or 'none'}"
+    )
+    if len(d.rows) < d.total:
+        summary += f"; showing {len(d.rows)} of {d.total} (--limit 0 shows all)"
+    # json and csv stay machine-readable on stdout; the summary goes beside them
+    print(summary, file=sys.stdout if args.format == "table" else sys.stderr, flush=True)
+    if d.rows or args.format != "table":
+        print_rows(DIFF_COLUMNS, d.rows, args.format, title=f"corpus {v1} -> {v2}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pipelines.engine import spark_session
+    from pipelines.execute import check_accounting, new_run_id
+    from pipelines.lake import Lake
+    from pipelines.operate import OperateError, parse_version, restore
+    from pipelines.writer_lock import writer_lock
+
+    root = _require_lake(args.lake)
+    cfg = _config(args)
+    run_id = new_run_id()
+
+    def account() -> dict[str, int]:
+        with spark_session(cfg.engine) as spark:
+            return check_accounting(Lake(root, spark))
+
+    with writer_lock(root, "restore", run_id) as note:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        lake = Lake(root)
+        try:
+            version = parse_version(args.version, lake)
+            result = restore(lake, version, run_id, account=account)
+        except OperateError as exc:
+            raise CLIError(str(exc)) from exc
+    if not result.changed:
+        print(f"nothing to restore: the lake is already in the state of corpus version {version}")
+        return 0
+    for m in result.moves:
+        what = {"restored": f"version {m.before} -> state of version {m.target} (new version {m.after})"}
+        what["emptied"] = f"version {m.before} -> emptied (it did not exist then; new version {m.after})"
+        what["unchanged"] = f"version {m.before}, unchanged"
+        print(f"  {m.table}: {what[m.action]}")
+    t = result.target
+    source = f"{t.command} {t.run_id}" + (f", crawl {t.crawl_id}" if t.command == "run" and t.crawl_id else "")
+    corpus_after = next(m.after for m in result.moves if m.table == "corpus")
+    if result.error:
+        print(f"curate: error: restore {run_id} recorded as failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    a = result.accounting
+    print(
+        f"restored corpus version {version} (left by {source}) as corpus version {corpus_after}; restore "
+        f"{run_id} is in `runs`; accounting invariant holds ({a.get('raw_docs', 0)} ingested documents, "
+        f"{a.get('unaccounted', 0)} unaccounted). Undo: curate restore --lake {args.lake} --version "
+        f"{result.corpus_before}"
+    )
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from pipelines.execute import new_run_id
+    from pipelines.lake import Lake
+    from pipelines.operate import OperateError, maintain, spans
+    from pipelines.writer_lock import writer_lock
+
+    root = _require_lake(args.lake)
+    run_id = new_run_id()
+    lake = Lake(root)
+    kwargs = {"retain_versions": args.retain_versions, "retain_hours": args.retain_hours}
+    try:
+        if args.dry_run:  # reads only: no lock, so it can run beside a writer
+            report = maintain(lake, run_id, dry_run=True, **kwargs)
+        else:
+            with writer_lock(root, "maintain", run_id) as note:
+                if note:
+                    print(f"note: {note}", file=sys.stderr)
+                report = maintain(lake, run_id, **kwargs)
+    except OperateError as exc:
+        raise CLIError(str(exc)) from exc
+    print(f"retention: {report.retention}: corpus version {min(report.retained)} and later stay restorable")
+    if report.outside:
+        print(
+            f"outside retention (no longer restorable{' after a real run' if report.dry_run else ''}): "
+            f"corpus versions {spans(report.outside)}"
+        )
+    rows = [
+        {
+            "table": u.table,
+            "files_before": u.disk_before,
+            "files_after": u.disk_after,
+            "active_files": f"{u.active_before} -> {u.active_after}",
+            "bytes_removed": u.bytes_removed,
+            "oldest_restorable_version": u.oldest_restorable,
+            "latest_version": u.latest,
+        }
+        for u in report.tables
+    ]
+    print_rows(list(rows[0]), rows, "table", title="maintenance (files on disk, data files of the latest version)")
+    if report.dry_run:
+        print("dry run: nothing changed; compaction would also merge the latest versions' small files")
+    else:
+        print(f"maintenance {run_id} is in `runs`")
     return 0
 
 
@@ -749,6 +885,35 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--limit", type=int)
     hist.add_argument("table")
     hist.set_defaults(func=cmd_history)
+
+    df = sub.add_parser(
+        "diff", help="documents added, removed and changed between two corpus versions, with the decisions behind them"
+    )
+    common(df)
+    df.add_argument("v1", help="the earlier corpus version (as `curate history corpus` lists them)")
+    df.add_argument("v2", help="the later corpus version")
+    df.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    df.add_argument("--limit", type=int, default=100, help="rows shown (default 100; 0: all)")
+    df.set_defaults(func=cmd_diff)
+
+    rs = sub.add_parser(
+        "restore", help="bring the lake back to the state of a corpus version (recorded in runs; undoable)"
+    )
+    common(rs)
+    rs.add_argument("--version", required=True, help="the corpus version to restore (`curate history corpus`)")
+    rs.set_defaults(func=cmd_restore)
+
+    mt = sub.add_parser("maintain", help="compact and vacuum every table, keeping the versions users time-travel to")
+    mt.add_argument("--lake", required=True)
+    keep = mt.add_mutually_exclusive_group()
+    keep.add_argument(
+        "--retain-versions",
+        type=int,
+        help="keep what the last N corpus versions need (default 7)",
+    )
+    keep.add_argument("--retain-hours", type=float, help="keep what corpus versions of the last H hours need")
+    mt.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
+    mt.set_defaults(func=cmd_maintain)
 
     demo = sub.add_parser("demo", help="build a demo crawl from packaged real text and run two nights on it")
     common(demo, lake_required=False)

@@ -126,7 +126,9 @@ def final_counts(lake: Lake) -> dict[str, int]:
     }
 
 
-def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: str, started: datetime) -> None:
+def write_run_row(
+    lake: Lake, summary: RunSummary, ctx: StageContext, engine: str, started: datetime, command: str = "run"
+) -> None:
     row = (
         summary.run_id,
         summary.status,
@@ -140,6 +142,8 @@ def write_run_row(lake: Lake, summary: RunSummary, ctx: StageContext, engine: st
         summary.error,
         started,
         datetime.now(UTC),
+        command,
+        None,
     )
     try:
         lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
@@ -177,7 +181,7 @@ def recover_abandoned(lake: Lake, tracking: Any, current_run_id: str) -> list[st
         reason = f"abandoned: its process ended without recording an end (found by run {current_run_id})"
         ended = {"status": str(RunStatus.FAILED), "error": reason, "finished_at": now}
         names = TABLES["runs"].fieldNames()
-        rows = [tuple({**r.asDict(), **ended}[n] for n in names) for r in stale]
+        rows = [tuple({**r.asDict(), **ended}.get(n) for n in names) for r in stale]  # .get: rows of an older contract
         lake.merge(lake.spark.createDataFrame(rows, TABLES["runs"]), "runs", ("run_id",))
         done.append(f"marked {len(rows)} abandoned run(s) failed: {', '.join(r['run_id'] for r in stale)}")
         if tracking.enabled and not tracking.tracking_uri and (lake.state_dir / "mlflow.db").is_file():
@@ -214,7 +218,7 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
         summary.notes[f"recovered:{i}"] = what
         if progress.enabled:
             progress.console.print(f"note: {what}")
-    write_run_row(lake, summary, ctx, engine, started)
+    write_run_row(lake, summary, ctx, engine, started, chain.name)
     try:
         with track(lake.state_dir, ctx.cfg.tracking, run_name=f"{ctx.crawl_id}:{ctx.label or ctx.run_id}") as tracker:
             summary.mlflow_run_id = tracker.run_id
@@ -260,7 +264,7 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 summary.table_versions = lake.versions()
                 if summary.status in (RunStatus.SUCCESS, RunStatus.PUBLISHED):
                     _remember(lake, ctx)
-                write_run_row(lake, summary, ctx, engine, started)
+                write_run_row(lake, summary, ctx, engine, started, chain.name)
                 summary.table_versions["runs"] = lake.version("runs") or 0
                 tracker.dict(asdict(summary), "summary.json")
     finally:

@@ -1,4 +1,5 @@
-"""One writer per lake: `curate run`, `iterate` and `demo` hold `<lake>/_state/writer.lock` while they write.
+"""One writer per lake: `curate run`, `catch-up`, `iterate`, `demo`, `evaluate`, `restore` and `maintain` hold
+`<lake>/_state/writer.lock` while they write.
 
 The lock is an OS file lock (`fcntl.flock`) on that file, so the kernel releases it when its holder exits for any
 reason, SIGKILL included: a lock left by a killed run is never an obstacle, and the next writer says that it took

@@ -236,6 +236,10 @@ RUNS = StructType(
         _f("error", StringType()),
         _f("started_at", TimestampType()),
         _f("finished_at", TimestampType()),
+        # added later (null in older rows: read as `run`, or `iterate` where crawl_id is `iterate`): what wrote the
+        # row - run | iterate | restore | maintain (pipelines/operate.py)
+        _f("command", StringType()),
+        _f("target_run_id", StringType()),  # restore: the run whose end state the lake was brought back to
     ]
 )
 
