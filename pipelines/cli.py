@@ -843,6 +843,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page about a run (pipelines/report.py); reads the lake, writes only `--out`."""
+    from pipelines.config import EngineConfig
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+    from pipelines.report import check_run_id, collect, render
+
+    root = _require_lake(args.lake)
+    if args.run_id is not None:
+        check_run_id(args.run_id)  # before the engine starts
+    if args.out is not None and not Path(args.out).parent.resolve().is_dir():
+        raise CLIError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    engine = EngineConfig(kind="remote", remote=args.remote) if args.remote else EngineConfig()
+    with spark_session(engine) as spark:
+        data = collect(Lake(root, spark), args.run_id)
+    out = Path(args.out or f"curate-report-{check_run_id(data.run['run_id'])}.html")
+    try:
+        out.write_text(render(data), encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    run = data.run
+    print(f"wrote {out} (run {run['run_id']}, crawl {run.get('crawl_id')}, {run.get('status')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -975,6 +1000,13 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--evaluate", action="store_true", help="train and compare Model A vs B after each round")
     it.add_argument("--quiet", action="store_true", help="no progress output")
     it.set_defaults(func=cmd_iterate)
+
+    rep = sub.add_parser("report", help="write one self-contained HTML page about a run (funnel, scores, gates)")
+    rep.add_argument("--lake", required=True, help="lake root directory")
+    rep.add_argument("--run-id", help="the run to report on (default: the latest successful run)")
+    rep.add_argument("--out", help="the HTML file to write (default: curate-report-<run id>.html here)")
+    rep.add_argument("--remote", help="read through a Spark Connect endpoint, sc://host:port, instead of embedded Sail")
+    rep.set_defaults(func=cmd_report)
 
     exp = sub.add_parser("export", help="write training-ready shards of a corpus version (weights, tags, spans)")
     common(exp)

@@ -303,7 +303,8 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             if gate.where is not None:
                 target = target.where(gate.where)
             with progress.stage(f"gate: {gate.name}"):
-                run_gate(gate.name, target, gate.suite(ctx, summary.counts))
+                report = run_gate(gate.name, target, gate.suite(ctx, summary.counts))
+            summary.counts[Count.gate(gate.name)] = report.evaluated  # what the run's report shows per gate
             gates += 1
         figures.update(stage.figures(tables, ctx))
         if stage.bronze:

@@ -1,5 +1,6 @@
 """`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> dedup -> classify -> revise ->
-decide -> audit), run by the executor (pipelines/execute.py), which also publishes (pipelines/publish.py).
+decide -> audit), run by the executor (pipelines/execute.py), which also publishes (pipelines/publish.py); a
+successful run gets its HTML report (pipelines/report.py) among its MLflow artifacts.
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point
@@ -24,6 +25,7 @@ from pipelines.execute import Chain, RunSummary, execute, new_run_id
 from pipelines.lake import Lake
 from pipelines.progress import Progress
 from pipelines.quality import Quality
+from pipelines.report import log_report
 from pipelines.revise import Revise
 from pipelines.secrets import Secrets
 from pipelines.stage import StageContext
@@ -115,4 +117,7 @@ def run_pipeline(
         with progress.stage(f"starting engine ({cfg.engine.kind})"):
             spark = stack.enter_context(spark_session(cfg.engine))
         check_engine_can_write_delta(spark, cfg)
-        return execute(NIGHTLY, ctx, Lake(root, spark), progress)
+        lake = Lake(root, spark)
+        summary = execute(NIGHTLY, ctx, lake, progress)
+        log_report(lake, summary, ctx.constitution, ctx.cfg.tracking, progress)
+        return summary

@@ -137,3 +137,8 @@ class Count:
     @staticmethod
     def reason(reason: str) -> str:
         return f"reason:{reason}"
+
+    @staticmethod
+    def gate(name: str) -> str:
+        """The expectations a gate's Great Expectations suite evaluated; all passed (a failure stops the run)."""
+        return f"gate:{name}"
