@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 class GateFailed(RuntimeError):
     """A gate's suite failed: the run stops before publishing. The message names each failed expectation."""
 
-    def __init__(self, gate: str, failures: list[str]) -> None:
+    def __init__(self, gate: str, failures: list[str], hint: str | None = None) -> None:
         self.gate = gate
         self.failures = failures
-        super().__init__(f"gate '{gate}' failed: " + "; ".join(failures))
+        self.hint = hint
+        super().__init__(f"gate '{gate}' failed: " + "; ".join(failures) + (f". {hint}" if hint else ""))
 
 
 @dataclass

@@ -19,7 +19,7 @@ import yaml
 from pipelines.config import ConfigError, RunConfig, load_config
 from pipelines.constitution import ConstitutionError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_BUSY = 1, 2, 3, 4
+EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_BUSY, EXIT_INVARIANT = 1, 2, 3, 4, 5
 
 
 def _engine_lost(exc: BaseException) -> bool:
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = {
             "lake": str(Path(args.lake).resolve()),
             "crawl_id": ctx.crawl_id,
-            "inputs": [{"path": p, "format": f} for p, f in ctx.inputs],
+            "inputs": [{"path": f.path, "format": f.fmt} for f in ctx.inputs],
             "principles": {p.name: p.mode for p in ctx.constitution.principles},
             "stages": [*describe(NIGHTLY.stages, ctx), {"stage": "publish", "tables": list(publish_order())}],
             "config_hash": ctx.cfg.config_hash(),
@@ -656,8 +656,39 @@ def publish_order() -> tuple[str, ...]:
     return (*BRONZE, *ORDER)
 
 
+def score_inputs(path: str, cfg: RunConfig) -> tuple[list[Any], list[str]]:
+    """The ids and texts `curate score` scores: every record of `path` (the formats ingest reads, a directory
+    too), or a one-line usage error naming the first record that is not a document and how many there are."""
+    from pipelines.ingest import IngestError, read_documents
+
+    try:
+        docs, problems = read_documents(path, cfg.ingest)
+    except IngestError as exc:
+        raise CLIError(str(exc)) from exc
+    except OSError as exc:  # a file that vanished or is not readable (permissions) while being listed
+        raise CLIError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from exc
+    if problems:
+        p = problems[0]
+        whole = p.position == 0 and p.reason.split(":")[0] in _FILE_REASONS
+        where = f"{p.name}: unreadable file ({p.reason})" if whole else f"{p.name} record {p.position}: {p.reason}"
+        more = f"; {len(problems) - 1} more record(s) that are not documents" if len(problems) > 1 else ""
+        excerpt = " [" + p.raw[:80].replace("\n", "\\n") + "]" if p.raw else ""
+        raise CLIError(
+            f"{where}{excerpt}{more}: curate score scores only documents (`curate run` would quarantine these)"
+        )
+    if not docs:
+        raise CLIError(f"{path}: no documents to score")
+    ids = [d[0] for d in docs]
+    if len({type(i) for i in ids}) > 1:  # a Parquet column holds one type: mixed ids are written as strings
+        ids = [str(i) for i in ids]
+    return ids, [d[1] for d in docs]
+
+
+_FILE_REASONS = ("binary_file", "not_gzip", "truncated_file", "unreadable_file", "unsupported_file_type")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    """Score a JSONL file with the nightly run's cascade (champion or exemplar scorer, packaged teacher, judge):
+    """Score documents with the nightly run's cascade (champion or exemplar scorer, packaged teacher, judge):
     keeps `id`, adds `score_<principle>` and `decided_by_<principle>` columns."""
     import pandas as pd
 
@@ -668,15 +699,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     constitution = load_constitution(cfg.classify.constitution)
-    try:
-        docs = pd.read_json(args.input, lines=True, dtype=False)
-    except ValueError as exc:
-        raise CLIError(f"{args.input}: not JSONL ({exc})") from exc
-    if "text" not in docs.columns or "id" not in docs.columns:
-        raise CLIError(f"{args.input}: every line needs 'id' and 'text'")
+    ids, texts = score_inputs(args.input, cfg)
     with spark_session(cfg.engine) as spark:
-        rows, notes = score_texts(Lake(args.lake, spark), list(docs["text"]), cfg, constitution, "score")
-    out = pd.DataFrame({"id": docs["id"]})
+        rows, notes = score_texts(Lake(args.lake, spark), texts, cfg, constitution, "score")
+    out = pd.DataFrame({"id": ids})
     for j, name in enumerate(constitution.names):
         out[f"score_{name}"] = [r["principle_scores"][j] for r in rows]
         out[f"decided_by_{name}"] = [r["decided_by"][j] for r in rows]
@@ -868,6 +894,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Find and fix the lake's broken invariants (pipelines/repair.py), one line per change."""
+    from pipelines.engine import spark_session
+    from pipelines.lake import Lake
+    from pipelines.repair import repair
+    from pipelines.writer_lock import writer_lock
+
+    cfg = _config(args)
+    root = _require_lake(args.lake)
+    with writer_lock(root, "repair") as note:  # a fix must not interleave with a run's publish
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        with spark_session(cfg.engine) as spark:
+            result = repair(Lake(root, spark), cfg.tracking, dry_run=args.dry_run)
+    for line in result.changes:
+        print(line)
+    for line in result.unfixed:
+        print(f"not repaired: {line}")
+    if result.undecided:
+        print(f"note: {result.undecided} ingested document(s) have no decision yet: the next `curate run` decides them")
+    acct = result.accounting
+    verb = "would change" if args.dry_run else "changed"
+    state = (
+        f"accounting: {acct.get('raw_docs', 0)} ingested documents, {acct.get('unaccounted', 0)} unaccounted, "
+        f"{acct.get('double_counted', 0)} in both corpus and drops"
+        if acct
+        else "no published tables yet"
+    )
+    print(f"{verb} {len(result.changes)} thing(s){' (dry run: nothing was written)' if args.dry_run else ''}; {state}")
+    return EXIT_INVARIANT if result.broken and not args.dry_run else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -880,7 +938,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every stage on one crawl batch and publish a corpus version")
     common(run)
-    run.add_argument("--input", required=True, help="a crawl file or directory (JSONL[.gz], Parquet, WET, WARC)")
+    run.add_argument(
+        "--input", required=True, help="a crawl file or directory (JSONL[.gz], JSON, TXT, CSV, Parquet, WET, WARC)"
+    )
     run.add_argument("--crawl-id", help="the nightly batch id (default: the input's file name)")
     run.add_argument("--engine", choices=["sail", "classic", "remote"], help="engine kind (default sail)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan, touch nothing")
@@ -976,9 +1036,14 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--kind", choices=["encoder", "linear", "finetune"], help="default distill.kind (encoder)")
     dist.set_defaults(func=cmd_distill)
 
-    score = sub.add_parser("score", help="score a JSONL file as the nightly run does (classifier + cascade)")
+    score = sub.add_parser("score", help="score documents as the nightly run does (classifier + cascade)")
     common(score)
-    score.add_argument("--input", required=True, help="JSONL with id and text")
+    score.add_argument(
+        "--input",
+        required=True,
+        help="a file or directory in any format `run` reads (JSONL[.gz], JSON array, TXT, CSV with a text column, "
+        "Parquet, WET, WARC); `id` is kept (a .txt file's path; <file>#<position> without one)",
+    )
     score.add_argument("--output", required=True, help="Parquet: id, score_<principle>, decided_by_<principle>")
     score.set_defaults(func=cmd_score)
 
@@ -1016,6 +1081,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
     exp.set_defaults(func=cmd_export)
 
+    rep = sub.add_parser(
+        "repair",
+        help="find and fix broken lake invariants (a doc in corpus and drops, duplicate rows, a killed run's rows)",
+    )
+    common(rep)
+    rep.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    rep.set_defaults(func=cmd_repair)
+
     ev = sub.add_parser(
         "evaluate", help="train Model A on the raw crawl and Model B on the curated corpus, compare harm and capability"
     )
@@ -1052,8 +1125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, GateFailed):
             print(f"curate: run stopped before publishing: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        from pipelines.execute import InvariantViolation
         from pipelines.writer_lock import LakeBusy
 
+        if isinstance(exc, InvariantViolation):
+            lake = getattr(args, "lake", None) or "LAKE"
+            print(
+                f"curate: error: {exc} (two writers at once, or a bug): the run is recorded as failed; "
+                f"`curate repair --lake {lake} --dry-run` shows what would fix the lake, without --dry-run it fixes it",
+                file=sys.stderr,
+            )
+            return EXIT_INVARIANT
         if isinstance(exc, LakeBusy):
             print(f"curate: error: {exc}", file=sys.stderr)
             return EXIT_BUSY

@@ -6,8 +6,9 @@ For every command that publishes (`curate run`, each round of `curate iterate`):
 2. one MLflow run holds the resolved config, the per-stage counts, notes and figures;
 3. each stage's output is materialised under `_state/staging/<run_id>` (Sail has no `persist`, and a model
    UDF must run once per document), its declared columns are checked, its gates run, its counts are kept;
-4. bronze tables are written as soon as their stage's gates pass; everything else is published at the end, in
-   the crash-safe order of pipelines/publish.py, unless a stage halts the chain;
+4. bronze tables are written as soon as their stage's gates pass (those a stage names in `before_gates`, just
+   before them); everything else is published at the end, in the crash-safe order of pipelines/publish.py,
+   unless a stage halts the chain;
 5. the accounting invariant is checked, the `runs` row gets its final status, counts and table versions, and
    the staging directory is removed, whatever happened.
 """
@@ -89,8 +90,9 @@ class Stager:
         return self.spark.read.format("delta").load(path)
 
 
-def check_accounting(lake: Lake) -> dict[str, int]:
-    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+def accounting(lake: Lake) -> DataFrame:
+    """One row per `raw_docs` row (per `corpus` row where a doc_id is there twice) with `places`: how many of
+    `corpus` and (latest decision) `drop` hold it. `curate repair` reads the rows whose `places` is not 1."""
     raw = lake.read("raw_docs").select("doc_id")
     corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
     latest = (
@@ -101,12 +103,23 @@ def check_accounting(lake: Lake) -> dict[str, int]:
         .select("doc_id", F.lit(1).alias("dropped"))
     )
     joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
-    places = F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
-    row = joined.agg(
-        F.count("*").alias("raw_docs"),
-        F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
-        F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
-    ).collect()[0]
+    return joined.withColumn(
+        "places", F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
+    )
+
+
+def check_accounting(lake: Lake) -> dict[str, int]:
+    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+    places = F.col("places")
+    row = (
+        accounting(lake)
+        .agg(
+            F.countDistinct("doc_id").alias("raw_docs"),  # a doc_id twice in `corpus` (a fault) is one document
+            F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
+            F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
+        )
+        .collect()[0]
+    )
     return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted")}
 
 
@@ -298,18 +311,28 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             with progress.stage(f"{stage.name}: {halt.status}"):
                 publish.publish(lake, {t: pending[t] for t in halt.publish if t in pending})
             return finish(halt.status)
+        early = {t: tables[t] for t in stage.before_gates if t in tables} if stage.bronze else {}
+        if early:
+            with progress.stage(f"{stage.name}: writing {', '.join(early)}"):
+                publish.publish_bronze(lake, early)
         for gate in stage.gates(ctx):
             target = out if gate.on is None else tables[gate.on]
             if gate.where is not None:
                 target = target.where(gate.where)
             with progress.stage(f"gate: {gate.name}"):
-                report = run_gate(gate.name, target, gate.suite(ctx, summary.counts))
+                try:
+                    report = run_gate(gate.name, target, gate.suite(ctx, summary.counts))
+                except GateFailed as exc:
+                    if gate.hint is None:
+                        raise
+                    raise GateFailed(exc.gate, exc.failures, gate.hint(ctx, summary.counts)) from None
             summary.counts[Count.gate(gate.name)] = report.evaluated  # what the run's report shows per gate
             gates += 1
         figures.update(stage.figures(tables, ctx))
         if stage.bronze:
-            with progress.stage(f"{stage.name}: writing {', '.join(tables)}"):
-                publish.publish_bronze(lake, tables)
+            rest = {t: df for t, df in tables.items() if t not in early}
+            with progress.stage(f"{stage.name}: writing {', '.join(rest)}"):
+                publish.publish_bronze(lake, rest)
         else:
             pending.update(tables)
         if stage.updates_champions:

@@ -7,10 +7,10 @@ Re-ingesting a batch adds nothing: documents are merged on `doc_id`, quarantine 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import pandas as pd
 from pyspark.sql import functions as F
@@ -53,25 +53,66 @@ PARSED = StructType(
 DOC = "doc"
 
 
-def list_inputs(path: str | Path) -> list[tuple[str, str]]:
+class InputFile(NamedTuple):
+    path: str  # absolute
+    fmt: str  # a parser of udfs/parse.py, or `unsupported`
+    name: str  # the path relative to the input the run was given (the file name for a single-file input)
+
+
+FORMAT_HELP = (
+    ".jsonl[.gz], .json[.gz] (JSON Lines, an array or one object), .txt, .csv, .parquet, .warc[.gz] or .warc.wet[.gz]"
+)
+
+
+def list_inputs(path: str | Path) -> list[InputFile]:
     """The input files under `path` (a file or a directory, searched recursively) with their formats."""
     p = Path(path)
     if not p.exists():
         raise IngestError(f"input not found: {p}")
     candidates = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
-    found = [(str(c.resolve()), fmt) for c in candidates if (fmt := detect_format(c)) is not None]
+
+    def name(c: Path) -> str:
+        return c.name if c == p else c.relative_to(p).as_posix()
+
+    found = [InputFile(str(c.resolve()), fmt, name(c)) for c in candidates if (fmt := detect_format(c)) is not None]
     if not found:
-        raise IngestError(
-            f"no input files in {p}: expected .jsonl[.gz], .json[.gz], .parquet, .warc[.gz] or .warc.wet[.gz]"
-        )
+        raise IngestError(f"no input files in {p}: expected {FORMAT_HELP}")
     # Other files beside them are not skipped silently: each becomes one quarantine record (unsupported_file_type).
     # Hidden and `_`-prefixed names are a writer's bookkeeping (.crc, _SUCCESS), never crawl data.
     unsupported = [
-        (str(c.resolve()), UNSUPPORTED)
+        InputFile(str(c.resolve()), UNSUPPORTED, name(c))
         for c in candidates
         if detect_format(c) is None and not any(part.startswith((".", "_")) for part in c.relative_to(p).parts)
     ] if p.is_dir() else []  # fmt: skip
     return sorted(found + unsupported)
+
+
+@dataclass(frozen=True)
+class Unscoreable:
+    """A record of an input file that is not a document (what ingest would quarantine)."""
+
+    name: str
+    position: int
+    reason: str
+    raw: str | None
+
+
+def read_documents(path: str | Path, options: ParseOptions) -> tuple[list[tuple[Any, str]], list[Unscoreable]]:
+    """The documents of `path` (any input format ingest reads), parsed in this process for `curate score`: each
+    as (id, text), the id being the record's `id` field (a `.txt` file's relative path), or `<file>#<position>`
+    for a record without one; and the records that are not documents."""
+    from udfs.parse import parse_file
+
+    docs: list[tuple[Any, str]] = []
+    problems: list[Unscoreable] = []
+    for f in list_inputs(path):
+        for rec in parse_file(f.path, f.fmt, options, f.name):
+            if rec.reason is None and rec.text:
+                key = rec.ext_key if rec.ext_key is not None else f"{f.name}#{rec.position}"
+                docs.append((key, rec.text))
+            else:
+                problems.append(Unscoreable(f.name, rec.position, rec.reason or "empty_text", rec.raw))
+    return docs, problems
 
 
 def _parse_batches(options: ParseOptions):
@@ -80,9 +121,9 @@ def _parse_batches(options: ParseOptions):
 
         columns = PARSED.fieldNames()
         for files in batches:
-            for path, fmt in zip(files["path"], files["fmt"], strict=True):
+            for path, fmt, name in zip(files["path"], files["fmt"], files["name"], strict=True):
                 rows: list[tuple[object, ...]] = []
-                for rec in parse_file(path, fmt, options):
+                for rec in parse_file(path, fmt, options, name):
                     is_doc = rec.reason is None
                     rows.append(
                         (
@@ -107,8 +148,10 @@ def _parse_batches(options: ParseOptions):
     return parse
 
 
-def parse_inputs(spark: SparkSession, files: list[tuple[str, str]], cfg: IngestConfig) -> DataFrame:
-    listing = spark.createDataFrame(files, "path string, fmt string").repartition(max(1, len(files)))
+def parse_inputs(spark: SparkSession, files: Sequence[InputFile], cfg: IngestConfig) -> DataFrame:
+    listing = spark.createDataFrame([tuple(f) for f in files], "path string, fmt string, name string").repartition(
+        max(1, len(files))
+    )
     return listing.mapInPandas(_parse_batches(cfg), schema=PARSED)
 
 
@@ -192,13 +235,16 @@ class Ingest(BaseStage):
     name: ClassVar[str] = "ingest_v2"
     adds: ClassVar[tuple[str, ...]] = tuple(PARSED.fieldNames())
     bronze: ClassVar[bool] = True
+    # the quarantine is written even when the gate then fails: a batch rejected for being malformed (binary files,
+    # another format under a .jsonl name) must leave its records, reasons and excerpts to look at
+    before_gates: ClassVar[tuple[str, ...]] = ("quarantine",)
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         return parse_inputs(ctx.the_lake.spark, list(ctx.inputs), ctx.cfg.ingest)
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         limit = ctx.cfg.ingest.max_quarantine_fraction
-        return (Gate("ingest", lambda _ctx, _counts: suites.ingest(limit)),)
+        return (Gate("ingest", lambda _ctx, _counts: suites.ingest(limit), hint=_quarantine_hint),)
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         return bronze_tables(out, ctx.crawl_id, ctx.run_id)
@@ -208,6 +254,19 @@ class Ingest(BaseStage):
         counts = {k: v for k, v in asdict(result).items() if isinstance(v, int)}
         counts.update({f"quarantine:{k}": v for k, v in result.quarantine_reasons.items()})
         return counts
+
+
+def _quarantine_hint(ctx: StageContext, counts: Mapping[str, int]) -> str:
+    reasons = sorted(
+        ((k.split(":", 1)[1], v) for k, v in counts.items() if k.startswith("quarantine:")), key=lambda kv: -kv[1]
+    )
+    shown = ", ".join(f"{r} {n}" for r, n in reasons[:5]) + (", ..." if len(reasons) > 5 else "")
+    query = f"SELECT source_file, position, reason, raw FROM quarantine WHERE run_id = '{ctx.run_id}'"
+    return (
+        f"{counts.get('quarantined', 0)} of {counts.get('records', 0)} record(s) were quarantined ({shown or 'none'}) "
+        f"and nothing was added to raw_docs; the quarantined records are in the lake: curate sql --lake "
+        f'{ctx.the_lake.root} "{query}"'
+    )
 
 
 class Undecided(BaseStage):

@@ -1,11 +1,12 @@
 """Publishing: every write into the contract tables, in the one order that makes a crash at any point safe.
 
 Bronze (`raw_docs`, `quarantine`) is written as soon as the ingest gate passes: it is the input, and a rerun
-must find it. Everything else is written only after every gate of the chain has passed, each table by an
-idempotent MERGE on its key, in `ORDER`: the derived tables first, then `corpus`, then `decisions` last. A run
-killed anywhere before `decisions` leaves its documents without a decision, so the rerun decides exactly those
-again and converges to the same state; a kill after it changes nothing visible. The accounting invariant is
-checked after publishing (pipelines/execute.py).
+must find it. `quarantine` is written just before that gate (`Ingest.before_gates`): a batch the gate rejects
+leaves the records it rejected to inspect. Everything else is written only after every gate of the chain has
+passed, each table by an idempotent MERGE on its key, in `ORDER`: the derived tables first, then `corpus`, then
+`decisions` last. A run killed anywhere before `decisions` leaves its documents without a decision, so the rerun
+decides exactly those again and converges to the same state; a kill after it changes nothing visible. The
+accounting invariant is checked after publishing (pipelines/execute.py).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def check_engine_can_write_delta(spark: SparkSession, cfg: RunConfig) -> None:
 
 def default_crawl_id(input_path: str | Path) -> str:
     name = Path(input_path).name
-    for suffix in (".gz", ".zst", ".jsonl", ".json", ".ndjson", ".parquet", ".wet", ".warc"):
+    for suffix in (".gz", ".zst", ".jsonl", ".json", ".ndjson", ".txt", ".csv", ".parquet", ".wet", ".warc"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name or "crawl"

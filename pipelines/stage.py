@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from pipelines.config import RunConfig
     from pipelines.constitution import Constitution
+    from pipelines.ingest import InputFile
     from pipelines.lake import Lake
     from pipelines.progress import Progress
     from pipelines.registry import Champion
@@ -46,6 +47,8 @@ class Gate:
     suite: Callable[[StageContext, Mapping[str, int]], list[Any]]  # (ctx, the run's counts so far) -> expectations
     on: str | None = None
     where: str | None = None  # a SQL predicate: gate only these rows
+    # what the user should know when it fails (where the evidence is), appended to the failure's message
+    hint: Callable[[StageContext, Mapping[str, int]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class StageContext:
     run_id: str
     crawl_id: str
     champions: Mapping[str, Champion] = field(default_factory=dict)
-    inputs: tuple[tuple[str, str], ...] = ()  # (path, format) of the files a source stage reads
+    inputs: tuple[InputFile, ...] = ()  # (path, format, name) of the files a source stage reads
     label: str = ""  # what the run worked on, for `runs.input_path`: the input path, or iterate:<id>:round-<k>
     lake: Lake | None = None
     materialise: Materialise | None = None
@@ -99,6 +102,7 @@ class Stage(Protocol):
     reads: ClassVar[tuple[str, ...]]
     adds: ClassVar[tuple[str, ...]]
     bronze: ClassVar[bool]  # its tables are published right after its gates (raw input), not at the end
+    before_gates: ClassVar[tuple[str, ...]]  # of its bronze tables, those published before its gates run
     updates_champions: ClassVar[bool]  # the executor re-resolves the champions after it
     materialize: ClassVar[bool]  # the executor stages its output (False: cheap to recompute)
 
@@ -122,6 +126,9 @@ class BaseStage:
     reads: ClassVar[tuple[str, ...]] = ()
     adds: ClassVar[tuple[str, ...]] = ()
     bronze: ClassVar[bool] = False
+    # Bronze tables written before the stage's gates run: the record of what was rejected (`quarantine`), so
+    # that a gate failing on it leaves the evidence in the lake to inspect.
+    before_gates: ClassVar[tuple[str, ...]] = ()
     updates_champions: ClassVar[bool] = False
     # The executor writes the output under the run's staging dir and reads it back, so that what follows reads
     # it once computed (a model UDF must run once per document). False: the output is cheap to recompute.
@@ -161,6 +168,7 @@ def describe(chain: tuple[Stage, ...], ctx: StageContext) -> list[dict[str, Any]
             "adds": list(s.adds),
             "gates": [g.name + (f" (on {g.on})" if g.on else "") for g in s.gates(ctx)],
             **({"writes_at_once": "bronze tables, after its gates"} if s.bronze else {}),
+            **({"writes_before_gates": list(s.before_gates)} if s.before_gates else {}),
         }
         for s in chain
     ]

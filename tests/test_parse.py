@@ -87,11 +87,13 @@ def test_warc_html_extraction(tmp_path: Path) -> None:
 
 def test_formats_detected() -> None:
     assert detect_format("a/b.jsonl.gz") == "jsonl"
-    assert detect_format("x.json") == "jsonl"
+    assert detect_format("x.json") == "json"
+    assert detect_format("x.ndjson.gz") == "jsonl"
     assert detect_format("CC-MAIN-1.warc.wet.gz") == "wet"
     assert detect_format("CC-MAIN-1.warc.gz") == "warc"
     assert detect_format("part-0.parquet") == "parquet"
-    assert detect_format("notes.txt") is None
+    assert detect_format("notes.txt") == "txt" and detect_format("rows.csv.gz") == "csv"
+    assert detect_format("notes.md") is None
 
 
 def test_doc_id_is_stable_and_content_addressed() -> None:

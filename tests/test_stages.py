@@ -24,7 +24,7 @@ def test_ingest_all_formats_and_reasons(spark, lake, tmp_path: Path) -> None:
     write_wet(d / "c.warc.wet.gz", [("https://wet.example/1", ARTICLES[0][1] + " (wet copy)")])
     write_warc(d / "d.warc.gz", [("https://warc.example/1", ARTICLES[1][1] + " Archived.")])
     files = ingest.list_inputs(d)
-    assert [f for _, f in files] == ["jsonl", "parquet", "wet", "warc"]
+    assert [f.fmt for f in files] == ["jsonl", "parquet", "wet", "warc"]
     parsed = _parsed(lake.spark, files)
     result = ingest.summarise(parsed, lake.read("raw_docs"))
     assert result.records == 11 + 5 + 1 + 3
@@ -66,7 +66,7 @@ def test_reingest_is_idempotent(spark, lake, tmp_path: Path) -> None:
 def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ingest.IngestError, match="input not found"):
         ingest.list_inputs(tmp_path / "nope")
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.md").write_text("x")
     with pytest.raises(ingest.IngestError, match="no input files"):
         ingest.list_inputs(tmp_path)
 
@@ -75,24 +75,25 @@ def test_other_files_beside_the_crawl_are_quarantined_not_skipped(spark, lake, t
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
     write_jsonl(d / "a.jsonl", jsonl_lines())
-    (d / "notes.txt").write_text("crawl notes: night 1 was partial\n")
-    (d / "sub" / "export.csv").write_text("id,text\n1,hello\n")
+    (d / "notes.md").write_text("crawl notes: night 1 was partial\n")
+    (d / "sub" / "export.xlsx").write_bytes(b"PK\x03\x04 a spreadsheet")
     (d / ".a.jsonl.crc").write_bytes(b"\x00\x01")  # a writer's bookkeeping: never data
     (d / "_SUCCESS").write_text("")
     files = ingest.list_inputs(d)
-    assert [(Path(p).name, f) for p, f in files] == [
+    assert [(f.name, f.fmt) for f in files] == [
         ("a.jsonl", "jsonl"),
-        ("notes.txt", "unsupported"),
-        ("export.csv", "unsupported"),
+        ("notes.md", "unsupported"),
+        ("sub/export.xlsx", "unsupported"),
     ]
     parsed = _parsed(lake.spark, files)
     result = ingest.summarise(parsed, lake.read("raw_docs"))
     assert result.documents == 3
-    assert result.quarantine_reasons == {"unsupported_file_type:.txt": 1, "unsupported_file_type:.csv": 1}
+    assert result.quarantine_reasons == {"unsupported_file_type:.md": 1, "unsupported_file_type:.xlsx": 1}
     ingest.write(lake, parsed, "night-1", "run-1")
     rows = {Path(r.source_file).name: r for r in lake.read("quarantine").collect()}
-    assert set(rows) == {"notes.txt", "export.csv"}
-    assert rows["notes.txt"].raw.startswith("crawl notes") and rows["export.csv"].position == 0
+    assert set(rows) == {"notes.md", "export.xlsx"}
+    assert rows["notes.md"].raw.startswith("crawl notes") and rows["export.xlsx"].position == 0
+    assert rows["export.xlsx"].raw == "PK\\x03\\x04 a spreadsheet"  # control bytes escaped, not replaced
 
 
 def _docs(spark, rows):

@@ -7,16 +7,18 @@ quarantine entry with a reason), which is what makes the accounting invariant ch
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("jsonl", "parquet", "wet", "warc")
+FORMATS = ("jsonl", "json", "txt", "csv", "parquet", "wet", "warc")
 
 # Quarantine reasons: stable strings, queried by users in SQL.
 MALFORMED_JSON = "malformed_json"
@@ -31,6 +33,9 @@ TRUNCATED_FILE = "truncated_file"
 UNREADABLE_FILE = "unreadable_file"
 NO_TEXT_EXTRACTED = "no_text_extracted"
 UNSUPPORTED_CONTENT = "unsupported_content_type"
+BINARY_FILE = "binary_file"  # a text format's file that holds bytes, not text (sniffed: `looks_binary`)
+NOT_GZIP = "not_gzip"  # a `.gz` file whose bytes are not gzip
+MALFORMED_CSV = "malformed_csv"  # a CSV row with more or fewer fields than the header, or one the reader rejects
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Parsed:
     meta: dict[str, str] = field(default_factory=dict)
     raw: str | None = None
     ext_id: str | None = None
+    ext_key: Any = None  # the record's id as the input wrote it (a JSON number stays a number): `curate score` keeps it
 
 
 def detect_format(path: str | Path) -> str | None:
@@ -60,8 +66,14 @@ def detect_format(path: str | Path) -> str | None:
     for suffix in (".gz", ".zst"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    if name.endswith((".jsonl", ".json", ".ndjson")):
+    if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
+    if name.endswith(".json"):  # a JSON array, one object, or JSON Lines under a .json name
+        return "json"
+    if name.endswith(".txt"):
+        return "txt"
+    if name.endswith(".csv"):
+        return "csv"
     if name.endswith(".parquet"):
         return "parquet"
     if name.endswith(".wet") or name.endswith(".warc.wet"):
@@ -81,11 +93,35 @@ def record_id_for(source_file: str, position: int) -> str:
     return hashlib.sha256(f"{source_file}\x1f{position}".encode()).hexdigest()[:32]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def excerpt(data: bytes, limit: int) -> str:
+    """At most `limit` characters of `data`, readable whatever it holds: bytes that are not UTF-8 and control
+    characters are written as `\\xNN` escapes, so a quarantined binary record shows what it really was."""
+    text = data[: limit * 4].decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:limit]
+
+
+def escaped_bytes(data: bytes, limit: int) -> str:
+    """The first bytes of a binary file as unambiguous ASCII, like a bytes literal: printable ASCII as itself and
+    every other byte (backslash included) as `\\xNN`; at most `limit` characters."""
+    out: list[str] = []
+    size = 0
+    for b in data[:limit]:
+        piece = chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}"
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)
+
+
 def _truncate(raw: str | bytes | None, limit: int) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, bytes):
-        raw = raw[: limit * 4].decode("utf-8", "replace")
+        return excerpt(raw, limit)
     text = raw[:limit]
     # A lone surrogate cannot be stored as UTF-8; keep it visible but storable.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -122,7 +158,51 @@ def _open_binary(path: str) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
+SNIFF_BYTES = 8192
+#: share of a file's first bytes that are not text (not UTF-8, or control characters other than tab, newline,
+#: carriage return and form feed) above which it is binary. Random bytes score about 0.5, UTF-16 text 0.5 (its
+#: NULs); a UTF-8 file with a stray Latin-1 line stays far below, and its bad lines are quarantined one by one.
+BINARY_SHARE = 0.3
+
+
+def looks_binary(head: bytes) -> bool:
+    if not head:
+        return False
+    text = head.decode("utf-8", "surrogateescape")
+    bad = sum(1 for ch in text if "\udc80" <= ch <= "\udcff" or (ch < " " and ch not in "\t\n\r\f") or ch == "\x7f")
+    return bad > BINARY_SHARE * len(text)
+
+
+def sniff(path: str, opts: ParseOptions) -> Parsed | None:
+    """The one quarantine record for a file of a text format that cannot be read as text at all (a `.gz` that
+    is not gzip, binary content), or None when its records should be parsed one by one. Without it a file of
+    random bytes would become hundreds of `invalid_utf8` "lines" and drown the batch's quarantine share."""
+    limit = min(opts.raw_truncate_chars, 256)
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except gzip.BadGzipFile:
+        with open(path, "rb") as fh:
+            start = fh.read(32)
+        return Parsed(position=0, reason=NOT_GZIP, raw=f"first bytes (hex): {start.hex(' ')}")
+    except EOFError:
+        return None  # a gzip cut short: the records before the cut are read, then one `truncated_file`
+    except OSError as exc:
+        return Parsed(position=0, reason=UNREADABLE_FILE, raw=_truncate(str(exc), limit))
+    if looks_binary(head):
+        return Parsed(position=0, reason=BINARY_FILE, raw=escaped_bytes(head, limit))
+    return None
+
+
 def parse_jsonl(path: str, opts: ParseOptions) -> Iterator[Parsed]:
+    unreadable = sniff(path, opts)
+    if unreadable is not None:
+        yield unreadable
+        return
+    yield from _jsonl_lines(path, opts)
+
+
+def _jsonl_lines(path: str, opts: ParseOptions) -> Iterator[Parsed]:
     position = -1
     try:
         with _open_binary(path) as fh:
@@ -159,7 +239,8 @@ def _from_mapping(obj: dict[str, Any], position: int, opts: ParseOptions, raw: s
     skip = {opts.text_field, opts.url_field, opts.source_field}
     meta = {str(k): _meta_value(v) for k, v in obj.items() if k not in skip and v is not None}
     try:
-        for value in meta.values():
+        # a lone surrogate anywhere (a `\\ud800` escape, or a CSV cell that is not UTF-8) cannot be stored
+        for value in (*meta, *meta.values(), url or "", source if isinstance(source, str) else ""):
             value.encode("utf-8")
     except UnicodeEncodeError:
         return Parsed(position=position, reason=INVALID_UTF8, raw=raw)
@@ -170,7 +251,168 @@ def _from_mapping(obj: dict[str, Any], position: int, opts: ParseOptions, raw: s
         source=source if isinstance(source, str) else None,
         meta=meta,
         ext_id=None if ext_id is None else _meta_value(ext_id),
+        ext_key=ext_id,
     )
+
+
+def _read_text(path: str) -> str:
+    """The whole file as text; bytes that are not UTF-8 become lone surrogates, which `check_text` and
+    `_from_mapping` quarantine as `invalid_utf8` record by record. A UTF-8 byte order mark is dropped."""
+    with _open_binary(path) as fh:
+        return fh.read().decode("utf-8-sig", "surrogateescape")
+
+
+def parse_json(path: str, opts: ParseOptions) -> Iterator[Parsed]:
+    """A `.json` file: a JSON array of objects (pretty-printed or not; one record per element), a single
+    object (one record), or JSON Lines under a .json name. An array broken part-way keeps the elements before
+    the break and quarantines the rest as one `malformed_json` record (or `truncated_file` when it just ends)."""
+    unreadable = sniff(path, opts)
+    if unreadable is not None:
+        yield unreadable
+        return
+    try:
+        text = _read_text(path)
+    except (EOFError, OSError) as exc:
+        yield Parsed(position=0, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
+        return
+    start = len(text) - len(text.lstrip())
+    if text[start : start + 1] == "[":
+        yield from _json_array(text, start + 1, opts)
+        return
+    if text[start : start + 1] == "{":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None  # several objects: JSON Lines
+        if isinstance(obj, dict):
+            yield _from_mapping(obj, 0, opts, _truncate(text.strip(), opts.raw_truncate_chars))
+            return
+    yield from _jsonl_lines(path, opts)
+
+
+def _json_array(text: str, i: int, opts: ParseOptions) -> Iterator[Parsed]:
+    decoder = json.JSONDecoder()
+    limit = opts.raw_truncate_chars
+
+    def skip(k: int) -> int:
+        while k < len(text) and text[k] in " \t\r\n":
+            k += 1
+        return k
+
+    position = 0
+    i = skip(i)
+    if text[i : i + 1] == "]":
+        i += 1
+    else:
+        while True:
+            try:
+                obj, end = decoder.raw_decode(text, i)
+            except json.JSONDecodeError:
+                reason = TRUNCATED_FILE if not text[i:].strip() else MALFORMED_JSON
+                yield Parsed(position=position, reason=reason, raw=_truncate(text[i:], limit))
+                return
+            raw = _truncate(text[i:end], limit)
+            if isinstance(obj, dict):
+                yield _from_mapping(obj, position, opts, raw)
+            else:
+                yield Parsed(position=position, reason=NOT_AN_OBJECT, raw=raw)
+            position += 1
+            i = skip(end)
+            if text[i : i + 1] == ",":
+                i = skip(i + 1)
+                continue
+            if text[i : i + 1] == "]":
+                i += 1
+                break
+            reason = TRUNCATED_FILE if i >= len(text) else MALFORMED_JSON  # the array never closes
+            yield Parsed(position=position, reason=reason, raw=_truncate(text[i:] or "(end of file)", limit))
+            return
+    if text[i:].strip():
+        yield Parsed(position=position, reason=MALFORMED_JSON, raw=_truncate(text[i:].strip(), limit))
+
+
+def parse_txt(path: str, opts: ParseOptions, name: str | None = None) -> Iterator[Parsed]:
+    """A `.txt` file is one document: its text, no url, and its path relative to the input (`name`) as its id,
+    so the same file under the same name is the same document whichever night it was crawled."""
+    unreadable = sniff(path, opts)
+    if unreadable is not None:
+        yield unreadable
+        return
+    try:
+        with _open_binary(path) as fh:
+            data = fh.read(opts.max_doc_bytes + 4)  # the BOM, and one byte past the limit to know it is over
+    except (EOFError, OSError) as exc:
+        yield Parsed(position=0, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
+        return
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if len(data) > opts.max_doc_bytes:
+        yield Parsed(position=0, reason=TOO_LARGE, raw=_truncate(data, opts.raw_truncate_chars))
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield Parsed(position=0, reason=INVALID_UTF8, raw=_truncate(data, opts.raw_truncate_chars))
+        return
+    doc_name = name or Path(path).name
+    reason = check_text(text, None, opts)
+    if reason is not None:
+        yield Parsed(position=0, reason=reason, raw=_truncate(text, opts.raw_truncate_chars))
+        return
+    yield Parsed(position=0, text=text, meta={"id": doc_name}, ext_id=doc_name, ext_key=doc_name)
+
+
+def parse_csv(path: str, opts: ParseOptions) -> Iterator[Parsed]:
+    """A `.csv` file with a header row: one document per row from its `text` column (`ingest.text_field`), with
+    the optional `id` and `url` columns; the other columns go to `meta`. `position` is the row's index after
+    the header. A row with more or fewer cells than the header, or one the CSV reader rejects, is quarantined as
+    `malformed_csv`; a cell over `max_doc_bytes` as `too_large`; the rows after it are still read."""
+    unreadable = sniff(path, opts)
+    if unreadable is not None:
+        yield unreadable
+        return
+    # the reader's own cap (131072 characters) would reject documents the size limit allows
+    csv.field_size_limit(max(csv.field_size_limit(), opts.max_doc_bytes + 1))
+    limit = opts.raw_truncate_chars
+    position = 0
+    try:
+        with (
+            _open_binary(path) as binary,
+            io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh,
+        ):
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            while True:
+                line = reader.line_num
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    if reader.line_num == line:  # the reader cannot get past it: the rest is unreadable
+                        raise
+                    reason = TOO_LARGE if "field larger" in str(exc) else MALFORMED_CSV
+                    yield Parsed(position=position, reason=reason, raw=_truncate(f"line {line + 1}: {exc}", limit))
+                    position += 1
+                    continue
+                if not row:  # a blank line is no record, as in JSON Lines
+                    continue
+                raw = _truncate(_csv_line(row), limit)
+                if len(row) != len(header):
+                    yield Parsed(position=position, reason=MALFORMED_CSV, raw=raw)
+                else:
+                    cells: dict[str, Any] = {k: v for k, v in zip(header, row, strict=True) if v != ""}
+                    if opts.text_field in header and opts.text_field not in cells:
+                        cells[opts.text_field] = ""  # an empty cell is an empty text, not a missing column
+                    yield _from_mapping(cells, position, opts, raw)
+                position += 1
+    except (EOFError, OSError, csv.Error) as exc:
+        yield Parsed(position=position, reason=TRUNCATED_FILE, raw=_truncate(str(exc), limit))
+
+
+def _csv_line(row: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(row)
+    return buf.getvalue().rstrip("\r\n")
 
 
 def parse_parquet(path: str, opts: ParseOptions) -> Iterator[Parsed]:
@@ -291,16 +533,18 @@ UNSUPPORTED = "unsupported"  # the format of a file none of the parsers reads
 
 
 def parse_unsupported(path: str, opts: ParseOptions) -> Iterator[Parsed]:
-    """A file in the input that no parser reads (`notes.txt`, `export.csv`) is one quarantine record, with its
+    """A file in the input that no parser reads (`notes.md`, `export.xlsx`) is one quarantine record, with its
     first bytes, so that it is seen and counted instead of skipped without a word."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     suffix = "".join(Path(path).suffixes).lower() or "(none)"
-    yield Parsed(position=0, reason=f"{UNSUPPORTED_FILE}:{suffix}", raw=head.decode("utf-8", "replace"))
+    yield Parsed(position=0, reason=f"{UNSUPPORTED_FILE}:{suffix}", raw=excerpt(head, 512))
 
 
 _PARSERS = {
     "jsonl": parse_jsonl,
+    "json": parse_json,
+    "csv": parse_csv,
     "parquet": parse_parquet,
     "wet": parse_wet,
     "warc": parse_warc,
@@ -308,7 +552,11 @@ _PARSERS = {
 }
 
 
-def parse_file(path: str, fmt: str, opts: ParseOptions) -> Iterator[Parsed]:
+def parse_file(path: str, fmt: str, opts: ParseOptions, name: str | None = None) -> Iterator[Parsed]:
+    """Every record of one input file. `name`: the file's path relative to the input the run was given (the id
+    of a `.txt` document; its file name when None)."""
+    if fmt == "txt":
+        return parse_txt(path, opts, name)
     if fmt not in _PARSERS:
         raise ValueError(f"unknown input format {fmt!r} (known: {', '.join(FORMATS)})")
     return _PARSERS[fmt](path, opts)
