@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from expectations.runner import GateFailed, run_gate
 from pipelines import publish
 from pipelines.engine import engine_name
-from pipelines.lake import Lake
+from pipelines.lake import Lake, write_delta
 from pipelines.progress import Progress
 from pipelines.registry import champions_for
 from pipelines.stage import Stage, StageContext, check_columns
@@ -86,7 +86,7 @@ class Stager:
 
     def __call__(self, df: DataFrame, name: str) -> DataFrame:
         path = str(self.root / name)
-        df.write.format("delta").mode("overwrite").save(path)
+        write_delta(df, path, "overwrite")
         return self.spark.read.format("delta").load(path)
 
 

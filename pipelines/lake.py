@@ -30,6 +30,20 @@ def nullable(schema: StructType) -> StructType:
     return StructType([StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
 
 
+def write_delta(df: DataFrame, path: str | Path, mode: str) -> None:
+    """Write `df` as a Delta table at `path` (`mode`: append or overwrite) behind a shuffle.
+
+    The round-robin repartition puts a stage boundary between computing the rows and Sail's Delta writer. In
+    Sail 0.7.2's cluster modes a Delta write whose writer stage calls a DataFusion built-in by name (`upper`,
+    `coalesce`, `array_has`, `array_length` - what `element_at` and `size` become) fails with "ExtendedScalarUdf:
+    no UDF found for <name>"; the same projection written one shuffle later, written as Parquet or collected
+    runs (tests/test_cluster.py, bench/sail_cluster_delta_write.py). In local mode the shuffle is an in-memory
+    repartition; the write is spread over `spark.sql.shuffle.partitions` files.
+    """
+    partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or 4)
+    df.repartition(partitions).write.format("delta").mode(mode).save(str(path))
+
+
 class LakeError(RuntimeError):
     """The lake or a table in it is missing or unusable; the message says what to do."""
 
@@ -127,7 +141,7 @@ class Lake:
 
     def append(self, df: DataFrame, table: str) -> None:
         self.ensure(table)
-        df.select(*TABLES[table].fieldNames()).write.format("delta").mode("append").save(str(self.path(table)))
+        write_delta(df.select(*TABLES[table].fieldNames()), self.path(table), "append")
 
     def merge(self, df: DataFrame, table: str, keys: tuple[str, ...], *, update: bool = True) -> None:
         """Upsert on `keys` in one Delta commit: a rerun of the same rows changes nothing visible.
@@ -144,7 +158,7 @@ class Lake:
         if not update:
             existing = self.read(table, version=self.version(table)).select(*keys)
             new = df.select(*cols).join(existing, list(keys), "left_anti").select(*cols)
-            new.write.format("delta").mode("append").save(str(self.path(table)))
+            write_delta(new, self.path(table), "append")
             return
         view = check_ident(f"_src_{table}")
         df.select(*cols).createOrReplaceTempView(view)
