@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from expectations.runner import GateFailed, run_gate
 from pipelines import publish
 from pipelines.engine import engine_name
+from pipelines.faults import kill_point
 from pipelines.lake import Lake
 from pipelines.progress import Progress
 from pipelines.registry import champions_for
@@ -86,6 +87,7 @@ class Stager:
     def __call__(self, df: DataFrame, name: str) -> DataFrame:
         path = str(self.root / name)
         df.write.format("delta").mode("overwrite").save(path)
+        kill_point(f"staged:{name}")
         return self.spark.read.format("delta").load(path)
 
 
@@ -261,6 +263,7 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 if summary.status in (RunStatus.SUCCESS, RunStatus.PUBLISHED):
                     _remember(lake, ctx)
                 write_run_row(lake, summary, ctx, engine, started)
+                kill_point("run:recorded")
                 summary.table_versions["runs"] = lake.version("runs") or 0
                 tracker.dict(asdict(summary), "summary.json")
     finally:
@@ -282,6 +285,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
     for stage in chain.stages:
         if df is not None:
             check_columns(stage, df.columns, "reads")
+        kill_point(f"{stage.name}:start")
         with progress.stage(stage.name):
             out = stage.transform(df, ctx)
             # a stage whose output is a join of frames it staged itself, or cheap expressions, is not written again
@@ -289,6 +293,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             check_columns(stage, out.columns, "adds")
             tables = dict(stage.tables(out, ctx))
             summary.counts.update(stage.counts(out, tables, ctx))
+        kill_point(f"{stage.name}:staged")
         halt = stage.halt(summary.counts, ctx)
         if halt is not None:  # before the stage's own gates: what it halts on is not published
             with progress.stage(f"{stage.name}: {halt.status}"):
@@ -301,6 +306,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             with progress.stage(f"gate: {gate.name}"):
                 run_gate(gate.name, target, gate.suite(ctx, summary.counts))
             gates += 1
+        kill_point(f"{stage.name}:gated")
         figures.update(stage.figures(tables, ctx))
         if stage.bronze:
             with progress.stage(f"{stage.name}: writing {', '.join(tables)}"):
