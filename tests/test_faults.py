@@ -1,11 +1,14 @@
 """Faults at every stage: `curate run` (and `curate iterate`) killed with a real SIGKILL at each stage boundary, inside
 the long stages and between the Delta commits of publishing, then rerun on the same night. The rerun must converge
 to exactly the lake an uninterrupted run leaves (documents, quarantine, dedup, scores, latest revisions, corpus,
-decisions), with every input record accounted for and no debris (no `running` row, no staging folder).
+decisions), with every input record accounted for and no debris (no `running` row, no staging folder). Revisions
+are compared by each document's latest row: a run killed after its `revisions` commit keeps that audit row, and the
+rerun adds its own.
 
 The kill points are the `CURATE_KILL_AT` test hook of pipelines/faults.py. Every point is one process started,
-killed, checked and rerun (about 40 s here); the quick set runs by default, `slow` marks the exhaustive rest (CI
-runs both; `-m "not slow"` skips them locally).
+killed, checked and rerun in this process (30-70 s on 2 cores); the quick set runs by default, `slow` marks the
+exhaustive rest (CI runs both; `-m "not slow"` skips them locally). The lakes before the kills are copies of one
+lake per module, and the reference runs once per module.
 """
 
 from __future__ import annotations
