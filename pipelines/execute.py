@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from expectations.runner import GateFailed, run_gate
 from pipelines import publish
 from pipelines.engine import engine_name
+from pipelines.faults import kill_point
 from pipelines.lake import Lake, write_delta
 from pipelines.progress import Progress
 from pipelines.registry import champions_for
@@ -87,6 +88,7 @@ class Stager:
     def __call__(self, df: DataFrame, name: str) -> DataFrame:
         path = str(self.root / name)
         write_delta(df, path, "overwrite")
+        kill_point(f"staged:{name}")
         return self.spark.read.format("delta").load(path)
 
 
@@ -278,6 +280,7 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 if summary.status in (RunStatus.SUCCESS, RunStatus.PUBLISHED):
                     _remember(lake, ctx)
                 write_run_row(lake, summary, ctx, engine, started, chain.name)
+                kill_point("run:recorded")
                 summary.table_versions["runs"] = lake.version("runs") or 0
                 tracker.dict(asdict(summary), "summary.json")
     finally:
@@ -299,6 +302,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
     for stage in chain.stages:
         if df is not None:
             check_columns(stage, df.columns, "reads")
+        kill_point(f"{stage.name}:start")
         with progress.stage(stage.name):
             out = stage.transform(df, ctx)
             # a stage whose output is a join of frames it staged itself, or cheap expressions, is not written again
@@ -306,6 +310,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             check_columns(stage, out.columns, "adds")
             tables = dict(stage.tables(out, ctx))
             summary.counts.update(stage.counts(out, tables, ctx))
+        kill_point(f"{stage.name}:staged")
         halt = stage.halt(summary.counts, ctx)
         if halt is not None:  # before the stage's own gates: what it halts on is not published
             with progress.stage(f"{stage.name}: {halt.status}"):
@@ -328,6 +333,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
                     raise GateFailed(exc.gate, exc.failures, gate.hint(ctx, summary.counts)) from None
             summary.counts[Count.gate(gate.name)] = report.evaluated  # what the run's report shows per gate
             gates += 1
+        kill_point(f"{stage.name}:gated")
         figures.update(stage.figures(tables, ctx))
         if stage.bronze:
             rest = {t: df for t, df in tables.items() if t not in early}

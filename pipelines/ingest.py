@@ -117,6 +117,7 @@ def read_documents(path: str | Path, options: ParseOptions) -> tuple[list[tuple[
 
 def _parse_batches(options: ParseOptions):
     def parse(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pipelines.faults import kill_point
         from udfs.parse import doc_id_for, parse_file, record_id_for
 
         columns = PARSED.fieldNames()
@@ -141,9 +142,11 @@ def _parse_batches(options: ParseOptions):
                     )
                     if len(rows) >= 2000:
                         yield pd.DataFrame.from_records(rows, columns=columns)
+                        kill_point("ingest:batch")
                         rows = []
                 if rows:
                     yield pd.DataFrame.from_records(rows, columns=columns)
+                    kill_point("ingest:batch")
 
     return parse
 

@@ -20,8 +20,9 @@ One round:
    `revise.fallback: excise`; up to `revise.max_excise_docs` a round, `revisions` rows written at once so a
    rejected excision is not retried); iteration never calls the LLM. Otherwise, or when excision fails, it takes
    the decision step's fallback - drop, or tag with `revise.fallback: tag`;
-6. a document **changed decision** when its action, its tags or its weight differ from before the round;
-   a round in which none changed is the **fixed point**: nothing is published and iteration stops;
+6. a document **changed decision** when its action, its tags or its weight differ from before the round (the
+   state its latest decision published: a corpus row written by a round whose decisions never landed does not
+   count); a round in which none changed is the **fixed point**: nothing is published and iteration stops;
 7. **publish** otherwise (the nightly run's rules, pipelines/publish.py): gates first, then `scores`, then
    `corpus` in one MERGE commit (upserts of kept documents, deletes of newly dropped ones: one new corpus
    version), then one `decisions` row per re-decided document with the round's run id; the accounting invariant
@@ -103,22 +104,31 @@ class IterateSummary:
 
 
 def latest_decisions(lake: Lake) -> DataFrame:
-    """doc_id, action, stage, reasons of every document's latest decision."""
+    """doc_id, action, stage, reasons and run_id of every document's latest decision."""
     last = F.max(F.struct("decided_at", "run_id", "action", "stage", "reasons")).alias("last")
     return (
         lake.read("decisions")
         .groupBy("doc_id")
         .agg(last)
-        .select("doc_id", F.col("last.action").alias("action"), "last.stage", F.col("last.reasons").alias("reasons"))
+        .select(
+            "doc_id",
+            F.col("last.action").alias("action"),
+            "last.stage",
+            F.col("last.reasons").alias("reasons"),
+            F.col("last.run_id").alias("run_id"),
+        )
     )
 
 
 def redecide_set(lake: Lake) -> DataFrame:
-    """doc_id, prev_action, prev_reasons: the documents a round re-decides (module docstring, step 1)."""
+    """doc_id, prev_action, prev_reasons, prev_run_id: the documents a round re-decides (module docstring, step 1)."""
     latest = latest_decisions(lake)
     chosen = (F.col("action") != str(Action.DROP)) | F.col("stage").isin(*[str(s) for s in PRINCIPLE_DROP_STAGES])
     return latest.where(chosen).select(
-        "doc_id", F.col("action").alias("prev_action"), F.col("reasons").alias("prev_reasons")
+        "doc_id",
+        F.col("action").alias("prev_action"),
+        F.col("reasons").alias("prev_reasons"),
+        F.col("run_id").alias("prev_run_id"),
     )
 
 
@@ -163,9 +173,14 @@ class Redecidable(BaseStage):
         raw = lake.read("raw_docs").select("doc_id", "crawl_id", "source", "url", "text")
         q = lake.read("quality").select("doc_id", "clean_text")
         text = quality.text_for_later_stages(ctx.cfg.quality)
+        # The state before the round is the one its latest decision published: a corpus row another run wrote (a
+        # round killed between its corpus and decisions commits) is not, so it counts as absent and the document
+        # as changed - else a round whose changes were only tags or weights would find them already in `corpus`,
+        # stop at a "fixed point" and never publish the decisions that go with them.
         corpus = lake.read("corpus").select(
-            "doc_id", F.col("tags").alias("prev_tags"), F.col("weight").alias("prev_weight")
+            "doc_id", F.col("run_id").alias("_corpus_run"), F.col("tags").alias("_tags"), F.col("weight").alias("_w")
         )
+        same_run = F.col("_corpus_run") == F.col("prev_run_id")
         flagged_before = F.array_distinct(
             F.transform(
                 F.filter("prev_reasons", lambda r: F.split(r, ":").getItem(0).isin(*FLAG_PREFIXES)),
@@ -178,8 +193,13 @@ class Redecidable(BaseStage):
             .drop("prev_reasons")
             .join(raw, "doc_id")
             .join(q, "doc_id", "left")
-            .select("doc_id", "crawl_id", "source", "url", text.alias("text"), "prev_action", "prev_flagged")
+            .select(
+                "doc_id", "crawl_id", "source", "url", text.alias("text"), "prev_action", "prev_flagged", "prev_run_id"
+            )
             .join(corpus, "doc_id", "left")
+            .withColumn("prev_tags", F.when(same_run, F.col("_tags")))
+            .withColumn("prev_weight", F.when(same_run, F.col("_w")))
+            .drop("_corpus_run", "_tags", "_w", "prev_run_id")
             .withColumn("quality_reasons", F.array().cast("array<string>"))
             .withColumn("is_duplicate", F.lit(False))
             .join(latest_revisions(lake), "doc_id", "left")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from pipelines.faults import kill_point
 from pipelines.lake import Lake, LakeError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def publish_bronze(lake: Lake, tables: Mapping[str, DataFrame]) -> None:
     for name in BRONZE:
         if name in tables:
             _write(lake, name, tables[name])
+            kill_point(f"bronze:{name}")
 
 
 def publish(lake: Lake, tables: Mapping[str, DataFrame]) -> None:
@@ -59,6 +61,7 @@ def publish(lake: Lake, tables: Mapping[str, DataFrame]) -> None:
     for name in ORDER:
         if name in tables:
             _write(lake, name, tables[name])
+            kill_point(f"publish:{name}")
 
 
 def _check(tables: Mapping[str, DataFrame], allowed: tuple[str, ...]) -> None:

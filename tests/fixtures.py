@@ -144,29 +144,33 @@ def write_warc(path: Path, articles: list[tuple[str, str]] = ARTICLES) -> Path:
     return path
 
 
-def retuned_constitution(path: Path, principle: str, **changes: object) -> Path:
-    """The packaged constitution with one principle's fields changed (thresholds, mode ...), written to `path`."""
+def retuned_constitution(path: Path, principle: str, base: Path | None = None, **changes: object) -> Path:
+    """The packaged constitution (or `base`) with one principle's fields changed (thresholds, mode ...), written to
+    `path`."""
     import yaml
 
     from pipelines.constitution import default_constitution_path
 
-    data = yaml.safe_load(default_constitution_path().read_text())
+    data = yaml.safe_load((base or default_constitution_path()).read_text())
     (target,) = [p for p in data["principles"] if p["name"] == principle]
     target.update(changes)
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def curate_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """`curate ARGS` in a process of its own (offline, quiet engine logs), stdout and stderr captured as text."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error"}
+def curate_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, new_session: bool = False
+) -> subprocess.Popen[str]:
+    """`curate ARGS` in a process of its own (offline, quiet engine logs), stdout and stderr captured as text.
+    `env` adds variables; `new_session` makes it lead a process group of its own (what a kill of the group ends)."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", *args],
         cwd=cwd,
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
 
 

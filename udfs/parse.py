@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ WRONG_TYPE_TEXT = "wrong_type:text"
 WRONG_TYPE_URL = "wrong_type:url"
 INVALID_UTF8 = "invalid_utf8"
 TOO_LARGE = "too_large"
+TOO_DEEP = "too_deeply_nested"  # valid JSON nested deeper than the parser's recursion allows
 TRUNCATED_FILE = "truncated_file"
 UNREADABLE_FILE = "unreadable_file"
 NO_TEXT_EXTRACTED = "no_text_extracted"
@@ -185,13 +187,16 @@ def sniff(path: str, opts: ParseOptions) -> Parsed | None:
         with open(path, "rb") as fh:
             start = fh.read(32)
         return Parsed(position=0, reason=NOT_GZIP, raw=f"first bytes (hex): {start.hex(' ')}")
-    except EOFError:
-        return None  # a gzip cut short: the records before the cut are read, then one `truncated_file`
+    except (EOFError, zlib.error):
+        return None  # a gzip cut short or corrupt: the records before the break are read, then one `truncated_file`
     except OSError as exc:
         return Parsed(position=0, reason=UNREADABLE_FILE, raw=_truncate(str(exc), limit))
     if looks_binary(head):
         return Parsed(position=0, reason=BINARY_FILE, raw=escaped_bytes(head, limit))
     return None
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def parse_jsonl(path: str, opts: ParseOptions) -> Iterator[Parsed]:
@@ -207,26 +212,41 @@ def _jsonl_lines(path: str, opts: ParseOptions) -> Iterator[Parsed]:
     try:
         with _open_binary(path) as fh:
             for position, line in enumerate(fh):
-                if not line.strip():
+                if not line.removeprefix(_BOM).strip():
                     continue
                 yield _jsonl_record(line, position, opts)
-    except (EOFError, gzip.BadGzipFile, OSError, ValueError) as exc:
+    except (EOFError, gzip.BadGzipFile, OSError, ValueError, zlib.error) as exc:  # a broken gzip stream
         yield Parsed(position=position + 1, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
 
 
 def _jsonl_record(line: bytes, position: int, opts: ParseOptions) -> Parsed:
     raw = _truncate(line, opts.raw_truncate_chars)
     try:
-        decoded = line.decode("utf-8")
+        # A UTF-8 BOM marks the encoding (Windows tools write one at a file's start, concatenated files at a part's),
+        # it is not content; no JSON value starts with U+FEFF.
+        decoded = line.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError:
         return Parsed(position=position, reason=INVALID_UTF8, raw=raw)
     try:
         obj = json.loads(decoded)
-    except json.JSONDecodeError:
+    except RecursionError:  # valid JSON nested deeper than the decoder recurses: one record, not the run
+        return Parsed(position=position, reason=TOO_DEEP, raw=raw)
+    except ValueError:  # malformed, or a number too long to convert (Python's int digit limit): this record only
         return Parsed(position=position, reason=MALFORMED_JSON, raw=raw)
     if not isinstance(obj, dict):
         return Parsed(position=position, reason=NOT_AN_OBJECT, raw=raw)
     return _from_mapping(obj, position, opts, raw)
+
+
+def _encodable(*strings: str | None) -> bool:
+    """Every string can be stored as UTF-8 (a JSON `\\ud800` escape decodes to a lone surrogate, which cannot)."""
+    try:
+        for s in strings:
+            if s is not None:
+                s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_mapping(obj: dict[str, Any], position: int, opts: ParseOptions, raw: str | None) -> Parsed:
@@ -235,20 +255,24 @@ def _from_mapping(obj: dict[str, Any], position: int, opts: ParseOptions, raw: s
     if reason is not None:
         return Parsed(position=position, reason=reason, raw=raw)
     source = obj.get(opts.source_field)
+    source = source if isinstance(source, str) else None
     ext_id = obj.get(opts.id_field)
     skip = {opts.text_field, opts.url_field, opts.source_field}
-    meta = {str(k): _meta_value(v) for k, v in obj.items() if k not in skip and v is not None}
     try:
-        # a lone surrogate anywhere (a `\\ud800` escape, or a CSV cell that is not UTF-8) cannot be stored
-        for value in (*meta, *meta.values(), url or "", source if isinstance(source, str) else ""):
-            value.encode("utf-8")
-    except UnicodeEncodeError:
+        meta = {str(k): _meta_value(v) for k, v in obj.items() if k not in skip and v is not None}
+    except RecursionError:  # a field nested deeper than the encoder recurses (the decoder just managed it)
+        return Parsed(position=position, reason=TOO_DEEP, raw=raw)
+    except ValueError:  # an integer past Python's digit limit for str()
+        return Parsed(position=position, reason=MALFORMED_JSON, raw=raw)
+    # url, source and meta are stored as they are: a lone surrogate in any of them (a `\\ud800` escape, or a CSV
+    # cell that is not UTF-8) would fail the whole batch's write
+    if not _encodable(url, source, *meta, *meta.values()):
         return Parsed(position=position, reason=INVALID_UTF8, raw=raw)
     return Parsed(
         position=position,
         text=text,
         url=url,
-        source=source if isinstance(source, str) else None,
+        source=source,
         meta=meta,
         ext_id=None if ext_id is None else _meta_value(ext_id),
         ext_key=ext_id,
@@ -424,14 +448,40 @@ def parse_parquet(path: str, opts: ParseOptions) -> Iterator[Parsed]:
         yield Parsed(position=0, reason=UNREADABLE_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
         return
     position = 0
-    for batch in pf.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            raw = _truncate(json.dumps(row, default=str, ensure_ascii=False), opts.raw_truncate_chars)
-            if opts.text_field not in row:
-                yield Parsed(position=position, reason=MISSING_TEXT, raw=raw)
-            else:
-                yield _from_mapping(row, position, opts, raw)
-            position += 1
+    try:
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in _rows(batch):
+                if isinstance(row, Exception):  # a value that does not decode (invalid UTF-8 in a string column)
+                    yield Parsed(
+                        position=position, reason=INVALID_UTF8, raw=_truncate(str(row), opts.raw_truncate_chars)
+                    )
+                    position += 1
+                    continue
+                raw = _truncate(json.dumps(row, default=str, ensure_ascii=False), opts.raw_truncate_chars)
+                if opts.text_field not in row:
+                    yield Parsed(position=position, reason=MISSING_TEXT, raw=raw)
+                else:
+                    yield _from_mapping(row, position, opts, raw)
+                position += 1
+    except Exception as exc:  # a corrupt page or footer: the rows read so far stand, the rest is one record
+        yield Parsed(position=position, reason=TRUNCATED_FILE, raw=_truncate(str(exc), opts.raw_truncate_chars))
+
+
+def _rows(batch: Any) -> Iterator[dict[str, Any] | Exception]:
+    """A record batch's rows as dicts; a row whose values do not convert comes out as the exception, the others
+    as rows (one bad value costs its own row, not the batch)."""
+    try:
+        yield from batch.to_pylist()
+        return
+    except (UnicodeDecodeError, ValueError):
+        pass
+    for i in range(batch.num_rows):
+        try:
+            (row,) = batch.slice(i, 1).to_pylist()
+        except (UnicodeDecodeError, ValueError) as exc:
+            yield exc
+        else:
+            yield row
 
 
 def _warc_records(path: str) -> Iterator[Any]:

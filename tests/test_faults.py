@@ -1,0 +1,328 @@
+"""Faults at every stage: `curate run` (and `curate iterate`) killed with a real SIGKILL at each stage boundary, inside
+the long stages and between the Delta commits of publishing, then rerun on the same night. The rerun must converge
+to exactly the lake an uninterrupted run leaves (documents, quarantine, dedup, scores, latest revisions, corpus,
+decisions), with every input record accounted for and no debris (no `running` row, no staging folder). Revisions
+are compared by each document's latest row: a run killed after its `revisions` commit keeps that audit row, and the
+rerun adds its own.
+
+The kill points are the `CURATE_KILL_AT` test hook of pipelines/faults.py. Every point is one process started,
+killed, checked and rerun in this process (30-70 s on 2 cores); the quick set runs by default, `slow` marks the
+exhaustive rest (CI runs both; `-m "not slow"` skips them locally). The lakes before the kills are copies of one
+lake per module, and the reference runs once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.classify import Classify
+from pipelines.config import RunConfig, load_config
+from pipelines.decide import Decide
+from pipelines.dedup import Dedup
+from pipelines.execute import check_accounting
+from pipelines.faults import ENV
+from pipelines.ingest import Ingest, Undecided
+from pipelines.iterate import iterate
+from pipelines.lake import Lake
+from pipelines.quality import Quality
+from pipelines.revise import Revise
+from pipelines.run import run_pipeline
+from pipelines.secrets import Secrets
+from tests.fixtures import ARTICLES, BAD_LINES, curate_process, jsonl_lines, retuned_constitution, write_jsonl
+from tests.test_pipeline import NIGHT2_NEW, TOXIC
+from tests.test_revision import EXCISED_REPORT, REPORT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The revise stage without an LLM: `excise` removes the flagged sentences of a document in the revise band. The
+# retuned toxicity policy (as in test_revision.py) puts the council report in that band: it is excised, and the
+# rant, insults only, is dropped; the quality thresholds are the lowered ones of test_pipeline.py.
+SETTINGS: dict[str, Any] = {
+    "revise.method": "excise",
+    "engine.shuffle_partitions": 2,
+    "quality.c4.min_num_sentences": 3,
+    "quality.min_stop_words": 0,
+}
+REPORT_URL = "https://council.example/1"
+NEW_URL, MIRROR_URL = NIGHT2_NEW[0], "https://mirror.example/lighthouse"
+
+# The second night, in two files (so ingest runs two tasks): a re-crawled article (already ingested), the report
+# (revised), a new article (kept), a copy of an article under another url (exact duplicate), the rant (dropped),
+# and two bad lines (quarantined).
+NIGHT_B = {
+    "part-0.jsonl": [
+        *jsonl_lines([ARTICLES[0], (REPORT_URL, REPORT), NIGHT2_NEW]),
+        BAD_LINES["malformed_json"],
+    ],
+    "part-1.jsonl.gz": [
+        *jsonl_lines([(MIRROR_URL, ARTICLES[1][1]), ("https://forum.example/t/9", TOXIC)]),
+        BAD_LINES["wrong_type:text"],
+    ],
+}
+
+
+def _settings(constitution: Path, **more: Any) -> dict[str, Any]:
+    return {**SETTINGS, "classify.constitution": str(constitution), **more}
+
+
+def _cli_sets(settings: dict[str, Any]) -> list[str]:
+    return [x for k, v in settings.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The inputs, the lake after the first night (copied for every kill), and the reference lake: the same lake
+    after an uninterrupted second night."""
+    tmp = tmp_path_factory.mktemp("faults")
+    constitution = retuned_constitution(
+        tmp / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
+    )
+    night_a = write_jsonl(tmp / "night-a.jsonl", [*jsonl_lines(), BAD_LINES["empty_text"]])
+    night_b = tmp / "night-b"
+    night_b.mkdir()
+    for name, lines in NIGHT_B.items():
+        write_jsonl(night_b / name, lines)
+    base = tmp / "base"
+    cfg = load_config(None, _settings(constitution, **{"tracking.experiment": "base"}))
+    assert run_pipeline(base, night_a, cfg, crawl_id="a").status == "success"
+    reference = _copy(base, tmp / "reference")
+    assert run_pipeline(reference, night_b, _cfg(constitution, reference), crawl_id="b").status == "success"
+    return {"tmp": tmp, "constitution": constitution, "night_b": night_b, "base": base, "reference": reference}
+
+
+def _cfg(constitution: Path, lake: Path, **more: Any) -> RunConfig:
+    return load_config(None, _settings(constitution, **{"tracking.experiment": lake.name, **more}))
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """A copy of a lake (Delta logs hold relative paths); its runs get an MLflow experiment of their own, whose
+    artifacts live under the copy."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _killed(args: list[str], point: str, cwd: Path) -> str:
+    """Run `curate ARGS` with the kill hook at `point`; assert it died of SIGKILL there; return its stderr."""
+    proc = curate_process(*args, cwd=cwd, env={ENV: point}, new_session=True)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{err[-3000:]}"
+    return err
+
+
+def _latest_revisions(lake: Lake) -> dict[str, tuple[Any, ...]]:
+    latest: dict[str, Any] = {}
+    for r in lake.read("revisions").collect():
+        if r.doc_id not in latest or (r.revised_at, r.run_id) > (latest[r.doc_id].revised_at, latest[r.doc_id].run_id):
+            latest[r.doc_id] = r
+    return {
+        d: (r.status, r.method, r.original_text, r.revised_text, tuple(r.principles), tuple(r.reject_reasons))
+        for d, r in latest.items()
+    }
+
+
+def state(lake: Lake) -> dict[str, Any]:
+    """What a reader of the lake sees, without run ids and timestamps (the rerun has other ones)."""
+    rows = lambda t: lake.read(t).collect()  # noqa: E731
+    return {
+        "raw_docs": sorted((r.doc_id, r.url, r.text, r.crawl_id, r.source_file, r.position) for r in rows("raw_docs")),
+        "quarantine": sorted(
+            (r.record_id, r.source_file, r.position, r.reason, r.crawl_id) for r in rows("quarantine")
+        ),
+        "quality": sorted((r.doc_id, r.clean_text, tuple(r.quality_reasons)) for r in rows("quality")),
+        "dedup": sorted(
+            (r.doc_id, r.exact_hash, r.cluster_id, r.dup_of, r.is_duplicate, r.dup_kind) for r in rows("dedup")
+        ),
+        "minhash_index": sorted((r.doc_id, r.band, r.bucket, r.scheme) for r in rows("minhash_index")),
+        "scores": sorted((r.doc_id, r.principle, round(r.score, 6), r.model_uri) for r in rows("scores")),
+        "revisions": _latest_revisions(lake),
+        "corpus": sorted(
+            (r.doc_id, r.text, r.action, tuple(sorted(r.tags)), r.weight, r.url, r.crawl_id) for r in rows("corpus")
+        ),
+        # every row: a document decided twice would show here
+        "decisions": sorted((r.doc_id, r.crawl_id, r.action, tuple(r.reasons), r.stage) for r in rows("decisions")),
+    }
+
+
+def _corpus(lake: Lake) -> dict[str, tuple[str, str]]:
+    return {r.doc_id: (r.text, r.action) for r in lake.read("corpus").collect()}
+
+
+def assert_no_debris(lake: Lake, killed_run: str | None) -> None:
+    runs = {r.run_id: r for r in lake.read("runs").collect()}
+    assert not [r for r in runs.values() if r.status == "running"], "a run is still marked running"
+    if killed_run is not None:
+        assert runs[killed_run].status == "failed" and runs[killed_run].error.startswith("abandoned")
+    staging = lake.state_dir / "staging"
+    assert not staging.is_dir() or not any(staging.iterdir()), f"staging left behind: {list(staging.iterdir())}"
+
+
+def assert_every_record_accounted(lake: Lake, night_b: Path) -> None:
+    """The second night's 7 records: 2 bad lines in quarantine, 5 documents in raw_docs, each of which is in the
+    corpus or dropped by its latest decision (check_accounting), written out by hand for this input."""
+    acct = check_accounting(lake)
+    assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)
+    quarantined = {
+        (Path(r.source_file).name, r.position, r.reason)
+        for r in lake.read("quarantine").collect()
+        if Path(r.source_file).parent == night_b.resolve()
+    }
+    assert quarantined == {("part-0.jsonl", 3, "malformed_json"), ("part-1.jsonl.gz", 2, "wrong_type:text")}
+    urls = {r.url for r in lake.read("raw_docs").collect()}
+    assert {ARTICLES[0][0], REPORT_URL, NEW_URL, MIRROR_URL, "https://forum.example/t/9"} <= urls
+    corpus = {r.url: r for r in lake.read("corpus").collect()}
+    assert corpus[REPORT_URL].text == EXCISED_REPORT and corpus[REPORT_URL].action == "revise"
+    assert NEW_URL in corpus and MIRROR_URL not in corpus and "https://forum.example/t/9" not in corpus
+
+
+def test_the_reference_night_exercises_every_stage(world: dict[str, Any], spark: Any) -> None:
+    """The uninterrupted run the kills are compared with: something to lose at every stage."""
+    lake = Lake(world["reference"], spark)
+    assert_every_record_accounted(lake, world["night_b"])
+    assert_no_debris(lake, None)
+    (b,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
+    c = b.counts
+    assert (c["records"], c["quarantined"], c["already_ingested"], c["pending"]) == (7, 2, 1, 4)
+    assert (c["exact_duplicates"], c["revision:ok"], c["action:revise"], c["action:keep"]) == (1, 1, 1, 1)
+
+
+# Stage boundaries (before each stage of the nightly chain, and after the last), the long stages from inside (the
+# parsing task, each staging write), and publishing between every two Delta commits.
+QUICK = [
+    "ingest:batch",  # inside ingest: the first file's records handed to the staging writer, the second not yet
+    "bronze:raw_docs",  # raw_docs committed, quarantine not
+    f"{Quality.name}:start",
+    "staged:dedup_batch",  # dedup computed and staged, its tables not yet returned
+    "staged:revise_outcomes",  # the excisions done and staged
+    "publish:scores",  # derived tables half published
+    "publish:corpus",  # the corpus committed, the decisions not: the rerun must decide those documents again
+    "publish:decisions",  # everything published, the run's end not recorded
+    "run:recorded",  # the run recorded as a success, its staging folder not removed
+]
+SLOW = [
+    f"{Ingest.name}:start",
+    "staged:ingest_v2",
+    "bronze:quarantine",
+    f"{Undecided.name}:start",
+    "staged:quality_metrics",
+    f"{Secrets.name}:start",
+    f"{Dedup.name}:start",
+    f"{Classify.name}:start",
+    "staged:classify_scored",
+    "staged:scores",
+    f"{Revise.name}:start",
+    f"{Decide.name}:start",
+    f"{Decide.name}:gated",
+    "publish:quality",
+    "publish:dedup",
+    "publish:minhash_index",
+    "publish:revisions",
+]
+PUBLISHED = ("publish:corpus", "publish:decisions", "run:recorded")  # the corpus moved before the kill
+
+
+@pytest.mark.parametrize(
+    "point", [*QUICK, *[pytest.param(p, marks=pytest.mark.slow) for p in SLOW]], ids=lambda p: p.replace(":", "-")
+)
+def test_run_killed_then_rerun_converges(world: dict[str, Any], spark: Any, tmp_path: Path, point: str) -> None:
+    lake_dir = _copy(world["base"], tmp_path / "lake")
+    lake = Lake(lake_dir, spark)
+    before = _corpus(lake)
+    settings = _settings(world["constitution"], **{"tracking.experiment": lake_dir.name})
+    args = ["run", "--lake", str(lake_dir), "--input", str(world["night_b"]), "--crawl-id", "b", "--quiet"]
+    _killed([*args, *_cli_sets(settings)], point, ROOT)
+
+    (killed,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
+    assert killed.status == ("success" if point == "run:recorded" else "running")
+    if point not in PUBLISHED:  # nothing a reader sees has moved
+        assert _corpus(lake) == before
+
+    summary = run_pipeline(lake_dir, world["night_b"], _cfg(world["constitution"], lake_dir), crawl_id="b")
+
+    assert summary.status == "success" and summary.counts["unaccounted"] == 0
+    assert state(lake) == state(Lake(world["reference"], spark))
+    assert_every_record_accounted(lake, world["night_b"])
+    assert_no_debris(lake, None if point == "run:recorded" else killed.run_id)
+
+
+# ---- curate iterate ---------------------------------------------------------------------------------------------
+
+# Two retunings of the policy the night ran with, each making the first round change something and the second
+# find the fixed point: `upsample` upweights every kept document (aligned_ai at 0: its weight and reasons change,
+# its action does not); `excise` lowers the toxicity revise threshold below the bread recipe's score (the packaged
+# teacher gives it 0.24), so iteration excises it, or drops it when excision fails.
+RETUNINGS: dict[str, tuple[str, dict[str, float]]] = {
+    "upsample": ("aligned_ai", {"upsample_threshold": 0.0}),
+    "excise": ("toxicity", {"revise_threshold": 0.2}),
+}
+
+
+@pytest.fixture(scope="module")
+def iterated(world: dict[str, Any], spark: Any) -> dict[str, dict[str, Any]]:
+    """Per retuning: its constitution, and the reference: the second night's lake after an uninterrupted iterate."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (principle, changes) in RETUNINGS.items():
+        path = retuned_constitution(world["tmp"] / f"{name}.yaml", principle, base=world["constitution"], **changes)
+        reference = _copy(world["reference"], world["tmp"] / f"iterated-{name}")
+        summary = iterate(Lake(reference, spark), _iterate_cfg(path, reference), rounds=2)
+        out[name] = {"constitution": path, "reference": reference, "rounds": [r.status for r in summary.rounds]}
+    return out
+
+
+def _iterate_cfg(constitution: Path, lake: Path) -> RunConfig:
+    return _cfg(constitution, lake, **{"iterate.labeler": "human:none", "revise.enabled": True})
+
+
+def test_the_reference_iterations_change_something(world: dict[str, Any], iterated: dict[str, Any], spark: Any) -> None:
+    night = {r.doc_id: r for r in Lake(world["reference"], spark).read("corpus").collect()}
+    for name, it in iterated.items():
+        assert it["rounds"] == ["published", "fixed_point"], name
+        lake = Lake(it["reference"], spark)
+        corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
+        acct = check_accounting(lake)
+        assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)
+        assert_no_debris(lake, None)
+        if name == "upsample":  # same documents and actions, every one upweighted
+            assert {d: r.action for d, r in corpus.items()} == {d: r.action for d, r in night.items()}
+            assert {r.weight for r in night.values()} == {1.0} and {r.weight for r in corpus.values()} == {2.0}
+        else:  # the bread recipe left the corpus as it was: excised, or dropped
+            (bread,) = [d for d, r in night.items() if r.url == ARTICLES[2][0]]
+            assert bread not in corpus or (corpus[bread].action, corpus[bread].text) != ("keep", ARTICLES[2][1])
+
+
+ITERATE_POINTS = [
+    ("upsample", "publish:corpus"),  # the round's corpus committed, its decisions not
+    ("excise", f"{Revise.name}:start"),
+    pytest.param("excise", "staged:revise_outcomes", marks=pytest.mark.slow),
+    pytest.param("excise", "publish:corpus", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("retuning", "point"), ITERATE_POINTS, ids=lambda p: p.replace(":", "-"))
+def test_iterate_killed_then_rerun_converges(
+    world: dict[str, Any], iterated: dict[str, Any], spark: Any, tmp_path: Path, retuning: str, point: str
+) -> None:
+    it = iterated[retuning]
+    lake_dir = _copy(world["reference"], tmp_path / "lake")
+    lake = Lake(lake_dir, spark)
+    before = _corpus(lake)
+    settings = _settings(it["constitution"], **{"tracking.experiment": lake_dir.name, "revise.enabled": True})
+    args = ["iterate", "--lake", str(lake_dir), "--rounds", "2", "--labeler", "human:none", "--quiet"]
+    _killed([*args, *_cli_sets(settings)], point, ROOT)
+
+    (killed,) = [r for r in lake.read("runs").collect() if r.status == "running"]
+    if point != "publish:corpus":
+        assert _corpus(lake) == before
+
+    summary = iterate(lake, _iterate_cfg(it["constitution"], lake_dir), rounds=2)
+
+    assert state(lake) == state(Lake(it["reference"], spark))
+    assert [r.status for r in summary.rounds] == it["rounds"]
+    acct = check_accounting(lake)
+    assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)
+    assert_no_debris(lake, killed.run_id)
