@@ -237,7 +237,7 @@ def _corpus() -> list[list[tuple[str, str, str]]]:
 
 @pytest.mark.parametrize("verify", [False, True])
 def test_incremental_equals_full(spark, ck, verify: bool) -> None:
-    cfg = DedupConfig(verify=verify)
+    cfg = DedupConfig(shingle="word", verify=verify)  # _corpus's Jaccards and buckets are word 5-gram ones
     nights = _corpus()
     everything = [row for night in nights for row in night]
     texts = spark.createDataFrame([(d, t) for d, _, t in everything], "doc_id string, text string")
@@ -288,11 +288,14 @@ def test_boilerplate_bucket_makes_a_star_not_a_clique(spark, ck) -> None:
 
 
 def test_verification_rejects_candidates_below_the_threshold(spark, ck) -> None:
-    loose = {"bands": 56, "rows": 2}  # S-curve threshold ~0.13: a 0.3-Jaccard pair is a candidate
+    # S-curve threshold ~0.13: a 0.3-Jaccard pair (word 5-grams, as P) is a candidate
+    loose = {"bands": 56, "rows": 2, "shingle": "word"}
     far = edit(A, *range(2, 87, 10))
     rows = [("x1", "c1", A), ("x2", "c1", far)]
     assert minhash.jaccard([A], [far], P)[0] < 0.5
-    unverified = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(**loose), checkpoint=ck))
+    unverified = _by_id(
+        dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(verify=False, **loose), checkpoint=ck)
+    )
     verified = _by_id(
         dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(verify=True, **loose), checkpoint=ck)
     )
@@ -355,3 +358,24 @@ def test_two_nights_publish_near_duplicates_and_the_index(spark, tmp_path: Path,
     index = lake.read("minhash_index")
     assert index.count() == 3 * 14  # the three kept documents of night 1, none of night 2
     assert {url_of[r.doc_id] for r in index.select("doc_id").distinct().collect()} == set(URLS)
+
+
+def test_presets_and_the_edit_robust_default() -> None:
+    d = load_config(None).dedup
+    assert (d.preset, d.shingle, d.ngram, d.bands, d.rows, d.verify) == (None, "char", 5, 14, 8, True)
+    f = load_config(None, {"dedup.preset": "fineweb"}).dedup
+    assert (f.shingle, f.ngram, f.num_perm, f.bands, f.rows, f.verify) == ("word", 5, 112, 14, 8, False)
+    assert load_config(None, {"dedup.preset": "fineweb", "dedup.verify": True}).dedup.verify is True  # keys win
+    with pytest.raises(ConfigError, match=r"dedup\.preset.*'edit-robust', 'fineweb'"):
+        load_config(None, {"dedup.preset": "minhash9000"})
+
+
+def test_the_default_finds_a_near_duplicate_with_a_tenth_of_its_words_edited(spark, ck) -> None:
+    # every 10th word replaced: few word 5-grams survive, most character 5-grams do
+    near = edit(A, *range(3, len(A.split()), 10))
+    rows = [("y1", "c1", A), ("y2", "c1", near)]
+    default = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(), checkpoint=ck))
+    fineweb = load_config(None, {"dedup.preset": "fineweb"}).dedup
+    word5 = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=fineweb, checkpoint=ck))
+    assert (default["y2"].dup_of, default["y2"].dup_kind) == ("y1", "near_duplicate")
+    assert word5["y2"].is_duplicate is False
