@@ -2,12 +2,14 @@
 unsure about go to a stronger scorer, within a budget; the last scorer that saw a document decides.
 
 1. **classifier** - the champion (or the exemplar scorer), already in `principle_scores` (pipelines/classify.py).
-2. **teacher** - the principle's packaged teacher (constitution `teacher: jigsaw:<output>`; udfs/jigsaw.py), for
-   documents whose classifier score lies within `classify.cascade.band` of the revise or the filter threshold,
-   and for every document of a principle that has no champion yet (exemplar similarity is a cold start, not a
-   judgement: on a fresh lake the teacher decides). At most `classify.cascade.teacher_max_docs` documents per
-   run, nearest a threshold first. A teacher reads at most 100 words at a time (the BiLSTM's window), so a
-   document is scored as the maximum over its 100-word windows (at most `MAX_WINDOWS` of them).
+2. **teacher** - the principle's packaged teacher (constitution `teacher: jigsaw:<output>`, udfs/jigsaw.py, or
+   `teacher: stack:toxic`, udfs/stack_teacher.py), for documents whose classifier score lies within
+   `classify.cascade.band` of the revise or the filter threshold, and for every document of a principle that has
+   no champion yet (exemplar similarity is a cold start, not a judgement: on a fresh lake the teacher decides).
+   At most `classify.cascade.teacher_max_docs` documents per run, nearest a threshold first. The BiLSTM reads
+   at most 100 words at a time, so a document is scored as the maximum over its 100-word windows (at most
+   `MAX_WINDOWS` of them); the stack reads its Jigsaw features the same way (its document handling:
+   udfs/stack_teacher.py).
 3. **judge** - the labeler named by `classify.cascade.judge` (an LLM behind an OpenAI-compatible endpoint in
    production; any registered labeler), for documents still within the band after the teacher, at most
    `classify.cascade.judge_max_docs` per run. Its answers go through the `labels` table, so a text judged once
@@ -23,13 +25,15 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, DoubleType
+
+from udfs.jigsaw import MAX_WINDOWS, WINDOW_WORDS, word_windows
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -40,9 +44,9 @@ if TYPE_CHECKING:
 #: Packaged teachers by name: the outputs each offers. A principle names one as `<teacher>:<output>`.
 TEACHERS: dict[str, tuple[str, ...]] = {
     "jigsaw": ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"),
+    # udfs/stack_teacher.py: a logistic regression over MiniLM + Jigsaw + profanity, fitted on human labels
+    "stack": ("toxic",),
 }
-MAX_WINDOWS = 32
-WINDOW_WORDS = 100
 STAGES = ("classifier", "teacher", "judge")
 
 
@@ -59,56 +63,61 @@ def check_teacher(spec: str) -> tuple[str, str]:
 
 def teacher_model(spec: str) -> str:
     """The model identifier recorded beside a teacher's score."""
+    name, output = check_teacher(spec)
+    if name == "stack":
+        from udfs.stack_teacher import MODE, StackTeacher
+
+        return f"{StackTeacher.load().model.model_id}+{MODE}:{output}"  # the weights' digest: a retrain is new
     from udfs.jigsaw import PINNED_VERSION
 
-    name, output = check_teacher(spec)
     return f"{name}-bilstm-{PINNED_VERSION}:{output}"
 
 
 def windows(text: str, size: int = WINDOW_WORDS, limit: int = MAX_WINDOWS) -> list[str]:
     """Consecutive `size`-word windows of `text` (at least one, possibly empty), at most `limit` of them."""
-    words = text.split()
-    if not words:
-        return [""]
-    return [" ".join(words[i : i + size]) for i in range(0, min(len(words), size * limit), size)]
+    return word_windows(text, size, limit)
 
 
 class TeacherScorer:
-    """All packaged teachers a constitution names, loaded once per process; scores documents by window maximum."""
+    """All packaged teachers a constitution names, loaded once per process (on first use); the Jigsaw BiLSTM scores a
+    document by its window maximum, the stack as udfs/stack_teacher.py's `MODE` says."""
 
     def __init__(self, specs: Sequence[str | None]) -> None:
         self.specs = list(specs)
-        self._model: Any = None
+        for spec in self.specs:
+            if spec is not None:
+                check_teacher(spec)
 
-    def _jigsaw(self) -> Any:
-        if self._model is None:
-            from udfs.jigsaw import JigsawClassifier
+    def _outputs(self, name: str, texts: list[str]) -> np.ndarray:
+        """(len(texts), len(TEACHERS[name])): the teacher's document scores, columns in TEACHERS order."""
+        if name == "stack":
+            from udfs.stack_teacher import StackTeacher
 
-            self._model = JigsawClassifier.load()
-        return self._model
+            return StackTeacher.load().score(texts)[:, None]
+        from udfs.jigsaw import JigsawClassifier
+
+        return JigsawClassifier.load().predict_windows(texts)
 
     def score(self, texts: Sequence[str], need: np.ndarray | None = None) -> np.ndarray:
         """(n_docs, n_principles): the teacher's document score where `need` (default: every principle with a
-        teacher), NaN elsewhere."""
-        from udfs.jigsaw import LABELS
-
+        teacher), NaN elsewhere. Each teacher sees only the documents some principle needs it for."""
         n, m = len(texts), len(self.specs)
         out = np.full((n, m), np.nan)
         has = np.array([s is not None for s in self.specs], dtype=bool)
         need = np.broadcast_to(has, (n, m)) if need is None else need & has
-        rows = [i for i in range(n) if need[i].any()]
-        if not rows:
-            return out
-        pieces = [(i, w) for i in rows for w in windows(texts[i])]
-        values = self._jigsaw().predict([w for _, w in pieces])  # (n_windows, 6)
-        doc_max = np.zeros((n, len(LABELS)))
-        for (i, _), v in zip(pieces, values, strict=True):
-            doc_max[i] = np.maximum(doc_max[i], v)
+        by_name: dict[str, list[int]] = {}
         for j, spec in enumerate(self.specs):
-            if spec is None:
+            if spec is not None:
+                by_name.setdefault(check_teacher(spec)[0], []).append(j)
+        for name, cols in by_name.items():
+            rows = np.flatnonzero(need[:, cols].any(axis=1))
+            if not len(rows):
                 continue
-            col = LABELS.index(check_teacher(spec)[1])
-            out[need[:, j], j] = doc_max[need[:, j], col]
+            values = self._outputs(name, [texts[i] for i in rows])
+            for j in cols:
+                col = TEACHERS[name].index(check_teacher(self.specs[j])[1])  # type: ignore[arg-type]
+                hit = need[rows, j]
+                out[rows[hit], j] = values[hit, col]
         return out
 
 

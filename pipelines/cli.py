@@ -1026,7 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
     label = sub.add_parser("label", help="label a stratified sample of raw_docs with a teacher")
     common(label)
     label.add_argument("--principle", required=True)
-    label.add_argument("--labeler", required=True, help="embedded | openai | transformers | exemplar")
+    label.add_argument("--labeler", required=True, help="embedded | openai | transformers | exemplar | jigsaw | stack")
     label.add_argument("--sample", type=int, help="documents to sample (default label.sample)")
     label.set_defaults(func=cmd_label)
 

@@ -38,7 +38,7 @@ def test_a_label_has_a_score_exactly_when_ok() -> None:
 
 
 def test_registry_is_explicit_and_human_is_import_only(tmp_path: Path) -> None:
-    assert set(LABELERS) == {"openai", "embedded", "transformers", "exemplar", "jigsaw"}
+    assert set(LABELERS) == {"openai", "embedded", "transformers", "exemplar", "jigsaw", "stack"}
     with pytest.raises(ValueError, match="imported"):
         make_labeler("human:civil", None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown labeler"):

@@ -57,12 +57,24 @@ INSTALL_HINT = (
     "not needed; `make setup` does this)"
 )
 MAXLEN = 100
+#: A long document is judged window by window: the model reads at most MAXLEN words, so a document's score is the
+#: maximum over its consecutive WINDOW_WORDS-word windows, at most MAX_WINDOWS of them (pipelines/cascade.py).
+WINDOW_WORDS = MAXLEN
+MAX_WINDOWS = 32
 _TOKENIZER_CLASS = ("keras.src.legacy.preprocessing.text", "Tokenizer")
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
     ("builtins", "int"): int,
 }
+
+
+def word_windows(text: str, size: int = WINDOW_WORDS, limit: int = MAX_WINDOWS) -> list[str]:
+    """Consecutive `size`-word windows of `text` (at least one, possibly empty), at most `limit` of them."""
+    words = text.split()
+    if not words:
+        return [""]
+    return [" ".join(words[i : i + size]) for i in range(0, min(len(words), size * limit), size)]
 
 
 class JigsawUnavailable(ImportError):
@@ -261,6 +273,17 @@ class JigsawClassifier:
                     if lengths[j]:
                         ids[j, MAXLEN - lengths[j] :] = seqs[r]
                 out[rows] = self._forward(ids, lengths)
+        return out
+
+    def predict_windows(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 6): per output, the maximum over the text's `word_windows` (all windows in one batch)."""
+        if isinstance(texts, str):
+            raise TypeError("predict_windows takes a sequence of texts, not one string")
+        pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
+        values = self.predict([w for _, w in pieces])
+        out = np.zeros((len(texts), len(LABELS)), np.float32)
+        for (i, _), v in zip(pieces, values, strict=True):
+            out[i] = np.maximum(out[i], v)
         return out
 
     def predict_dicts(self, texts: Sequence[str]) -> list[dict[str, float]]:

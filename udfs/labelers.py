@@ -12,6 +12,8 @@ Every labeler turns (principle, texts) into one `LabelResult` per text, on the c
   distribution restricted to the ten digits (no generation, no parsing).
 - `exemplar`: MiniLM similarity to the principle's exemplars (udfs/exemplar.py); no LLM at all.
 - `jigsaw`: the packaged Jigsaw BiLSTM (udfs/jigsaw.py, numpy, no TensorFlow); toxicity and violence only.
+- `stack`: the packaged stacked toxicity model (udfs/stack_teacher.py: MiniLM + Jigsaw + profanity, fitted on
+  human labels); toxicity only.
 
 Human labels are not produced here: they are imported from a file (pipelines/label.py).
 Pure Python (no Spark): the label stage calls these on the driver over a bounded sample.
@@ -366,6 +368,12 @@ def _jigsaw(ctx: LabelerContext) -> Labeler:
     return JigsawLabeler()
 
 
+def _stack(ctx: LabelerContext) -> Labeler:
+    from udfs.stack_teacher import StackLabeler
+
+    return StackLabeler()
+
+
 #: Labeler kinds by name. `human:<dataset>` labels are imported (`curate labels import`), not produced.
 LABELERS: dict[str, Callable[[LabelerContext], Labeler]] = {
     "openai": _openai,
@@ -373,6 +381,7 @@ LABELERS: dict[str, Callable[[LabelerContext], Labeler]] = {
     "transformers": _transformers,
     "exemplar": _exemplar,
     "jigsaw": _jigsaw,
+    "stack": _stack,
 }
 
 

@@ -1,0 +1,141 @@
+"""The stacked toxicity teacher (udfs/stack_teacher.py): the packaged coefficients, scores on hand-written texts
+(thresholds a human would set, not values the code produced), the constitution and the cascade with
+`teacher: stack:toxic`, and the `stack` labeler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipelines import cascade
+from pipelines.classify import to_scores_table
+from pipelines.config import load_config
+from pipelines.constitution import ConstitutionError, default_constitution_path, load_constitution
+from pipelines.stage import StageContext
+from udfs import stack_teacher as st
+from udfs.labelers import LABELERS, LabelerContext, PrincipleSpec, make_labeler
+
+INSULTS = [
+    "You are a worthless idiot and a pathetic loser, shut your stupid mouth, you brain-dead moron.",
+    "Go away you disgusting piece of garbage, nobody will ever love a freak like you.",
+]
+NEUTRAL = [
+    "The city council approved the new budget on Tuesday after a two-hour debate.",
+    "Heavy rain is expected across the north of the country over the weekend, forecasters said.",
+]
+FILLER = " ".join(["The river flows south through the valley and the farmers grow wheat on its banks."] * 20)
+
+
+def test_the_packaged_coefficients_load_with_their_provenance() -> None:
+    path = st.default_path()
+    assert path.is_file() and path.stat().st_size < 20_000  # a few KB: a weight vector, not a model dump
+    model = st.StackModel.read(path)
+    assert model.coef.shape == (384 + 6 + 1,) and model.coef.dtype == np.float32
+    assert np.isfinite(model.coef).all() and np.isfinite(model.intercept)
+    meta = model.meta
+    assert meta["features"] == "stack-features-v1" and meta["max_tokens"] == 256
+    assert {d: meta["datasets"][d]["licence"].split(" ")[0] for d in meta["datasets"]} == {
+        "olid": "CC",
+        "toxigen": "MIT",
+        "civil_comments": "CC0",
+    }
+    assert "all-MiniLM-L6-v2" in meta["encoder"] and "0.3.0" in meta["jigsaw"] and "1.9.1" in meta["profanity"]
+    assert model.model_id.startswith("stack-lr-") and len(model.model_id) == len("stack-lr-") + 10
+
+
+def test_a_model_file_for_other_features_is_refused(tmp_path: Path) -> None:
+    wrong = tmp_path / "short.npz"
+    np.savez(wrong, coef=np.zeros(10, np.float32), intercept=np.float32(0), meta=np.array('{"features": "x"}'))
+    with pytest.raises(ValueError, match="retrain"):
+        st.StackModel.read(wrong)
+    with pytest.raises(ValueError, match="coef of shape"):
+        st.save_model(tmp_path / "bad.npz", np.zeros(5), 0.0, {})
+    old = tmp_path / "old.npz"
+    meta = json.dumps({"features": "stack-features-v0"})
+    np.savez(old, coef=np.zeros(391, np.float32), intercept=np.float32(0), meta=np.array(meta))
+    with pytest.raises(ValueError, match="stack-features-v0"):
+        st.StackModel.read(old)
+
+
+def test_an_insult_scores_high_and_news_low() -> None:
+    scores = st.StackTeacher.load().score(INSULTS + NEUTRAL)
+    assert (scores[:2] > 0.7).all(), scores
+    assert (scores[2:] < 0.3).all(), scores
+
+
+def test_windows_mode_finds_an_insult_at_the_top_of_a_long_page() -> None:
+    teacher = st.StackTeacher.load()
+    docs = [INSULTS[0] + " " + FILLER, NEUTRAL[0] + " " + FILLER]
+    windows = teacher.score(docs, mode="windows")
+    assert windows[0] > 0.7 and windows[1] < 0.3, windows
+    with pytest.raises(ValueError, match="mode"):
+        teacher.score(docs, mode="sentences")
+
+
+def test_the_constitution_accepts_the_stack_teacher(tmp_path: Path) -> None:
+    text = default_constitution_path().read_text()
+    assert "teacher: jigsaw:toxic" in text
+    path = tmp_path / "constitution.yaml"
+    path.write_text(text.replace("teacher: jigsaw:toxic", "teacher: stack:toxic"))
+    c = load_constitution(path)
+    assert c.principles[0].name == "toxicity" and c.principles[0].teacher == "stack:toxic"
+    path.write_text(text.replace("teacher: jigsaw:toxic", "teacher: stack:threat"))
+    with pytest.raises(ConstitutionError, match="stack:toxic"):  # the message lists what is packaged
+        load_constitution(path)
+
+
+def test_a_cold_start_cascade_is_decided_by_the_stack(spark: Any, tmp_path: Path) -> None:
+    path = tmp_path / "constitution.yaml"
+    path.write_text(default_constitution_path().read_text().replace("teacher: jigsaw:toxic", "teacher: stack:toxic"))
+    constitution = load_constitution(path)
+    ctx = StageContext(cfg=load_config(), constitution=constitution, run_id="r", crawl_id="c", champions={})
+    n = len(constitution.names)
+    rows = [("a", INSULTS[1], 0.01), ("b", NEUTRAL[1], 0.99)]
+    frame = spark.createDataFrame(
+        [(d, t, [s] + [0.0] * (n - 1)) for d, t, s in rows],
+        "doc_id string, text string, principle_scores array<double>",
+    )
+    applied = cascade.apply(frame, ctx)
+    out = {r["doc_id"]: r for r in applied.collect()}
+    assert out["a"]["decided_by"][0] == out["b"]["decided_by"][0] == "teacher"  # no champion: the stack decides
+    assert out["a"]["principle_scores"][0] > 0.7 and out["b"]["principle_scores"][0] < 0.3
+    assert out["a"]["decided_by"][1] == "classifier"  # violence has no teacher
+    scores = [r for r in to_scores_table(applied, constitution, "r").collect() if r["principle"] == "toxicity"]
+    assert {r["teacher_model"].split("+")[0] for r in scores} == {st.StackTeacher.load().model.model_id}
+
+
+def test_the_stack_labeler(tmp_path: Path) -> None:
+    assert "stack" in LABELERS
+    labeler = make_labeler("stack", LabelerContext(cfg=None, cache_dir=tmp_path, log_dir=tmp_path))
+    toxicity = PrincipleSpec(name="toxicity", description="-", label_prompt="-", label_prompt_version="v1")
+    assert labeler.name == "stack" and labeler.prompt_version(toxicity).startswith("stack-lr-")
+    progress: list[int] = []
+    got = labeler.label(toxicity, [INSULTS[0], NEUTRAL[0]], progress=progress.append)
+    assert [r.status for r in got] == ["ok", "ok"] and got[0].score > 0.7 > 0.3 > got[1].score  # type: ignore[operator]
+    violence = PrincipleSpec(name="violence", description="-", label_prompt="-", label_prompt_version="v1")
+    (err,) = labeler.label(violence, [INSULTS[0]], progress=progress.append)
+    assert err.status == "error" and err.score is None and "toxicity" in (err.error or "")
+    assert progress == [2, 1]
+
+
+def test_curate_label_with_the_stack_labels_raw_docs(lake: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime
+
+    from pipelines.cli import main
+    from schemas import TABLES
+
+    now = datetime.now(UTC)
+    raw = [
+        (f"r{i}", "web", None, "c1", t, None, None, None, now, "run") for i, t in enumerate([INSULTS[0], NEUTRAL[0]])
+    ]
+    lake.append(lake.spark.createDataFrame(raw, TABLES["raw_docs"]), "raw_docs")
+    args = ["label", "--lake", str(lake.root), "--principle", "toxicity", "--labeler", "stack", "--sample", "5"]
+    assert main(args) == 0
+    assert "2 sent; statuses: ok 2" in capsys.readouterr().out
+    labels = {r["doc_id"]: r for r in lake.read("labels").collect()}
+    assert labels["r0"]["score"] > 0.7 > 0.3 > labels["r1"]["score"]
+    assert labels["r0"]["labeler"].startswith("stack")

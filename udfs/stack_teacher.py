@@ -1,0 +1,207 @@
+"""A packaged toxicity teacher stacked on three packaged scorers: a logistic regression over the MiniLM sentence
+embedding of the text, the Jigsaw BiLSTM's six outputs (udfs/jigsaw.py) and alt-profanity-check (udfs/profanity.py).
+
+    score = sigmoid(w . [embedding (384), logit(jigsaw window-max, 6 outputs), logit(profanity)] + b)
+
+The Jigsaw BiLSTM alone ranks human toxicity labels poorly on implicit hate (ToxiGen) and on tweets (OLID); the
+embedding carries what its word-level view misses, and the two packaged scorers carry explicit abuse, which a
+linear head on a frozen embedding underrates. `w` and `b` are fitted on the train parts of human-labelled sets by
+bench/train_stack_teacher.py and shipped as `pipelines/defaults/toxicity_stack.npz` (a few KB, float32, with its
+provenance in `meta`); the Platt scaling fitted on held-out folds of the train split is folded into `w` and `b`,
+so the score is a probability and 0.7 means what the revise threshold says. Numbers: bench/README.md.
+
+How a document is read (`MODE`, measured by the training script on held-out data, see bench/README.md):
+
+- `document`: one embedding of the text (the encoder truncates at `max_tokens` tokens, as in training), the
+  Jigsaw outputs as maxima over 100-word windows, profanity of the whole text.
+- `windows`: each 100-word window scored as above, the document's score is the maximum. A window costs a
+  MiniLM pass, so a 1,000-word page costs ten.
+
+The features are computed here and nowhere else, for training too, so the model and the teacher cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from udfs.labelers import LabelResult, PrincipleSpec
+
+#: Version of the feature layout below; a model file records the version it was fitted on, and loading a file
+#: of another version is an error (its weights would multiply the wrong numbers).
+FEATURES_VERSION = "stack-features-v1"
+EMBED_DIM = 384
+N_FEATURES = EMBED_DIM + 6 + 1
+#: Encoder settings of the features: those of `udfs.encoder.shared_encoder()`'s defaults, which training used.
+MAX_TOKENS = 256
+MODES = ("document", "windows")
+MODE = "document"
+#: The principles the stack scores (it was fitted on toxicity labels only).
+PRINCIPLES = ("toxicity",)
+EPS = 1e-6
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("pipelines") / "defaults" / "toxicity_stack.npz"))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def document_features(texts: Sequence[str], embed: Embed) -> np.ndarray:
+    """(n, N_FEATURES) float64: `embed(texts)`, logit of the Jigsaw window-max outputs, logit of profanity."""
+    from udfs.jigsaw import JigsawClassifier
+    from udfs.profanity import ProfanityClassifier
+
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, N_FEATURES))
+    e = np.asarray(embed(texts), dtype=np.float64)
+    if e.shape != (len(texts), EMBED_DIM):
+        raise ValueError(f"embeddings of shape {e.shape}, expected ({len(texts)}, {EMBED_DIM})")
+    j = JigsawClassifier.load().predict_windows(texts)
+    p = ProfanityClassifier.load().predict(texts)
+    return np.hstack([e, logit(j), logit(p)[:, None]])
+
+
+@dataclass(frozen=True)
+class StackModel:
+    coef: np.ndarray  # (N_FEATURES,) float32
+    intercept: float
+    meta: dict[str, Any]
+    digest: str  # first 10 hex digits of the file's sha256
+
+    @classmethod
+    def read(cls, path: Path) -> StackModel:
+        blob = path.read_bytes()
+        with np.load(path, allow_pickle=False) as f:
+            coef = np.asarray(f["coef"], dtype=np.float32)
+            intercept = float(f["intercept"])
+            meta = json.loads(str(f["meta"]))
+        if coef.shape != (N_FEATURES,) or meta.get("features") != FEATURES_VERSION:
+            raise ValueError(
+                f"{path}: coefficients of shape {coef.shape} for features {meta.get('features')!r}, this code "
+                f"computes {N_FEATURES} features of {FEATURES_VERSION!r}: retrain with bench/train_stack_teacher.py"
+            )
+        return cls(coef, intercept, meta, hashlib.sha256(blob).hexdigest()[:10])
+
+    @property
+    def model_id(self) -> str:
+        """Names the file's exact weights: recorded beside every score and part of the label cache key."""
+        return f"stack-lr-{self.digest}"
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        return _sigmoid(x @ self.coef.astype(np.float64) + self.intercept)
+
+
+def save_model(path: Path, coef: np.ndarray, intercept: float, meta: dict[str, Any]) -> None:
+    if np.asarray(coef).shape != (N_FEATURES,):
+        raise ValueError(f"coef of shape {np.asarray(coef).shape}, expected ({N_FEATURES},)")
+    meta = {**meta, "features": FEATURES_VERSION}
+    with path.open("wb") as fh:  # np.savez on a path would append .npz to another suffix
+        np.savez(
+            fh,
+            coef=np.asarray(coef, np.float32),
+            intercept=np.float32(intercept),
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+        )
+
+
+class StackTeacher:
+    """The model plus its scorers; `load()` is one shared instance per process and file (thread-safe).
+
+    The encoder is loaded on the first score, not with the coefficients: naming the model (`model_id`) must not
+    cost a MiniLM load."""
+
+    _cache: ClassVar[dict[Path, StackTeacher]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, model: StackModel, device: str = "auto", embed: Embed | None = None) -> None:
+        """`embed`: another source of the same embeddings (the training script's cache); default the encoder."""
+        self.model = model
+        self.device = device
+        self._embed = embed
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> StackTeacher:
+        path = (path or default_path()).resolve()
+        with cls._lock:
+            if path not in cls._cache:
+                cls._cache[path] = cls(StackModel.read(path))
+            return cls._cache[path]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self._embed is not None:
+            return self._embed(texts)
+        from udfs.encoder import shared_encoder
+
+        return shared_encoder(self.device, int(self.model.meta.get("max_tokens", MAX_TOKENS))).embed(texts)
+
+    def score(self, texts: Sequence[str], mode: str = MODE) -> np.ndarray:
+        """(len(texts),) probabilities that a human would call the text toxic."""
+        if isinstance(texts, str):
+            raise TypeError("score takes a sequence of texts, not one string")
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        if mode == "document":
+            return self.model.probability(document_features(texts, self.embed))
+        if mode != "windows":
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        from udfs.jigsaw import word_windows
+
+        pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
+        values = self.model.probability(document_features([w for _, w in pieces], self.embed))
+        out = np.zeros(len(texts))
+        for (i, _), v in zip(pieces, values, strict=True):
+            out[i] = max(out[i], v)
+        return out
+
+
+class StackLabeler:
+    """The stacked model as a teacher labeler (registered as `stack` in udfs/labelers.py): toxicity only; another
+    principle gets an `error` label saying so, never a made-up score."""
+
+    name = "stack"
+
+    def __init__(self, teacher: StackTeacher | None = None) -> None:
+        self.teacher = teacher or StackTeacher.load()
+
+    def prompt_version(self, principle: PrincipleSpec) -> str:
+        return f"{self.teacher.model.model_id}:{MODE}"
+
+    def label(
+        self,
+        principle: PrincipleSpec,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[LabelResult]:
+        from udfs.labelers import LabelResult
+
+        if principle.name not in PRINCIPLES:
+            error = f"the stack labeler scores only {', '.join(PRINCIPLES)}, not {principle.name!r}"
+            results = [LabelResult(status="error", error=error) for _ in texts]
+        else:
+            results = [LabelResult(status="ok", score=float(s)) for s in self.teacher.score(list(texts))]
+        if progress is not None:
+            progress(len(texts))
+        return results
+
+    def close(self) -> None:
+        pass
