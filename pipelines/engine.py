@@ -120,8 +120,10 @@ def _bounded_retries(spark: SparkSession, timeout_s: float) -> None:
 @contextmanager
 def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
     from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     wait_for_endpoint(url, cfg.connect_timeout_s)
+    previous = ConnectSession.getActiveSession()
     try:
         # create(), not getOrCreate(): the latter hands back whichever Connect session is already active in
         # this process (another lake's, a notebook's), and our stop() would then close it under its owner.
@@ -134,6 +136,11 @@ def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+        # create() made ours the process's active and default session and stop() cleared both: hand them back to
+        # the session that was active before (a notebook's, a caller's), which code resolving the active session
+        # (`SparkSession.active()`) would otherwise lose
+        if previous is not None and not previous.is_stopped:
+            ConnectSession._set_default_and_active_session(previous)
 
 
 @contextmanager

@@ -124,10 +124,16 @@ def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not SAIL.exists():
         pytest.skip("the sail CLI comes with pysail")
     with sail_server("local-cluster", tmp_path_factory.mktemp("cluster")) as url:
-        spark = SparkSession.builder.remote(url).getOrCreate()
+        # create(): getOrCreate() would hand back the suite's embedded session when one is active
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        previous = ConnectSession.getActiveSession()
+        spark = SparkSession.builder.remote(url).create()
         spark.conf.set("spark.sql.shuffle.partitions", "4")
         yield spark
         spark.stop()
+        if previous is not None:
+            ConnectSession._set_default_and_active_session(previous)
 
 
 def _projected(spark: Any) -> Any:
