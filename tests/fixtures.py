@@ -13,6 +13,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ARTICLES = [
@@ -179,3 +182,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class SlowChatServer:
+    """An OpenAI-compatible endpoint on loopback that answers `content` after a fixed delay, a thread per
+    connection, counting the requests and the most in flight. Not a model: the packaged `transformers serve`
+    generates one request at a time, so deadlines and the concurrency a client reaches are seen against this."""
+
+    def __init__(self, delay_s: float, content: str = "ok") -> None:
+        outer = self
+        self.lock, self.in_flight, self.peak, self.requests = threading.Lock(), 0, 0, 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.requests += 1
+                    outer.peak = max(outer.peak, outer.in_flight)
+                time.sleep(delay_s)
+                with outer.lock:
+                    outer.in_flight -= 1
+                answer = {"role": "assistant", "content": content}
+                choice = {"index": 0, "finish_reason": "stop", "message": answer}
+                out = json.dumps(
+                    {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> SlowChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any
 
 import pytest
 
 from pipelines.config import ReviseConfig
 from pipelines.revise import on_executors
+from tests.fixtures import SlowChatServer
 from tests.test_llm import _CountingProxy
 from udfs import llm_map
 from udfs.llm import LLMClient, LLMConfig
@@ -108,62 +108,11 @@ def test_teacher_labels_from_executors_match_the_driver(lake: Any, server: Any) 
     assert all(r.status in ("ok", "unparsable") for r in remote)
 
 
-class _SlowServer:
-    """An OpenAI-compatible endpoint that answers "ok" after a fixed delay, a thread per connection, counting the
-    requests in flight. Not a model: the packaged `transformers serve` generates one request at a time, so the
-    concurrency the executors reach can only be seen against a server that serves requests concurrently."""
-
-    def __init__(self, delay_s: float) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        outer = self
-        self.lock, self.in_flight, self.peak, self.requests = threading.Lock(), 0, 0, 0
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.in_flight += 1
-                    outer.requests += 1
-                    outer.peak = max(outer.peak, outer.in_flight)
-                time.sleep(delay_s)
-                with outer.lock:
-                    outer.in_flight -= 1
-                answer = {"role": "assistant", "content": "ok"}
-                choice = {"index": 0, "finish_reason": "stop", "message": answer}
-                out = json.dumps(
-                    {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> _SlowServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_the_endpoint_sees_max_concurrency_from_the_executors(spark: Any) -> None:
     # 16 concurrent = 4 partitions of 4; Sail's partitioning by `part` put two of the four parts into one partition
     # (the server then saw at most 12 in flight): each partition now sends at 4 per part it holds
     messages = [_messages("Answer briefly.", f"question {i}") for i in range(64)]
-    with _SlowServer(delay_s=0.5) as slow:
+    with SlowChatServer(delay_s=0.5) as slow:
         llm = LLMConfig(base_url=slow.base_url, model="test", max_tokens=2, max_concurrency=16, max_retries=0)
         got = on_executors(spark, llm, ReviseConfig(time_budget_s=600))(messages, None)
         assert (slow.requests, slow.peak) == (64, 16)

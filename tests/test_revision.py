@@ -87,48 +87,16 @@ def test_check_rewrite_reasons() -> None:
 
 def test_time_budget_stops_sending_and_marks_the_rest() -> None:
     """A real (slow) OpenAI-compatible HTTP server on loopback: 0.3 s an answer, a 0.5 s budget."""
-    import json
-    import threading
-    import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from pipelines.config import ReviseConfig
     from pipelines.revise import within_budget
+    from tests.fixtures import SlowChatServer
     from udfs.llm import LLMClient, LLMConfig
 
-    class Slow(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(0.3)
-            body = json.dumps(
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": "slow",
-                    "choices": [
-                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "rewritten"}}
-                    ],
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with SlowChatServer(delay_s=0.3, content="rewritten") as server:
         cfg = ReviseConfig(time_budget_s=0.5, llm=LLMConfig(max_concurrency=1))
-        client = LLMClient(LLMConfig(base_url=f"http://127.0.0.1:{server.server_port}/v1", model="slow", max_retries=0))
+        client = LLMClient(LLMConfig(base_url=server.base_url, model="slow", max_retries=0))
         seen: list[int] = []
         results = within_budget(client, [[{"role": "user", "content": "x"}]] * 5, cfg, seen.append)
-    finally:
-        server.shutdown()
     sent = [r for r in results if r is not None]
     assert len(results) == 5 and len(sent) == 2 and results[2:] == [None, None, None]
     assert all(r.status == "ok" and r.text == "rewritten" for r in sent)
