@@ -556,10 +556,8 @@ def _apply_dedup_preset(data: dict[str, Any]) -> None:
     dedup = data.get("dedup")
     if not isinstance(dedup, dict) or dedup.get("preset") is None:
         return
-    name = dedup["preset"]
-    if name not in DEDUP_PRESETS:
-        raise ConfigError(f"config key 'dedup.preset' must be one of {sorted(DEDUP_PRESETS)}, got {name!r}")
-    data["dedup"] = {**DEDUP_PRESETS[name], **dedup}
+    # an unknown name is left to DedupConfig's own check, which says what the presets are
+    data["dedup"] = {**DEDUP_PRESETS.get(dedup["preset"], {}), **dedup}
 
 
 def _validate(cfg: RunConfig) -> None:
