@@ -19,7 +19,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
+
 
 MODELS = ("cld3",)
 #: CLD3's own aliases for codes that ISO 639-1 spells differently
@@ -62,13 +63,15 @@ def identify(texts: Sequence[str | None], model: str = "cld3") -> tuple[list[str
 
 
 def langid_udf(model: str = "cld3") -> Any:
-    """Iterator pandas UDF: text -> struct<lang string, score double>."""
-    from pyspark.sql.functions import pandas_udf
+    """Iterator Arrow UDF: text -> struct<lang string, score double> (Arrow in and out: no pandas objects)."""
+    from pyspark.sql.functions import arrow_udf
 
-    @pandas_udf("struct<lang string, score double>")  # type: ignore[call-overload]
-    def language(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    @arrow_udf("struct<lang string, score double>")  # type: ignore[call-overload]
+    def language(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for texts in batches:
-            langs, scores = identify(texts.tolist(), model)
-            yield pd.DataFrame({"lang": pd.array(langs, dtype="string"), "score": pd.array(scores, dtype="Float64")})
+            langs, scores = identify(texts.to_pylist(), model)
+            yield pa.StructArray.from_arrays(
+                [pa.array(langs, type=pa.string()), pa.array(scores, type=pa.float64())], names=["lang", "score"]
+            )
 
     return language

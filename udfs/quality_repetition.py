@@ -12,7 +12,7 @@ datatrove 0.10.1's GopherRepetitionFilter exactly, so the numbers compare one to
 
 Why not Spark: counting n-grams needs a per-document hash map and the duplicate scan is sequential, neither of
 which Spark's array functions express without exploding every n-gram into a row. This runs inside an iterator
-pandas UDF instead (pipelines/quality.py), vectorised over the whole batch: words become integer ids (Arrow's
+Arrow UDF instead (pipelines/quality.py), vectorised over the whole batch: words become integer ids (Arrow's
 dictionary encoding), n-grams become 64-bit hashes that include the document, and one hash-table pass
 (`pandas.factorize`) per n groups them, numbering groups in order of first appearance - which is exactly
 Counter.most_common's tie-break. An n-gram can only repeat where its (n-1)-gram prefix repeats, so each n
@@ -60,18 +60,6 @@ def repetition_metrics_arrow(tokens: pa.Array | pa.ChunkedArray) -> dict[str, np
     return _metrics(ids, lens, offsets - offsets[0])
 
 
-def repetition_metrics_pandas(tokens: pd.Series) -> dict[str, np.ndarray]:
-    """The same for what a pandas UDF receives: a Series whose values are arrays of strings (or None)."""
-    sizes = np.fromiter((0 if t is None else len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    parts = [t for t in tokens if t is not None and len(t)]
-    if not parts:
-        return _metrics(np.zeros(0, np.uint64), np.zeros(0, np.int64), starts)
-    codes, vocab = pd.factorize(np.concatenate(parts))
-    vocab_len = np.fromiter((len(w) for w in vocab), dtype=np.int64, count=len(vocab))
-    return _metrics(codes.astype(np.uint64), vocab_len[codes], starts)
-
-
 def _metrics(ids: np.ndarray, lens: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
     n_docs = len(starts) - 1
     total = len(ids)
@@ -113,16 +101,25 @@ def _metrics(ids: np.ndarray, lens: np.ndarray, starts: np.ndarray) -> dict[str,
 
 
 def repetition_udf() -> object:
-    """The iterator pandas UDF: array<string> tokens -> struct of the character counts (null: too few words)."""
-    from pyspark.sql.functions import pandas_udf
+    """The iterator Arrow UDF: array<string> tokens -> struct of the character counts (null: too few words).
+
+    Arrow in, Arrow out: a pandas UDF would turn every token into a Python string and back (a document has
+    hundreds), which cost more than the metrics themselves (bench/README.md, quality stage speed)."""
+    from pyspark.sql.functions import arrow_udf
 
     fields = ", ".join(f"{c} long" for c in columns())
 
-    @pandas_udf(f"struct<{fields}>")  # type: ignore[call-overload]
-    def gopher_ngrams(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    @arrow_udf(f"struct<{fields}>")  # type: ignore[call-overload]
+    def gopher_ngrams(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for tokens in batches:
-            m = repetition_metrics_pandas(tokens)
-            yield pd.DataFrame({c: pd.array(m[c], dtype="Int64") for c in columns()})
+            m = repetition_metrics_arrow(tokens)
+            arrays = []
+            for c in columns():
+                v = m[c]
+                missing = np.isnan(v) if v.dtype.kind == "f" else None
+                values = np.where(missing, 0, v) if missing is not None else v
+                arrays.append(pa.array(values.astype(np.int64), type=pa.int64(), mask=missing))
+            yield pa.StructArray.from_arrays(arrays, names=columns())
 
     return gopher_ngrams
 
