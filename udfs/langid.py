@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 
-
 MODELS = ("cld3",)
 #: CLD3's own aliases for codes that ISO 639-1 spells differently
 _ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "zh-Latn": "zh", "ja-Latn": "ja", "el-Latn": "el"}
