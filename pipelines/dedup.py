@@ -340,7 +340,8 @@ def transform(
             if index.where(F.col("scheme") != F.lit(params.scheme)).limit(1).count():
                 raise DedupError(
                     f"minhash_index holds band keys of another MinHash scheme than {params.scheme}: restore that "
-                    "dedup config (dedup.preset: fineweb or edit-robust) or rebuild the index"
+                    "dedup config or rebuild the index (a lake indexed before the default became `edit-robust`: "
+                    "--set dedup.preset=fineweb)"
                 )
         if cfg.verify and index is not None and texts is None:
             raise DedupError("dedup.verify needs `texts` (doc_id, text) for the indexed documents")

@@ -64,7 +64,11 @@ def _sail(cfg: EngineConfig) -> Iterator[SparkSession]:
     server.start(background=True)
     try:
         _, port = server.listening_address
-        with _remote(f"sc://127.0.0.1:{port}", cfg) as spark:
+        # The server lives in this process, so it cannot go away while a call waits for it, only answer slowly: on
+        # 2 busy cores it once did not answer a reconnect within the 20 s a remote endpoint gets, and a 28-minute
+        # dedup run failed at minute 22 (bench/README.md, "Dedup at 1M"). Retry it for minutes, not seconds.
+        retry_s = max(cfg.connect_timeout_s, EMBEDDED_RETRY_S)
+        with _remote(f"sc://127.0.0.1:{port}", cfg, retry_s=retry_s) as spark:
             yield spark
     finally:
         server.stop()
@@ -103,6 +107,10 @@ def wait_for_endpoint(url: str, timeout_s: float) -> None:
     )
 
 
+#: how long a call retries the in-process (embedded) Sail server before the run fails
+EMBEDDED_RETRY_S = 300.0
+
+
 def _bounded_retries(spark: SparkSession, timeout_s: float) -> None:
     """A lost connection fails the call after about `timeout_s` of retrying, not after Spark's ten minutes."""
     from pyspark.sql.connect.client.retries import DefaultPolicy
@@ -118,7 +126,7 @@ def _bounded_retries(spark: SparkSession, timeout_s: float) -> None:
 
 
 @contextmanager
-def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
+def _remote(url: str, cfg: EngineConfig, retry_s: float | None = None) -> Iterator[SparkSession]:
     from pyspark.sql import SparkSession
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
@@ -128,7 +136,7 @@ def _remote(url: str, cfg: EngineConfig) -> Iterator[SparkSession]:
         # create(), not getOrCreate(): the latter hands back whichever Connect session is already active in
         # this process (another lake's, a notebook's), and our stop() would then close it under its owner.
         spark = SparkSession.builder.remote(url).create()
-        _bounded_retries(spark, cfg.connect_timeout_s)
+        _bounded_retries(spark, retry_s or cfg.connect_timeout_s)
         _configure(spark, cfg)
     except Exception as exc:
         raise EngineError(f"cannot reach Spark Connect at {url}: {exc}") from exc

@@ -360,22 +360,22 @@ def test_two_nights_publish_near_duplicates_and_the_index(spark, tmp_path: Path,
     assert {url_of[r.doc_id] for r in index.select("doc_id").distinct().collect()} == set(URLS)
 
 
-def test_presets_and_the_fineweb_default() -> None:
+def test_presets_and_the_edit_robust_default() -> None:
     d = load_config(None).dedup
-    assert (d.preset, d.shingle, d.ngram, d.num_perm, d.bands, d.rows, d.verify) == (None, "word", 5, 112, 14, 8, False)
-    e = load_config(None, {"dedup.preset": "edit-robust"}).dedup
-    assert (e.shingle, e.ngram, e.num_perm, e.bands, e.rows, e.verify) == ("char", 5, 112, 14, 8, True)
-    assert load_config(None, {"dedup.preset": "edit-robust", "dedup.verify": False}).dedup.verify is False  # keys win
+    assert (d.preset, d.shingle, d.ngram, d.bands, d.rows, d.verify) == (None, "char", 5, 14, 8, True)
+    f = load_config(None, {"dedup.preset": "fineweb"}).dedup
+    assert (f.shingle, f.ngram, f.num_perm, f.bands, f.rows, f.verify) == ("word", 5, 112, 14, 8, False)
+    assert load_config(None, {"dedup.preset": "fineweb", "dedup.verify": True}).dedup.verify is True  # keys win
     with pytest.raises(ConfigError, match=r"dedup\.preset.*'edit-robust', 'fineweb'"):
         load_config(None, {"dedup.preset": "minhash9000"})
 
 
-def test_edit_robust_finds_a_near_duplicate_with_a_tenth_of_its_words_edited(spark, ck) -> None:
+def test_the_default_finds_a_near_duplicate_with_a_tenth_of_its_words_edited(spark, ck) -> None:
     # every 10th word replaced: few word 5-grams survive, most character 5-grams do
     near = edit(A, *range(3, len(A.split()), 10))
     rows = [("y1", "c1", A), ("y2", "c1", near)]
-    robust = load_config(None, {"dedup.preset": "edit-robust"}).dedup
-    chars = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=robust, checkpoint=ck))
-    word5 = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(), checkpoint=ck))
-    assert (chars["y2"].dup_of, chars["y2"].dup_kind) == ("y1", "near_duplicate")
+    default = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=DedupConfig(), checkpoint=ck))
+    fineweb = load_config(None, {"dedup.preset": "fineweb"}).dedup
+    word5 = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=fineweb, checkpoint=ck))
+    assert (default["y2"].dup_of, default["y2"].dup_kind) == ("y1", "near_duplicate")
     assert word5["y2"].is_duplicate is False

@@ -79,3 +79,14 @@ def test_an_engine_lost_mid_run_fails_the_run_and_leaves_no_running_row(tmp_path
     assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["finished_at"] is not None, rows
     assert "UNAVAILABLE" in (rows[0]["error"] or "")
     assert not (lake / "corpus" / "_delta_log").is_dir()  # nothing was published
+
+
+def test_the_embedded_engine_is_retried_for_minutes_not_the_connect_timeout() -> None:
+    # the in-process server can only be slow, not gone; a remote endpoint can be gone (the tests above)
+    from pipelines.config import EngineConfig
+    from pipelines.engine import spark_session
+
+    with spark_session(EngineConfig(connect_timeout_s=20)) as spark:
+        (policy,) = spark.client.get_retry_policies()  # type: ignore[attr-defined]
+    # waits 0.05, 0.2, 0.8, 3.2 s, then 5 s each: 300 s of retrying takes 4 + 59 waits (20 s would take 4 + 3)
+    assert policy.max_retries == 63
