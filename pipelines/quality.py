@@ -20,7 +20,7 @@ ambiguous), same order of checks - so bench/quality_bench.py compares decisions 
 - lang (the role of datatrove's LanguageFilter, with CLD3): lang_not_allowed, lang_low_score.
 
 Native Spark expressions do everything except the n-gram repetition counts and language id, which run in
-iterator pandas UDFs (udfs/quality_repetition.py, udfs/langid.py); see bench/README.md for the measurements.
+iterator Arrow UDFs (udfs/quality_repetition.py, udfs/langid.py); see bench/README.md for the measurements.
 
 Tokenisation. datatrove splits words with spaCy's `blank("en")` tokenizer (and sentences with its
 sentencizer); loading spaCy per worker and tokenising in Python is most of datatrove's cost. Here one regular
@@ -259,7 +259,7 @@ def _gopher_repetition_metrics(df: DataFrame, cfg: QualityConfig) -> DataFrame:
     """Gopher repetition filter (Rae et al. 2021, appendix A.1.1, Table A1): duplicate lines and paragraphs by
     count and by characters, top n-gram character fractions (n = 2..4) and duplicated n-gram character fractions
     (n = 5..10). Lines split on `\\n+`, paragraphs on `\\n{2,}` of the stripped text, as datatrove. The n-gram
-    counts run in an iterator pandas UDF (udfs/quality_repetition.py)."""
+    counts run in an iterator Arrow UDF (udfs/quality_repetition.py)."""
     from udfs.quality_repetition import DUP_NS, TOP_NS, repetition_udf
 
     text, n = F.col("text"), F.length("text")

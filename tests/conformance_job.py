@@ -29,7 +29,7 @@ def run(spark, crawl: Path, prior_path: Path, out_dir: Path) -> dict[str, list[d
     )
     parsed = ingest.parse_inputs(spark, ingest.list_inputs(crawl), IngestConfig(max_doc_bytes=20_000))
     raw = ingest.to_raw_docs(parsed, "2026-11-01", "run").drop("ingested_at")
-    # quality: every rule set with its defaults, language id included (CLD3 in a pandas UDF on both engines)
+    # quality: every rule set with its defaults, language id included (CLD3 in an Arrow UDF on both engines)
     q = quality.transform(raw.select("doc_id", "crawl_id", "text"), QualityConfig())
     # dedup: exact and MinHash-LSH (signatures UDF, band buckets, Jaccard verification, connected components)
     # against an earlier crawl that is in `dedup` and `minhash_index`, plus tonight's near duplicates of every
