@@ -23,13 +23,9 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,44 +33,8 @@ from chain_scale import bootstrap, generate
 from dedup_common import ROOT, uptime
 
 PY = sys.executable
-SAIL = Path(PY).parent / "sail"
-#: the local-cluster settings deploy/kubernetes/README.md ("Checked with") and tests/test_cluster.py use
-CLUSTER_ENV = {"SAIL_CLUSTER__WORKER_INITIAL_COUNT": "2", "SAIL_CLUSTER__WORKER_MAX_COUNT": "2"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def sail_server(mode: str, cwd: Path) -> Iterator[str]:
-    """A `sail spark server` in `mode`; yields its sc:// URL and stops it (its process group) on exit."""
-    port = free_port()
-    env = {**os.environ, "RUST_LOG": "error", "SAIL_MODE": mode, "HF_HUB_OFFLINE": "1"}
-    if mode == "local-cluster":
-        env.update(CLUSTER_ENV)
-    cmd = [str(SAIL), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"sail server ({mode}) did not start") from None
-                time.sleep(0.2)
-        yield f"sc://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+sys.path.insert(0, str(ROOT))
+from tests.fixtures import sail_server  # noqa: E402  (the same server helper as tests/test_cluster.py)
 
 
 def run(lake: Path, folder: Path, sets: list[str], remote: str | None, log: Path) -> float:

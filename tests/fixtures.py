@@ -10,11 +10,14 @@ import gzip
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -230,3 +233,49 @@ class SlowChatServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+SAIL = Path(sys.executable).parent / "sail"
+
+
+#: What the local-cluster server runs with (deploy/kubernetes/README.md, "Checked with", names them): two workers
+#: started up front and never more, so the chain's stages really are split over two workers exchanging shuffles.
+CLUSTER_ENV = {"SAIL_CLUSTER__WORKER_INITIAL_COUNT": "2", "SAIL_CLUSTER__WORKER_MAX_COUNT": "2"}
+
+
+@contextmanager
+def sail_server(mode: str, cwd: Path) -> Iterator[str]:
+    """A separately started `sail spark server` in `mode`; yields its sc:// URL, stops it on exit."""
+    port = free_port()
+    env = {**os.environ, "RUST_LOG": "error", "SAIL_MODE": mode, "HF_HUB_OFFLINE": "1"}
+    if mode == "local-cluster":
+        env.update(CLUSTER_ENV)
+    server = subprocess.Popen(
+        [str(SAIL), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError(f"the sail server ({mode}) exited: {server.communicate()[1][-2000:]}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the sail server ({mode}) did not accept connections within 60 s") from None
+                time.sleep(0.2)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -13,22 +13,18 @@ In local-cluster mode, Sail 0.7.2 cannot write Delta from a stage that calls a D
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipelines import demo
-from tests.fixtures import free_port
+from tests.fixtures import SAIL, sail_server
 
-SAIL = Path(sys.executable).parent / "sail"
 #: `curate run` wall seconds per engine, printed by the cluster test (run pytest with -s to see them)
 WALL: dict[str, float] = {}
 SETTINGS = {"revise.method": "excise", "tracking.experiment": "cluster-test", "engine.shuffle_partitions": 4}
@@ -74,47 +70,6 @@ def embedded(crawl: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     WALL["embedded (local mode)"] = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]
     return _lake_state(work / "lake")
-
-
-#: What the local-cluster server runs with (deploy/kubernetes/README.md, "Checked with", names them): two workers
-#: started up front and never more, so the chain's stages really are split over two workers exchanging shuffles.
-CLUSTER_ENV = {"SAIL_CLUSTER__WORKER_INITIAL_COUNT": "2", "SAIL_CLUSTER__WORKER_MAX_COUNT": "2"}
-
-
-@contextmanager
-def sail_server(mode: str, cwd: Path) -> Iterator[str]:
-    """A separately started `sail spark server` in `mode`; yields its sc:// URL, stops it on exit."""
-    port = free_port()
-    env = {**os.environ, "RUST_LOG": "error", "SAIL_MODE": mode, "HF_HUB_OFFLINE": "1"}
-    if mode == "local-cluster":
-        env.update(CLUSTER_ENV)
-    server = subprocess.Popen(
-        [str(SAIL), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the sail server did not start"
-                time.sleep(0.2)
-        yield f"sc://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture(scope="module")
