@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dedup_common import ROOT, load_corpus, uptime
+from dedup_common import ROOT, corpus_absent, load_corpus, uptime
 from dedup_scale import light_edit
 
 PY = sys.executable
@@ -167,8 +167,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="results JSON (default WORK/results.json)")
     parser.add_argument("--registry", help="reuse the registry of an earlier bootstrap (sqlite:///.../mlflow.db)")
     args = parser.parse_args()
-    if not (ROOT.parent / "shared" / "data" / "crawl_dev.jsonl.gz").is_file():
-        print("skipped: ../shared/data/crawl_dev.jsonl.gz is absent (benchmark data lives only on dev machines)")
+    if corpus_absent():
         return 0
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_scale import bootstrap, generate
-from dedup_common import ROOT, uptime
+from dedup_common import ROOT, corpus_absent, uptime
 
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
@@ -72,8 +72,7 @@ def main() -> int:
     parser.add_argument("--registry", help="registry with linear champions (default: bootstrap one)")
     parser.add_argument("--set", action="append", default=["revise.method=excise"], help="config overrides")
     args = parser.parse_args()
-    if not (ROOT.parent / "shared" / "data" / "crawl_dev.jsonl.gz").is_file():
-        print("skipped: ../shared/data/crawl_dev.jsonl.gz is absent (benchmark data lives only on dev machines)")
+    if corpus_absent():
         return 0
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,14 @@ class Doc:
     text: str
 
 
+def corpus_absent() -> bool:
+    """True, after saying so, when crawl_dev is not beside the checkout (benchmark data lives only on dev machines)."""
+    if CORPUS.is_file():
+        return False
+    print(f"skipped: {CORPUS} is absent (benchmark data lives only on dev machines)")
+    return True
+
+
 def load_corpus(path: Path = CORPUS) -> list[Doc]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]

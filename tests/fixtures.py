@@ -187,6 +187,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def send_chat_completion(handler: BaseHTTPRequestHandler, model: str, content: str) -> None:
+    """Answer an OpenAI chat-completions request with one assistant message (the test servers' shared reply)."""
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+    out = json.dumps(
+        {"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": [choice]}
+    ).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(out)))
+    handler.end_headers()
+    handler.wfile.write(out)
+
+
 class SlowChatServer:
     """An OpenAI-compatible endpoint on loopback that answers `content` after a fixed delay, a thread per
     connection, counting the requests and the most in flight. Not a model: the packaged `transformers serve`
@@ -208,16 +221,7 @@ class SlowChatServer:
                 time.sleep(delay_s)
                 with outer.lock:
                     outer.in_flight -= 1
-                answer = {"role": "assistant", "content": content}
-                choice = {"index": 0, "finish_reason": "stop", "message": answer}
-                out = json.dumps(
-                    {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                send_chat_completion(self, body["model"], content)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -16,6 +16,7 @@ from pipelines.config import ClassifyConfig, ReviseConfig
 from pipelines.constitution import Constitution, load_constitution
 from pipelines.decide import fallback_action
 from pipelines.revise import Outcome, document_embedder, local_rescorer, revise
+from tests.fixtures import send_chat_completion
 from udfs.excise import excise, flagged_sentences, removal_plan, split_sentences
 from udfs.llm import LLMClient, LLMConfig
 from udfs.revision import (
@@ -177,22 +178,7 @@ def canned_llm(answer: Callable[[str, str], str]) -> Iterator[tuple[str, list[di
             with lock:
                 seen.append(msgs)
             content = answer(msgs.get("system", ""), msgs.get("user", ""))
-            out = json.dumps(
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
-                    ],
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            send_chat_completion(self, body["model"], content)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -113,12 +113,8 @@ def repetition_udf() -> object:
     def gopher_ngrams(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for tokens in batches:
             m = repetition_metrics_arrow(tokens)
-            arrays = []
-            for c in columns():
-                v = m[c]
-                missing = np.isnan(v) if v.dtype.kind == "f" else None
-                values = np.where(missing, 0, v) if missing is not None else v
-                arrays.append(pa.array(values.astype(np.int64), type=pa.int64(), mask=missing))
+            # from_pandas: a top n-gram's NaN (fewer than n words) becomes null; the counts are whole numbers
+            arrays = [pa.array(m[c], from_pandas=True).cast(pa.int64()) for c in columns()]
             yield pa.StructArray.from_arrays(arrays, names=columns())
 
     return gopher_ngrams
