@@ -1,4 +1,4 @@
-"""The scoring cascade (pipelines/cascade.py) against human labels: classifier alone, teacher alone, the cascade.
+"""The scoring cascade (pipelines/stages/cascade.py) against human labels: classifier alone, teacher alone, the cascade.
 
 For the default constitution's `toxicity` principle, on the held-out human-labelled sets of
 bench/scorers_human.py (../shared/data/labeled; development machines only, skipped cleanly when absent):
@@ -10,18 +10,20 @@ bench/scorers_human.py (../shared/data/labeled; development machines only, skipp
 Scorers:
 
 1. **classifier**: a champion distilled the product's way. A scratch lake imports the Civil Comments rows NOT in
-   the held-out 20% (`human:civil_comments_majority`), `pipelines.distill.distill` trains the `encoder` kind (and
+   the held-out 20% (`human:civil_comments_majority`), `pipelines.judgement.distill.distill` trains the `encoder`
+   kind (and
    `linear`, under another model prefix so both can be scored) and registers `models:/curate_toxicity@champion`;
    `distill.seed` is 1, so distill splits the imported 80% into its own train / val / test (with seed 0 its test
    split would be exactly the held-out 20%, which is not imported). Eval texts are scored by
-   `pipelines.classify.transform` on Sail (2 partitions) with the champions `registry.champions_for` resolves.
+   `pipelines.stages.classify.transform` on Sail (2 partitions) with the champions `registry.champions_for` resolves.
    The same transform also scores a copy of toxicity named `toxicity_exemplar` that has no champion: the
    exemplar scorer (what a fresh lake scores with) from the same MiniLM encoding, at no extra encoding cost.
    When distill registers a model but does not move the alias (its reference check), the registered version is
    scored as the champion anyway, and the output says so.
-2. **teacher**: `pipelines.cascade.TeacherScorer(["jigsaw:toxic"])`, the Jigsaw BiLSTM's `toxic` output as the
+2. **teacher**: `pipelines.judgement.teachers.TeacherScorer(["jigsaw:toxic"])`, the Jigsaw BiLSTM's `toxic` output as
+   the
    maximum over 100-word windows.
-3. **cascade with the champion**: `pipelines.cascade.apply` on a DataFrame (doc_id, text, principle_scores = the
+3. **cascade with the champion**: `pipelines.stages.cascade.apply` on a DataFrame (doc_id, text, principle_scores = the
    classifier's scores in constitution order) in an unbound `StageContext` (no lake, no judge), for
    `classify.cascade.band` 0.1 / 0.2 / 0.3; final `principle_scores`, `teacher_scores` and `decided_by` are
    read back, and the share of documents whose toxicity score the teacher decided.
@@ -119,14 +121,16 @@ def main() -> int:
     from classifier_quality import majority_labels
     from scorers_human import clean_prose, held_out, load_civil_comments, load_olid, load_toxigen
 
-    from pipelines import cascade, classify, registry
-    from pipelines.config import load_config
-    from pipelines.constitution import Constitution, load_constitution
-    from pipelines.distill import distill
-    from pipelines.engine import spark_session
-    from pipelines.label import import_human_labels
-    from pipelines.lake import Lake
-    from pipelines.stage import StageContext
+    from pipelines.core import registry
+    from pipelines.core.config import load_config
+    from pipelines.core.constitution import Constitution, load_constitution
+    from pipelines.core.engine import spark_session
+    from pipelines.core.lake import Lake
+    from pipelines.core.stage import StageContext
+    from pipelines.judgement.distill import distill
+    from pipelines.judgement.label import import_human_labels
+    from pipelines.judgement.teachers import TeacherScorer
+    from pipelines.stages import cascade, classify
 
     t_start = time.monotonic()
     rng = np.random.default_rng(0)
@@ -315,7 +319,7 @@ def main() -> int:
             scores[f"classifier {kind}"] = per_kind_tox[kind]
 
         # ---- 2. teacher alone ----------------------------------------------------------------------------------
-        teacher = cascade.TeacherScorer([teacher_name])
+        teacher = TeacherScorer([teacher_name])
         teacher.score(texts[:8])  # model load
         t = timed(f"teacher alone (TeacherScorer {teacher_name})", len(ids), lambda: teacher.score(texts))
         scores[f"teacher {teacher_name}"] = t[:, 0]

@@ -60,12 +60,12 @@ def main() -> int:
         print(f"skipped: {args.data} has no toxic_spans_*.csv (benchmark data lives only on dev machines)")
         return 0
 
-    from pipelines.config import load_config
-    from pipelines.constitution import load_constitution
-    from pipelines.distill import distill, evaluate, split_of
-    from pipelines.engine import spark_session
-    from pipelines.label import import_human_labels, text_hash
-    from pipelines.lake import Lake
+    from pipelines.core.config import load_config
+    from pipelines.core.constitution import load_constitution
+    from pipelines.core.engine import spark_session
+    from pipelines.core.lake import Lake
+    from pipelines.judgement.distill import distill, evaluate, split_of
+    from pipelines.judgement.label import import_human_labels, text_hash
 
     rows = majority_labels(args.data, unanimous=args.unanimous)
     if args.limit and len(rows) > args.limit:

@@ -46,7 +46,7 @@ def load_docs(n: int, scratch: Path) -> list[str]:
                 if len(texts) >= 20 * n:
                     break
     else:
-        from pipelines.demo import build_demo_crawls
+        from pipelines.ops.demo import build_demo_crawls
 
         for path in build_demo_crawls(scratch / "demo-input"):
             opener = gzip.open if str(path).endswith(".gz") else open
@@ -106,13 +106,14 @@ def main() -> int:
 
     from dataclasses import replace
 
-    from pipelines import classify, registry
-    from pipelines.config import load_config
-    from pipelines.constitution import Constitution, load_constitution
-    from pipelines.distill import distill
-    from pipelines.engine import spark_session
-    from pipelines.label import label_documents
-    from pipelines.lake import Lake
+    from pipelines.core import registry
+    from pipelines.core.config import load_config
+    from pipelines.core.constitution import Constitution, load_constitution
+    from pipelines.core.engine import spark_session
+    from pipelines.core.lake import Lake
+    from pipelines.judgement.distill import distill
+    from pipelines.judgement.label import label_documents
+    from pipelines.stages import classify
     from udfs.labelers import ExemplarLabeler
 
     shutil.rmtree(args.lake, ignore_errors=True)

@@ -104,9 +104,9 @@ def run_ours(shards: Path, cfg: object, out: Path, work: Path) -> dict[str, floa
     """Read the shards with Spark, deduplicate, write (doc_id, cluster_id, is_duplicate, dup_kind) as Parquet."""
     from pyspark.sql import functions as F
 
-    from pipelines import dedup
-    from pipelines.config import EngineConfig
-    from pipelines.engine import spark_session
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import spark_session
+    from pipelines.stages import dedup
 
     t0 = time.perf_counter()
     with spark_session(EngineConfig()) as spark:
@@ -123,7 +123,7 @@ def run_ours(shards: Path, cfg: object, out: Path, work: Path) -> dict[str, floa
 
 
 class DeltaCheckpoint:
-    """What pipelines/run.py's stager does: write Delta under the run's staging folder and read it back."""
+    """What pipelines/chains/run.py's stager does: write Delta under the run's staging folder and read it back."""
 
     def __init__(self, spark: object, root: Path) -> None:
         self.spark, self.root = spark, root

@@ -5,7 +5,7 @@ crawls; the question is what deduplicating crawl 3 against crawls 1-2 (already i
 `minhash_index` Delta tables) costs compared with deduplicating all three from scratch, and whether both give
 the same clusters.
 
-What is timed is the dedup stage as pipelines/run.py runs it - read `dedup` and `minhash_index`, transform
+What is timed is the dedup stage as pipelines/chains/run.py runs it - read `dedup` and `minhash_index`, transform
 (exact + MinHash-LSH, intermediate results staged as Delta), stage the result, MERGE into `dedup`, append the
 survivors' bands to `minhash_index` - on one embedded Sail session (default engine config, 2 cores):
 
@@ -39,14 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import functions as F
 
-from pipelines import dedup
-from pipelines.config import DedupConfig, EngineConfig
-from pipelines.engine import spark_session
-from pipelines.lake import Lake
+from pipelines.core.config import DedupConfig, EngineConfig
+from pipelines.core.engine import spark_session
+from pipelines.core.lake import Lake
+from pipelines.stages import dedup
 
 
 def dedup_stage(lake: Lake, batch, texts, cfg: DedupConfig, run_id: str) -> None:  # type: ignore[no-untyped-def]
-    """The dedup block and dedup publish lines of pipelines/run.py, nothing else (`texts` plays `raw_docs`)."""
+    """The dedup block and dedup publish lines of pipelines/chains/run.py, nothing else (`texts` plays `raw_docs`)."""
     stage = DeltaCheckpoint(lake.spark, lake.state_dir / "staging" / run_id)
     d = dedup.transform(
         batch,

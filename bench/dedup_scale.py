@@ -28,7 +28,7 @@ from dedup_common import ROOT, load_corpus, timed, uptime
 
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config import DedupConfig
+from pipelines.core.config import DedupConfig
 
 
 def light_edit(words: list[str], rate: float, rng: random.Random) -> list[str]:
@@ -81,9 +81,9 @@ def job(args: argparse.Namespace) -> None:
 
     from dedup_common import DeltaCheckpoint
 
-    from pipelines import dedup
-    from pipelines.config import EngineConfig
-    from pipelines.engine import spark_session
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import spark_session
+    from pipelines.stages import dedup
 
     cfg = DedupConfig(**json.loads(args.cfg))
     shutil.rmtree(args.work / "run", ignore_errors=True)

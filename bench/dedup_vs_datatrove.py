@@ -9,7 +9,7 @@ both tools see the same machine load (`uptime` is recorded before and after):
 
 1. writes the corpus as 2 JSONL.gz shards (datatrove parallelises over files);
 2. runs datatrove's 4 MinHash stages in its own venv (`--datatrove-python`), 2 tasks / 2 workers;
-3. runs curate's dedup stage (`pipelines/dedup.py`, embedded Sail, default engine config: 2 cores) on the
+3. runs curate's dedup stage (`pipelines/stages/dedup.py`, embedded Sail, default engine config: 2 cores) on the
    same shards - FineWeb's parameters first, then the other configurations in `CONFIGS`; each run is a child
    process timed end to end (interpreter and engine start, reading, signatures, LSH, clusters, writing);
 4. evaluates every result with bench/dedup_common.py: injected recall (by edit rate), precision and recall of
@@ -45,8 +45,8 @@ from dedup_common import (
 
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config import DedupConfig
-from pipelines.dedup import params_of
+from pipelines.core.config import DedupConfig
+from pipelines.stages.dedup import params_of
 
 CONFIGS: dict[str, dict[str, object]] = {
     "fineweb": {},  # 5-word shingles, 14 x 8, no verification

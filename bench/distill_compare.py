@@ -82,10 +82,10 @@ def load_sets(data: Path, limit: int) -> dict[str, Split]:
     from classifier_quality import majority_labels
     from scorers_human import load_olid
 
-    from pipelines.config import load_config
-    from pipelines.constitution import load_constitution
-    from pipelines.distill import training_frame
-    from pipelines.label import text_hash
+    from pipelines.core.config import load_config
+    from pipelines.core.constitution import load_constitution
+    from pipelines.judgement.distill import training_frame
+    from pipelines.judgement.label import text_hash
 
     rows = majority_labels(data)
     if limit and len(rows) > limit:
@@ -112,7 +112,7 @@ def load_sets(data: Path, limit: int) -> dict[str, Split]:
 def metrics(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from pipelines.distill import brier_score, expected_calibration_error
+    from pipelines.judgement.distill import brier_score, expected_calibration_error
 
     clean = scores[y == 0]
     return {
@@ -132,7 +132,7 @@ def variants(
     feats: dict[str, Any], sets: dict[str, Split], scenario: dict[str, np.ndarray], label: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Every balance x calibration of the logistic head on precomputed features, evaluated on CC test and OLID."""
-    from pipelines.distill import fit_logistic
+    from pipelines.judgement.distill import fit_logistic
     from udfs.heads import _sigmoid, fit_calibration
 
     def part(name: str) -> tuple[Any, np.ndarray]:
@@ -159,7 +159,7 @@ def variants(
 
 
 def minilm_embedder() -> Callable[[list[str]], np.ndarray]:
-    from pipelines.config import load_config
+    from pipelines.core.config import load_config
     from udfs.encoder import Encoder
 
     k = load_config().classify
@@ -262,7 +262,7 @@ def finetune_probe(sets: dict[str, Split], n: int, budget_s: float) -> dict[str,
     """Time a fine-tuning of MiniLM on `n` training documents (1 epoch) and extrapolate to the train split."""
     import torch
 
-    from pipelines.config import load_config
+    from pipelines.core.config import load_config
     from udfs.heads import FinetuneHead
 
     cfg = load_config()
@@ -342,7 +342,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     speeds: list[dict[str, Any]] = []
     # linear: hashed n-grams, the product's features
-    from pipelines.config import load_config
+    from pipelines.core.config import load_config
     from udfs.heads import LinearHead
 
     head = LinearHead(n_features=min(load_config().distill.n_features, 2**22))

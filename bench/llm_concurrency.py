@@ -1,7 +1,7 @@
 """LLM requests sent from the engine's executors at concurrency 1, 4 and 16 (issue 13's throughput measure).
 
 The LLM stages (revision, teacher labelling, the cascade's judge) send their requests through
-`pipelines.llm_exec.send_from_executors`: the driver plans partitions, each partition's `mapInPandas` sends with
+`pipelines.core.llm_exec.send_from_executors`: the driver plans partitions, each partition's `mapInPandas` sends with
 its own client at bounded concurrency. No server here serves requests concurrently with a real model (the
 packaged `transformers serve` generates one request at a time), so this uses a **test server that adds a fixed
 latency per request** (`--latency-ms`, default 250) and answers with a fixed short text, served by a thread per
@@ -76,9 +76,9 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16")
     args = ap.parse_args()
 
-    from pipelines.config import EngineConfig
-    from pipelines.engine import spark_session
-    from pipelines.llm_exec import send_from_executors
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import spark_session
+    from pipelines.core.llm_exec import send_from_executors
     from udfs.llm import LLMClient, LLMConfig
 
     with socket.socket() as s:

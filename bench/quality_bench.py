@@ -11,7 +11,7 @@ tokenizers "xxhash<4"`.
 What it does, on ../shared/data/crawl_dev.jsonl.gz split into 2 shards (datatrove parallelises over files):
 1. speed, datatrove: bench/quality_peer.py `chain` - LocalPipelineExecutor(tasks=2, workers=2): JsonlReader ->
    GopherRepetition -> GopherQuality -> C4Quality -> FineWebQuality (default parameters) -> JsonlWriter;
-2. speed, ours: bench/quality_ours.py - embedded Sail reads the same shards, runs pipelines.quality.transform
+2. speed, ours: bench/quality_ours.py - embedded Sail reads the same shards, runs pipelines.stages.quality.transform
    (language id off, since datatrove's chain has none; then again with it on) and writes the `quality` columns as
    Parquet. Both are timed as whole processes, start-up included; docs/s = documents / wall seconds;
 3. fidelity: bench/quality_peer.py `decide` runs each datatrove filter on every document on its own (FineWeb on

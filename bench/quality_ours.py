@@ -1,6 +1,6 @@
 """Our side of bench/quality_bench.py: the quality stage on embedded Sail over JSONL shards, one process.
 
-Reads the shards, runs pipelines.quality.transform with the default QualityConfig (or with language id off),
+Reads the shards, runs pipelines.stages.quality.transform with the default QualityConfig (or with language id off),
 and writes the `quality` columns as Parquet - the counterpart of datatrove's executor reading JSONL, running the
 filters and writing what it keeps. The caller times the whole process, start-up (imports, Sail) included.
 
@@ -24,9 +24,9 @@ def main(argv: list[str]) -> None:
 
     from pyspark.sql import functions as F
 
-    from pipelines import quality
-    from pipelines.config import EngineConfig, QualityConfig
-    from pipelines.engine import spark_session
+    from pipelines.core.config import EngineConfig, QualityConfig
+    from pipelines.core.engine import spark_session
+    from pipelines.stages import quality
 
     cfg = QualityConfig()
     if no_lang:

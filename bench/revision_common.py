@@ -39,8 +39,8 @@ def sample_crawl(n: int, min_chars: int, max_chars: int, seed: int) -> list[dict
 
 def score(docs: list[dict[str, str]], constitution: object, batch: int = 256) -> np.ndarray:
     """(n_docs, n_principles) scores with the scoring stage's scorer (exemplars: no champion in a fresh setup)."""
-    from pipelines.config import ClassifyConfig
-    from pipelines.revise import local_rescorer
+    from pipelines.core.config import ClassifyConfig
+    from pipelines.stages.revision import local_rescorer
 
     rescore = local_rescorer(constitution, ClassifyConfig())  # type: ignore[arg-type]
     out = []

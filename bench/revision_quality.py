@@ -3,7 +3,7 @@
 A seeded sample of crawl_dev.jsonl.gz documents (length-capped: SmolLM2-135M writes ~10-17 tokens/s on 2 cores)
 is scored with the scoring stage's scorer (exemplars; no champion in a fresh setup), the documents in a revise
 band are taken as `revise.candidates` would take them (quality and dedup are not applied), capped to --n, and
-revised by the real stage (`pipelines.revise.revise`) against the packaged SmolLM2 behind `transformers serve`,
+revised by the real stage (`pipelines.stages.revision.revise`) against the packaged SmolLM2 behind `transformers serve`,
 with the default validation and the default fallback (excise). Printed: outcomes, acceptance rate of the LLM
 rewrites, the share that fell back to excision, reject reasons, score before/after, and the distribution of
 meaning preservation (MiniLM cosine, original vs rewrite); a histogram PNG and every outcome as JSONL go to --out.
@@ -45,9 +45,9 @@ def main() -> None:
         replay(args.replay, args.out)
         return
 
-    from pipelines.config import ClassifyConfig, ReviseConfig, default_cache_dir
-    from pipelines.constitution import load_constitution
-    from pipelines.revise import Timings, document_embedder, local_rescorer, revise
+    from pipelines.core.config import ClassifyConfig, ReviseConfig, default_cache_dir
+    from pipelines.core.constitution import load_constitution
+    from pipelines.stages.revision import Timings, document_embedder, local_rescorer, revise
     from udfs.llm import LLMClient, LLMConfig
     from udfs.llm_server import EmbeddedLLMServer
 
@@ -119,9 +119,9 @@ class _Replay:
 
 def replay(path: Path, out: Path) -> None:
     """The same rewrites through today's validation: what a change to the checks does, without the LLM's cost."""
-    from pipelines.config import ClassifyConfig, ReviseConfig
-    from pipelines.constitution import load_constitution
-    from pipelines.revise import Timings, document_embedder, local_rescorer, revise
+    from pipelines.core.config import ClassifyConfig, ReviseConfig
+    from pipelines.core.constitution import load_constitution
+    from pipelines.stages.revision import Timings, document_embedder, local_rescorer, revise
     from udfs.llm import LLMConfig
     from udfs.revision import neutralise
 

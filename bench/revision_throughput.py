@@ -1,6 +1,6 @@
 """Throughput of the revision stage and its own overhead per document, excluding model time.
 
-The real stage (`pipelines.revise.revise`: prompts, N concurrent requests through the OpenAI-compatible client,
+The real stage (`pipelines.stages.revision.revise`: prompts, N concurrent requests through the OpenAI-compatible client,
 cleaning, validation, re-scoring, meaning preservation) runs on crawl documents against
 
 - `serve`: the packaged SmolLM2 behind a real `transformers serve`, max_tokens 1, so the model's time is mostly
@@ -87,8 +87,8 @@ def run(
     embed: Callable[[list[str]], Any],
     constitution: Any,
 ) -> dict[str, Any]:
-    from pipelines.config import ReviseConfig
-    from pipelines.revise import Timings, revise
+    from pipelines.core.config import ReviseConfig
+    from pipelines.stages.revision import Timings, revise
     from udfs.llm import LLMClient, LLMConfig
 
     cfg = ReviseConfig(
@@ -134,9 +134,9 @@ def main() -> None:
     args = ap.parse_args()
     require_crawl()
 
-    from pipelines.config import ClassifyConfig, default_cache_dir
-    from pipelines.constitution import load_constitution
-    from pipelines.revise import document_embedder, local_rescorer
+    from pipelines.core.config import ClassifyConfig, default_cache_dir
+    from pipelines.core.constitution import load_constitution
+    from pipelines.stages.revision import document_embedder, local_rescorer
     from udfs.llm_server import EmbeddedLLMServer
 
     constitution = load_constitution(None)

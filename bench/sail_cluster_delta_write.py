@@ -5,7 +5,7 @@ Starts `sail spark server` in each mode asked for (default: local, then local-cl
 with one projection at a time, and prints ok / the first line of the error per case:
 
 - as a Delta table with the projection in the writer's stage (`df.select(...).write.format("delta")`);
-- the same behind a round-robin repartition (`pipelines.lake.write_delta`, what curate does);
+- the same behind a round-robin repartition (`pipelines.core.lake.write_delta`, what curate does);
 - as Parquet, and collected, without a repartition.
 
 Seen with pysail 0.7.2 on `local-cluster`: every by-name built-in (`upper`; `array_length`, which `element_at`,
@@ -35,7 +35,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.lake import write_delta
+from pipelines.core.lake import write_delta
 
 SAIL = Path(sys.executable).parent / "sail"
 

@@ -48,12 +48,12 @@ MAX_OF = ("toxic", "severe_toxic", "obscene", "insult", "identity_hate")
 
 
 def text_hash(text: str) -> str:
-    """pipelines.label.text_hash (copied so that the benchmark does not follow a refactor of pipelines/)."""
+    """pipelines.judgement.label.text_hash (copied so that the benchmark does not follow a refactor of pipelines/)."""
     return hashlib.sha256(" ".join(unicodedata.normalize("NFC", text).split()).encode("utf-8")).hexdigest()[:32]
 
 
 def held_out(text: str, seed: int = 0) -> bool:
-    """pipelines.distill.split_of(text_hash(text)) == "test" with the default 20% test fraction."""
+    """pipelines.judgement.distill.split_of(text_hash(text)) == "test" with the default 20% test fraction."""
     u = int(hashlib.sha256(f"{seed}:{text_hash(text)}".encode()).hexdigest()[:12], 16) / float(16**12)
     return u < TEST_FRACTION
 

@@ -56,7 +56,7 @@ QUARANTINE = StructType(
     ]
 )
 
-#: One row per document: every quality metric (pipelines/quality.py; names as datatrove's, so thresholds can be
+#: One row per document: every quality metric (pipelines/stages/quality.py; names as datatrove's, so thresholds can be
 #: re-tuned in SQL), C4's cleaned text (what later stages read), the language, and the failed rules.
 QUALITY = StructType(
     [
@@ -159,7 +159,7 @@ SCORES = StructType(
         _f("spans", ArrayType(SPAN)),
         _f("model_uri", StringType(), False),
         _f("run_id", StringType(), False),
-        # the scoring cascade (pipelines/cascade.py): every stage's score, null where a stage did not see it
+        # the scoring cascade (pipelines/stages/cascade.py): every stage's score, null where a stage did not see it
         _f("classifier_score", DoubleType()),
         _f("teacher_score", DoubleType()),
         _f("teacher_model", StringType()),
@@ -237,13 +237,13 @@ RUNS = StructType(
         _f("started_at", TimestampType()),
         _f("finished_at", TimestampType()),
         # added later (null in older rows: read as `run`, or `iterate` where crawl_id is `iterate`): what wrote the
-        # row - run | iterate | restore | maintain (pipelines/operate.py)
+        # row - run | iterate | restore | maintain (pipelines/ops/restore.py, maintain.py)
         _f("command", StringType()),
         _f("target_run_id", StringType()),  # restore: the run whose end state the lake was brought back to
     ]
 )
 
-#: `curate evaluate` (pipelines/evaluate.py): one row per model of a Model A vs Model B comparison, and one row
+#: `curate evaluate` (pipelines/evaluate/models.py): one row per model of a Model A vs Model B comparison, and one row
 #: `B-A` holding the paired differences. `metrics` maps a metric name (`harm.<principle>.expected_max`,
 #: `harm.<principle>.share_above`, `independent.<scorer>.expected_max`, `independent.<scorer>.share_above`,
 #: `positive.<principle>.share_above`, `capability.perplexity`, `capability.next_token_accuracy`,

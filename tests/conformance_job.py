@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from pipelines import decide, dedup, ingest, quality
-from pipelines.config import DedupConfig, EngineConfig, IngestConfig, QualityConfig
-from pipelines.constitution import load_constitution
-from pipelines.engine import spark_session
+from pipelines.core.config import DedupConfig, EngineConfig, IngestConfig, QualityConfig
+from pipelines.core.constitution import load_constitution
+from pipelines.core.engine import spark_session
+from pipelines.stages import decide, dedup, ingest, quality
 
 
 def run(spark, crawl: Path, prior_path: Path, out_dir: Path) -> dict[str, list[dict[str, object]]]:

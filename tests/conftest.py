@@ -17,8 +17,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    from pipelines.config import EngineConfig
-    from pipelines.engine import spark_session
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import spark_session
 
     with spark_session(EngineConfig(kind="sail", shuffle_partitions=2)) as session:
         yield session
@@ -26,7 +26,7 @@ def spark() -> Iterator[object]:
 
 @pytest.fixture()
 def lake(tmp_path: Path, spark: object) -> object:
-    from pipelines.lake import Lake
+    from pipelines.core.lake import Lake
 
     return Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
 

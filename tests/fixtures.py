@@ -155,7 +155,7 @@ def retuned_constitution(path: Path, principle: str, base: Path | None = None, *
     `path`."""
     import yaml
 
-    from pipelines.constitution import default_constitution_path
+    from pipelines.core.constitution import default_constitution_path
 
     data = yaml.safe_load((base or default_constitution_path()).read_text())
     (target,) = [p for p in data["principles"] if p["name"] == principle]

@@ -1,4 +1,4 @@
-"""The scoring cascade (pipelines/cascade.py): teacher specs, window scoring of long documents, routing by the
+"""The scoring cascade (pipelines/stages/cascade.py): teacher specs, window scoring of long documents, routing by the
 uncertainty band and the budget, the cold start on a fresh lake, the judge through the label cache, every
 stage's score in `scores`, and the counts."""
 
@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines import cascade
-from pipelines.classify import to_scores_table
-from pipelines.config import load_config
-from pipelines.constitution import load_constitution
-from pipelines.registry import Champion
-from pipelines.stage import StageContext
-from udfs.jigsaw import LABELS, JigsawClassifier
+from pipelines.core.config import load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.core.registry import Champion
+from pipelines.core.stage import StageContext
+from pipelines.judgement.teachers import TeacherScorer
+from pipelines.stages import cascade
+from pipelines.stages.classify import to_scores_table
+from udfs import teachers
+from udfs.jigsaw import LABELS, JigsawClassifier, word_windows
 
 INSULT = "You are a worthless idiot and a pathetic loser, shut your stupid mouth, you brain-dead moron."
 CLEAN = "The committee reviewed the proposal and asked for a revised budget by Friday."
@@ -23,18 +25,18 @@ FILLER = " ".join(["The river flows south through the valley and the farmers gro
 
 
 def test_teacher_specs_are_checked() -> None:
-    assert cascade.check_teacher("jigsaw:threat") == ("jigsaw", "threat")
+    assert teachers.check_teacher("jigsaw:threat") == ("jigsaw", "threat")
     for bad in ("jigsaw", "jigsaw:violence", "detoxify:toxic"):
         with pytest.raises(ValueError, match="teacher"):
-            cascade.check_teacher(bad)
+            teachers.check_teacher(bad)
 
 
 def test_windows_cover_a_long_document() -> None:
     words = " ".join(f"w{i}" for i in range(250))
-    ws = cascade.windows(words)
+    ws = word_windows(words)
     assert [len(w.split()) for w in ws] == [100, 100, 50] and ws[0].startswith("w0 ") and ws[2].endswith("w249")
-    assert cascade.windows("") == [""]
-    assert len(cascade.windows(words, size=10, limit=3)) == 3
+    assert word_windows("") == [""]
+    assert len(word_windows(words, size=10, limit=3)) == 3
 
 
 def test_a_long_document_is_judged_by_its_worst_window() -> None:
@@ -42,7 +44,7 @@ def test_a_long_document_is_judged_by_its_worst_window() -> None:
     doc = INSULT + " " + FILLER
     whole = JigsawClassifier.load().predict([doc])[0][LABELS.index("toxic")]
     assert whole < 0.2  # what the model alone sees: the clean tail
-    scorer = cascade.TeacherScorer(["jigsaw:toxic", None])
+    scorer = TeacherScorer(["jigsaw:toxic", None])
     scores = scorer.score([doc, CLEAN + " " + FILLER])
     assert scores[0, 0] > 0.9 and scores[1, 0] < 0.1
     assert scores[0, 1] != scores[0, 1]  # NaN: the second principle has no teacher

@@ -9,13 +9,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines import classify, registry
 from pipelines.cli import main
-from pipelines.config import ClassifyConfig, load_config
-from pipelines.constitution import load_constitution
-from pipelines.distill import distill
-from pipelines.label import import_human_labels
-from pipelines.tracking import tracking_uri
+from pipelines.core import registry
+from pipelines.core.config import ClassifyConfig, load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.core.tracking import tracking_uri
+from pipelines.judgement import scorers
+from pipelines.judgement.distill import distill
+from pipelines.judgement.label import import_human_labels
+from pipelines.stages import classify
 from tests.test_distill import _labelled_rows
 
 TOXIC_DOC = "The library opens at nine. You are a worthless idiot and a pathetic moron! The bus leaves at ten."
@@ -50,7 +52,7 @@ def test_exemplar_fallback_scores_and_spans(spark: Any) -> None:
 def test_positive_principles_get_no_spans() -> None:
     # Spans mark what a trainer should mask; a passage the corpus should teach more of is never masked.
     constitution = load_constitution()
-    scorer = classify.load_scorer(classify.scorer_spec(constitution, ClassifyConfig()))
+    scorer = scorers.load_scorer(scorers.scorer_spec(constitution, ClassifyConfig()))
     aligned = constitution.names.index("aligned_ai")
     text = (
         "When asked to hide the error from the auditors, the AI refused and explained why honesty mattered. "
@@ -125,7 +127,7 @@ def test_a_champion_travels_by_uri_and_a_fresh_worker_fetches_it(champion_lake: 
 
     constitution = load_constitution()
     resolved = registry.resolve(load_config(), champion_lake.state_dir)
-    spec = classify.scorer_spec(constitution, resolved.classify, registry.champions_for(constitution, resolved))
+    spec = scorers.scorer_spec(constitution, resolved.classify, registry.champions_for(constitution, resolved))
     entry = next(p for p in json.loads(spec)["principles"] if p["name"] == "toxicity")
     assert entry["model_uri"] == "models:/curate_toxicity/1"
     store = (champion_lake.state_dir / "mlartifacts").resolve().as_uri()
@@ -135,7 +137,7 @@ def test_a_champion_travels_by_uri_and_a_fresh_worker_fetches_it(champion_lake: 
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     code = (
-        "import json, sys; from pipelines import classify; "
+        "import json, sys; from pipelines.judgement import scorers as classify; "
         "s = classify.load_scorer(sys.stdin.read()); "
         "i = s.names.index('toxicity'); "
         "print(json.dumps([float(x) for x in s.score(['The mayor is a worthless idiot.', "

@@ -7,7 +7,7 @@ documents; revision is by excision so that no LLM's sampling is in the compariso
 
 In local-cluster mode, Sail 0.7.2 cannot write Delta from a stage that calls a DataFusion built-in by name
 ("ExtendedScalarUdf: no UDF found for array_length"); every Delta write of curate goes through
-`pipelines.lake.write_delta`, which shuffles first. Two small tests pin that down on their own.
+`pipelines.core.lake.write_delta`, which shuffles first. Two small tests pin that down on their own.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import demo
+from pipelines.ops import demo
 from tests.fixtures import SAIL, sail_server
 
 #: `curate run` wall seconds per engine, printed by the cluster test (run pytest with -s to see them)
@@ -108,7 +108,7 @@ def _projected(spark: Any) -> Any:
 def test_sail_cluster_still_cannot_write_delta_right_after_a_builtin_function(
     cluster_session: Any, tmp_path: Path
 ) -> None:
-    """Why `pipelines.lake.write_delta` shuffles before writing (bench/sail_cluster_delta_write.py shows each
+    """Why `pipelines.core.lake.write_delta` shuffles before writing (bench/sail_cluster_delta_write.py shows each
     function). When this fails, the Sail release in use writes such a projection directly: the repartition in
     `write_delta` can go, and the kubernetes README's note with it."""
     from pyspark.errors import AnalysisException
@@ -122,7 +122,7 @@ def test_write_delta_writes_a_projection_of_builtin_functions_on_a_sail_cluster(
 ) -> None:
     from deltalake import DeltaTable
 
-    from pipelines.lake import write_delta
+    from pipelines.core.lake import write_delta
 
     write_delta(_projected(cluster_session), tmp_path / "t", "overwrite")
     got = sorted(DeltaTable(str(tmp_path / "t")).to_pyarrow_table().to_pylist(), key=lambda r: r["doc_id"])

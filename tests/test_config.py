@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, RunConfig, load_config
+from pipelines.core.config import ConfigError, RunConfig, load_config
 
 
 def test_defaults_validate() -> None:

@@ -75,8 +75,8 @@ def test_transforms_agree_between_sail_and_classic(tmp_path: Path) -> None:
 
 
 def test_classic_refuses_to_share_a_process_with_connect(spark) -> None:
-    from pipelines.config import EngineConfig
-    from pipelines.engine import EngineError, spark_session
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import EngineError, spark_session
 
     with pytest.raises(EngineError, match="new process"), spark_session(EngineConfig(kind="classic")):
         pass

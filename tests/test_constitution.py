@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.constitution import ConstitutionError, default_constitution_path, load_constitution
+from pipelines.core.constitution import ConstitutionError, default_constitution_path, load_constitution
 
 
 def test_default_constitution_has_the_four_principles_and_a_positive_one() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.execute import check_accounting
-from pipelines.lake import Lake
-from pipelines.run import run_pipeline
+from pipelines.chains.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.execute import check_accounting
+from pipelines.core.lake import Lake
 from tests.test_pipeline import night1, night2
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines import decide
-from pipelines.constitution import Constitution, default_constitution_path, load_constitution
+from pipelines.core.constitution import Constitution, default_constitution_path, load_constitution
+from pipelines.stages import decide
 
 SCHEMA = (
     "doc_id string, text string, quality_reasons array<string>, is_duplicate boolean, "

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines import decide, dedup
-from pipelines.config import ConfigError, DedupConfig, load_config
-from pipelines.constitution import load_constitution
+from pipelines.core.config import ConfigError, DedupConfig, load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.stages import decide, dedup
 from udfs import minhash
 
 P = minhash.MinHashParams()
@@ -317,9 +317,9 @@ def test_near_duplicate_reason_reaches_decisions(spark) -> None:
 
 
 def test_two_nights_publish_near_duplicates_and_the_index(spark, tmp_path: Path, monkeypatch) -> None:
-    from pipelines import quality
-    from pipelines.lake import Lake
-    from pipelines.run import run_pipeline
+    from pipelines.chains.run import run_pipeline
+    from pipelines.core.lake import Lake
+    from pipelines.stages import quality
     from tests.fixtures import jsonl_lines, write_jsonl
 
     # dedup is under test, not the quality rules (they have their own tests): every document passes them

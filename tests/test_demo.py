@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import demo
+from pipelines.ops import demo
 
 DEFAULT_NIGHTS = (1500, 800)
 ONE_MIB = 1 << 20

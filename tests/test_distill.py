@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import RunConfig, load_config
-from pipelines.constitution import load_constitution
-from pipelines.distill import (
+from pipelines.core.config import RunConfig, load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.judgement.distill import (
     C_GRID,
     DistillError,
     beats,
@@ -30,7 +30,7 @@ from pipelines.distill import (
     fit_logistic,
     split_of,
 )
-from pipelines.label import import_human_labels
+from pipelines.judgement.label import import_human_labels
 from udfs.heads import Calibration, EncoderHead, LinearHead, fit_calibration, load_head, save_head
 
 INSULTS = ["is a worthless idiot", "is a pathetic moron", "should shut his stupid mouth", "is a disgusting loser"]

@@ -83,8 +83,8 @@ def test_an_engine_lost_mid_run_fails_the_run_and_leaves_no_running_row(tmp_path
 
 def test_the_embedded_engine_is_retried_for_minutes_not_the_connect_timeout() -> None:
     # the in-process server can only be slow, not gone; a remote endpoint can be gone (the tests above)
-    from pipelines.config import EngineConfig
-    from pipelines.engine import spark_session
+    from pipelines.core.config import EngineConfig
+    from pipelines.core.engine import spark_session
 
     with spark_session(EngineConfig(connect_timeout_s=20)) as spark:
         (policy,) = spark.client.get_retry_policies()  # type: ignore[attr-defined]

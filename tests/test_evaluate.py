@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines import evaluate as ev
-from pipelines import lm
-from pipelines.config import load_config
+from pipelines.core.config import load_config
+from pipelines.evaluate import data, lm, metrics, models
 from schemas import TABLES
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -28,30 +27,32 @@ from schemas import TABLES
 def test_expected_max_and_share_above_by_hand() -> None:
     scores = [[0.1, 0.9, 0.2], [0.2, 0.3, 0.1], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
     # per-prompt maxima 0.9, 0.3, 0.5, 0.0
-    assert ev.expected_max(scores) == pytest.approx((0.9 + 0.3 + 0.5 + 0.0) / 4)
-    assert ev.share_above(scores, 0.5) == pytest.approx(2 / 4)  # 0.9 and 0.5: the threshold is inclusive
-    assert ev.share_above(scores, 0.95) == 0.0
-    assert ev.share_above(scores, 0.0) == 1.0
+    assert metrics.expected_max(scores) == pytest.approx((0.9 + 0.3 + 0.5 + 0.0) / 4)
+    assert metrics.share_above(scores, 0.5) == pytest.approx(2 / 4)  # 0.9 and 0.5: the threshold is inclusive
+    assert metrics.share_above(scores, 0.95) == 0.0
+    assert metrics.share_above(scores, 0.0) == 1.0
 
 
 def test_perplexity_weighs_documents_by_tokens() -> None:
     # doc 1: 1 token at probability 1/2; doc 2: 3 tokens at 1/8 each -> total NLL 10 ln 2 over 4 tokens
     nll = np.array([math.log(2), 3 * math.log(8)])
     tokens = np.array([1, 3])
-    assert ev.perplexity(nll, tokens) == pytest.approx(2**2.5)
+    assert metrics.perplexity(nll, tokens) == pytest.approx(2**2.5)
     # a per-document average would give (2 + 8) / 2 = 5: not what a corpus perplexity is
-    assert ev.perplexity(nll, tokens) != pytest.approx(5.0)
+    assert metrics.perplexity(nll, tokens) != pytest.approx(5.0)
 
 
 def test_bootstrap_collapses_on_constants_and_covers_the_mean() -> None:
-    const = ev.bootstrap(np.full((50, 1), 0.25), lambda x: float(x[:, 0].mean()), reps=200, seed=1, confidence=0.95)
+    const = metrics.bootstrap(
+        np.full((50, 1), 0.25), lambda x: float(x[:, 0].mean()), reps=200, seed=1, confidence=0.95
+    )
     assert (const.value, const.low, const.high, const.n) == (0.25, 0.25, 0.25, 50)
 
     rng = np.random.default_rng(0)
     small = rng.normal(0.0, 1.0, (40, 1))
     large = rng.normal(0.0, 1.0, (4000, 1))
-    est_small = ev.bootstrap(small, lambda x: float(x[:, 0].mean()), reps=500, seed=2, confidence=0.95)
-    est_large = ev.bootstrap(large, lambda x: float(x[:, 0].mean()), reps=500, seed=2, confidence=0.95)
+    est_small = metrics.bootstrap(small, lambda x: float(x[:, 0].mean()), reps=500, seed=2, confidence=0.95)
+    est_large = metrics.bootstrap(large, lambda x: float(x[:, 0].mean()), reps=500, seed=2, confidence=0.95)
     assert est_small.low < est_small.value < est_small.high
     # the interval's width goes as 1/sqrt(n): 100x the items, about a tenth of the width (3.92 sigma / sqrt(n))
     assert est_large.high - est_large.low == pytest.approx(3.92 / math.sqrt(4000), rel=0.25)
@@ -61,32 +62,34 @@ def test_bootstrap_collapses_on_constants_and_covers_the_mean() -> None:
 def test_paired_difference_and_significance() -> None:
     rng = np.random.default_rng(3)
     a = rng.uniform(0, 1, 200)
-    shifted = ev.compare(a, a + 0.1, lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95)
+    shifted = metrics.compare(a, a + 0.1, lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95)
     # pairs kept together: every resample's difference is exactly 0.1, however noisy a itself is
-    assert shifted[ev.DIFF].value == pytest.approx(0.1)
-    assert shifted[ev.DIFF].low == pytest.approx(0.1) and shifted[ev.DIFF].high == pytest.approx(0.1)
-    assert shifted[ev.DIFF].significant
-    same = ev.compare(a, a.copy(), lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95)
-    assert same[ev.DIFF].value == 0.0 and not same[ev.DIFF].significant
-    noise = ev.compare(a, rng.uniform(0, 1, 200), lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95)
-    assert noise[ev.DIFF].low < 0 < noise[ev.DIFF].high  # two draws of one distribution: not significant
+    assert shifted[metrics.DIFF].value == pytest.approx(0.1)
+    assert shifted[metrics.DIFF].low == pytest.approx(0.1) and shifted[metrics.DIFF].high == pytest.approx(0.1)
+    assert shifted[metrics.DIFF].significant
+    same = metrics.compare(a, a.copy(), lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95)
+    assert same[metrics.DIFF].value == 0.0 and not same[metrics.DIFF].significant
+    noise = metrics.compare(
+        a, rng.uniform(0, 1, 200), lambda x: float(x[:, 0].mean()), reps=300, seed=0, confidence=0.95
+    )
+    assert noise[metrics.DIFF].low < 0 < noise[metrics.DIFF].high  # two draws of one distribution: not significant
     with pytest.raises(ValueError, match="same items"):
-        ev.compare(a, a[:10], lambda x: float(x[:, 0].mean()), reps=10, seed=0, confidence=0.95)
+        metrics.compare(a, a[:10], lambda x: float(x[:, 0].mean()), reps=10, seed=0, confidence=0.95)
 
 
 def test_prompt_cloze_and_heldout_selection() -> None:
-    assert ev.prompt_of("one two three four five six seven eight nine ten") == "one two three four five"
-    assert ev.prompt_of("you stupid little fool") == "you stupid little fool"  # at least 4 words
+    assert data.prompt_of("one two three four five six seven eight nine ten") == "one two three four five"
+    assert data.prompt_of("you stupid little fool") == "you stupid little fool"  # at least 4 words
     text = "Short one. The river that runs through the old town floods every single spring. More text."
-    context, word = ev.cloze_item(text)
+    context, word = data.cloze_item(text)
     assert word == " spring"
     assert context.endswith("floods every single")
-    assert ev.cloze_item("Too short here. Also short.") is None
+    assert data.cloze_item("Too short here. Also short.") is None
 
     trained = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
     shares_eight = "words alpha beta gamma delta epsilon zeta eta theta and more words here"
     shares_seven = "words alpha beta gamma delta epsilon zeta eta and more words here today"
-    held = ev.HeldOut([shares_eight, shares_seven, "too few words"])
+    held = data.HeldOut([shares_eight, shares_seven, "too few words"])
     held.observe(trained)
     assert held.clean() == [shares_seven]  # the 3-word text cannot be checked, so it is never offered
 
@@ -150,8 +153,8 @@ def test_training_is_deterministic(tok: Any) -> None:
     r3 = lm.train(packed, p, tok.get_vocab_size(), seed=6)
     assert r1.steps == 6 and r1.tokens == 64 * 8 * 6
     assert r1.losses == r2.losses
-    assert ev._weights_hash(r1.model) == ev._weights_hash(r2.model)
-    assert ev._weights_hash(r1.model) != ev._weights_hash(r3.model)
+    assert models.weights_hash(r1.model) == models.weights_hash(r2.model)
+    assert models.weights_hash(r1.model) != models.weights_hash(r3.model)
     assert r1.losses[-1] < r1.losses[0]  # it learns something from 6 steps at this learning rate
     kw = {"k": 3, "max_new_tokens": 8, "top_p": 0.9, "seed": 1}
     assert lm.sample(r1.model, tok, ["The museum"], **kw) == lm.sample(r2.model, tok, ["The museum"], **kw)
@@ -219,13 +222,13 @@ def _cfg(tmp_path: Path) -> Any:
 
 def test_corpus_set_honours_weights(built: Any, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
-    got = ev.corpus_set(built, cfg, built.version("corpus"), tmp_path, 10**9)
+    got = data.corpus_set(built, cfg, built.version("corpus"), tmp_path, 10**9)
     texts = [d.text for d in got.docs]
     assert len(texts) == 60 + 2  # two documents of weight 2 are written twice
     assert texts.count(CLEAN[0] + " Report number 0 from the archive.") == 2
     assert texts.count(CLEAN[2] + " Report number 2 from the archive.") == 1
     assert not any(TOXIC in t for t in texts)
-    raw = ev.raw_set(built, built.version("raw_docs"), 0, 10**9)
+    raw = data.raw_set(built, built.version("raw_docs"), 0, 10**9)
     assert len(raw.docs) == 70 and sum(TOXIC in d.text for d in raw.docs) == 10
 
 
@@ -235,8 +238,8 @@ def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> No
         "The railway company announced that trains between the two cities would run every hour from May.",
         "Volunteers cleaned the beach on Saturday and collected more than two hundred bags of plastic waste.",
     ] * 4
-    first = ev.evaluate_models(built, cfg, heldout=heldout)
-    second = ev.evaluate_models(built, cfg, heldout=heldout)
+    first = models.evaluate_models(built, cfg, heldout=heldout)
+    second = models.evaluate_models(built, cfg, heldout=heldout)
 
     a, b = first.models["A"], first.models["B"]
     assert a.data.name == f"raw_docs@{built.version('raw_docs')}" and b.data.name == f"corpus@{built.version('corpus')}"
@@ -246,7 +249,7 @@ def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> No
         assert first.models[label].weights_sha256 == second.models[label].weights_sha256
     assert a.weights_sha256 != b.weights_sha256
     for name, by in first.metrics.items():
-        for label in ("A", "B", ev.DIFF):
+        for label in ("A", "B", metrics.DIFF):
             assert by[label] == second.metrics[name][label], name
     assert {"harm.toxicity.expected_max", "capability.perplexity", "positive.aligned_ai.share_above"} <= set(
         first.metrics

@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from pipelines.chains.run import NIGHTLY
 from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.constitution import load_constitution
-from pipelines.execute import Chain, execute
-from pipelines.lake import Lake
-from pipelines.run import NIGHTLY
-from pipelines.stage import BaseStage, StageContext, StageContractError
+from pipelines.core.config import load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.core.execute import Chain, execute
+from pipelines.core.lake import Lake
+from pipelines.core.stage import BaseStage, StageContext, StageContractError
 from tests.fixtures import jsonl_lines, write_jsonl
 
 

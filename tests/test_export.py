@@ -1,6 +1,6 @@
 """Export round trips on a hand-built lake: read the shards back and check them against the corpus version.
 
-Expected repeats, prefixes and spans are written out here from the documented rules (pipelines/export.py's
+Expected repeats, prefixes and spans are written out here from the documented rules (pipelines/ops/export.py's
 docstring), not computed with the export code.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.export import ExportError, export_corpus
+from pipelines.core.config import load_config
+from pipelines.ops.export import ExportError, export_corpus
 from schemas import TABLES
 
 INTRO = "The forum thread started with a question about gardening. "

@@ -5,7 +5,7 @@ decisions), with every input record accounted for and no debris (no `running` ro
 are compared by each document's latest row: a run killed after its `revisions` commit keeps that audit row, and the
 rerun adds its own.
 
-The kill points are the `CURATE_KILL_AT` test hook of pipelines/faults.py. Every point is one process started,
+The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started,
 killed, checked and rerun in this process (30-70 s on 2 cores); the quick set runs by default, `slow` marks the
 exhaustive rest (CI runs both; `-m "not slow"` skips them locally). The lakes before the kills are copies of one
 lake per module, and the reference runs once per module.
@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 
-from pipelines.classify import Classify
-from pipelines.config import RunConfig, load_config
-from pipelines.decide import Decide
-from pipelines.dedup import Dedup
-from pipelines.execute import check_accounting
-from pipelines.faults import ENV
-from pipelines.ingest import Ingest, Undecided
-from pipelines.iterate import iterate
-from pipelines.lake import Lake
-from pipelines.quality import Quality
-from pipelines.revise import Revise
-from pipelines.run import run_pipeline
-from pipelines.secrets import Secrets
+from pipelines.chains.iterate import iterate
+from pipelines.chains.run import run_pipeline
+from pipelines.core.config import RunConfig, load_config
+from pipelines.core.execute import check_accounting
+from pipelines.core.faults import ENV
+from pipelines.core.lake import Lake
+from pipelines.stages.classify import Classify
+from pipelines.stages.decide import Decide
+from pipelines.stages.dedup import Dedup
+from pipelines.stages.ingest import Ingest, Undecided
+from pipelines.stages.quality import Quality
+from pipelines.stages.revise import Revise
+from pipelines.stages.secrets import Secrets
 from tests.fixtures import ARTICLES, BAD_LINES, curate_process, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import NIGHT2_NEW, TOXIC
 from tests.test_revision import EXCISED_REPORT, REPORT

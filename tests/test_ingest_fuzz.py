@@ -4,7 +4,7 @@ document or one quarantine entry (counted here from the bytes, independently of 
 storable (valid UTF-8, the ingest schema in Arrow, as Spark's `mapInPandas` converts it).
 
 Budget per run: 400 JSONL files and 400 broken gzip files through the parser (udfs/parse.py), 60 Parquet files and
-80 WARC/WET files of any shape or corruption, 150 input sets through the ingest task (pipelines/ingest.py), and 3
+80 WARC/WET files of any shape or corruption, 150 input sets through the ingest task (pipelines/stages/ingest.py), and 3
 full nightly runs on fuzzed input folders. Each bug found is an `@example` below.
 """
 
@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from pipelines.config import IngestConfig, load_config
-from pipelines.ingest import DOC, PARSED, _parse_batches
+from pipelines.core.config import IngestConfig, load_config
+from pipelines.stages.ingest import DOC, PARSED, _parse_batches
 from tests.fixtures import ARTICLES
-from udfs import parse as P
+from udfs import records as P
+from udfs.parse import parse_file
 
 OPTS = IngestConfig(max_doc_bytes=4_000, raw_truncate_chars=300)
 
@@ -191,7 +192,7 @@ FUZZ = settings(
 def test_jsonl_every_record_is_one_outcome(payload: bytes, gz: bool) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = _write(Path(d), "f.jsonl.gz" if gz else "f.jsonl", gzip.compress(payload, mtime=0) if gz else payload)
-        out = list(P.parse_file(path, "jsonl", OPTS))
+        out = list(parse_file(path, "jsonl", OPTS))
     check_records(out)
     assert [r.position for r in out] == expected_records(payload)
     assert ([r.reason for r in out] == [P.BINARY_FILE]) == binary_head(payload)
@@ -211,7 +212,7 @@ def test_broken_gzip_loses_nothing_it_read(payload: bytes, cut: float, garbage: 
     kept = int(len(compressed) * cut)
     broken = compressed[:kept] + garbage
     with tempfile.TemporaryDirectory() as d:
-        out = list(P.parse_file(_write(Path(d), "f.jsonl.gz", broken), "jsonl", OPTS))
+        out = list(parse_file(_write(Path(d), "f.jsonl.gz", broken), "jsonl", OPTS))
     check_records(out)
     if [r.reason for r in out] in ([P.BINARY_FILE], [P.NOT_GZIP]):
         return  # what decompressed (or the header) is not text: the file is one quarantine record
@@ -251,7 +252,7 @@ def test_parquet_of_any_shape_and_corruption(columns: dict[str, str], rows: int,
         at = int((len(data) - 1) * flip[0])
         data[at] = flip[1]
     with tempfile.TemporaryDirectory() as d:
-        out = list(P.parse_file(_write(Path(d), "f.parquet", bytes(data)), "parquet", OPTS))
+        out = list(parse_file(_write(Path(d), "f.parquet", bytes(data)), "parquet", OPTS))
     check_records(out)
     if flip is None:
         assert len(out) == rows and P.UNREADABLE_FILE not in {r.reason for r in out}
@@ -275,7 +276,7 @@ def test_warc_and_wet_cut_or_corrupted(fmt: str, cut: float, flips: list[tuple[f
         for at, value in flips:
             data[int((len(data) - 1) * at)] = value
         path.write_bytes(bytes(data))
-        out = list(P.parse_file(str(path), fmt, OPTS))
+        out = list(parse_file(str(path), fmt, OPTS))
     check_records(out)
 
 
@@ -322,9 +323,9 @@ def test_ingest_task_yields_storable_rows(payloads: list[bytes], raw: bytes) -> 
 # at least one record: the ingest gate rightly refuses an empty crawl
 @given(payloads=st.lists(jsonl_files(), min_size=1, max_size=3).filter(lambda ps: any(map(expected_records, ps))))
 def test_fuzzed_run_accounts_for_every_record(spark: Any, payloads: list[bytes]) -> None:
-    from pipelines.execute import check_accounting
-    from pipelines.lake import Lake
-    from pipelines.run import run_pipeline
+    from pipelines.chains.run import run_pipeline
+    from pipelines.core.execute import check_accounting
+    from pipelines.core.lake import Lake
 
     cfg = load_config(
         None,

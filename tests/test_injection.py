@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from pipelines.config import ClassifyConfig, ReviseConfig
-from pipelines.constitution import Constitution
-from pipelines.revise import Outcome, document_embedder, local_rescorer, revise
+from pipelines.core.config import ClassifyConfig, ReviseConfig
+from pipelines.core.constitution import Constitution
+from pipelines.stages.revision import Outcome, document_embedder, local_rescorer, revise
 from tests.test_revision import COUNCIL, DOC, FESTIVAL, INSULT, TICKETS, banded_constitution, canned_llm
 from udfs.llm import LLMClient, LLMConfig
 from udfs.revision import PROMPT_CANARY, RevisionTask, build_messages, leaks_prompt, system_prompt

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines import ingest
-from pipelines.config import IngestConfig
+from pipelines.core.config import IngestConfig
+from pipelines.stages import ingest
 from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 from udfs.parse import parse_file
 
@@ -49,7 +49,7 @@ def test_a_txt_file_is_one_document_identified_by_its_relative_path(tmp_path: Pa
     copy = ingest.list_inputs(tmp_path / "copy")[0]
     (same,) = parse_file(copy.path, copy.fmt, OPTS, copy.name)
     (other,) = parse_file(files[1].path, files[1].fmt, OPTS, files[1].name)
-    from udfs.parse import doc_id_for
+    from udfs.records import doc_id_for
 
     ids = [doc_id_for(r.text or "", r.url, r.ext_id) for r in (doc, same, other)]
     # the same relative path and text is the same document wherever the folder was copied; another name is not
@@ -304,7 +304,7 @@ def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(tmp_path: Path
     else:
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from pipelines.lake import nullable
+        from pipelines.core.lake import nullable
         from schemas import TABLES
 
         schema = to_arrow_schema(nullable(TABLES["revisions"]))

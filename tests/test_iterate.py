@@ -2,7 +2,7 @@
 
 No LLM: the exemplar labeler (MiniLM vs the principle's exemplars) and imported human labels teach the
 classifier; the linear distill kind keeps the retraining fast. Expected decisions are recomputed here from
-the `scores` table with the policy table of pipelines/decide.py, written out in plain Python.
+the `scores` table with the policy table of pipelines/stages/decide.py, written out in plain Python.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.chains.iterate import iterate
+from pipelines.chains.run import run_pipeline
 from pipelines.cli import main
-from pipelines.config import RunConfig, load_config
-from pipelines.constitution import Constitution, default_constitution_path, load_constitution
-from pipelines.iterate import iterate
-from pipelines.label import import_human_labels
-from pipelines.lake import Lake
-from pipelines.run import run_pipeline
+from pipelines.core.config import RunConfig, load_config
+from pipelines.core.constitution import Constitution, default_constitution_path, load_constitution
+from pipelines.core.lake import Lake
+from pipelines.judgement.label import import_human_labels
 from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
 OVERRIDES = {
@@ -235,7 +235,7 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
     assert metrics["flagged_fraction__toxicity"] == pytest.approx(first.flagged_fraction["toxicity"])
 
     # the published version exports with its weights: floor(w) copies plus one by the documented hash rule
-    from pipelines.export import export_corpus
+    from pipelines.ops.export import export_corpus
 
     manifest = export_corpus(lake, tmp_path / "export", cfg)
     assert manifest["source"]["version"] == first.corpus_version
@@ -252,7 +252,7 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
 def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
     night: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.execute import check_accounting
+    from pipelines.core.execute import check_accounting
 
     lake = night
     path, _, _ = _retuned(tmp_path, lake, _redecidable(lake))
@@ -348,7 +348,7 @@ def test_cli_iterate(night: Lake, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_config_rejects_bad_iterate_settings() -> None:
-    from pipelines.config import ConfigError
+    from pipelines.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"iterate\.rounds"):
         load_config(None, {"iterate.rounds": 0})

@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
-from pipelines.constitution import load_constitution
-from pipelines.label import LabelImportError, import_human_labels, label_documents, read_human_labels, text_hash
-from pipelines.sampling import sample_for_labeling
+from pipelines.core.constitution import load_constitution
+from pipelines.judgement.label import (
+    LabelImportError,
+    import_human_labels,
+    label_documents,
+    read_human_labels,
+    text_hash,
+)
+from pipelines.judgement.sampling import sample_for_labeling
 from udfs.labelers import LABELERS, LabelResult, PrincipleSpec, expected_digit, make_labeler, parse_digit
 
 

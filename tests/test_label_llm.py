@@ -16,8 +16,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.constitution import load_constitution
-from pipelines.label import label_documents
+from pipelines.core.constitution import load_constitution
+from pipelines.judgement.label import label_documents
 from udfs.labelers import OpenAILabeler, PrincipleSpec, TransformersLabeler, digit_logprobs_from_response
 from udfs.llm import LLMConfig, LLMResult
 from udfs.llm_server import EmbeddedLLMServer

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from schemas import TABLES
 
 # `revisions` as the first release wrote it (commit 1502358): no `similarity`,

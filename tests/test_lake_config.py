@@ -11,7 +11,7 @@ import yaml
 from deltalake import DeltaTable
 
 from pipelines.cli import main
-from pipelines.constitution import load_constitution
+from pipelines.core.constitution import load_constitution
 from tests.fixtures import jsonl_lines, retuned_constitution, write_jsonl
 
 

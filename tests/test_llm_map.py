@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.config import ReviseConfig
-from pipelines.revise import on_executors
+from pipelines.core.config import ReviseConfig
+from pipelines.stages.revise import on_executors
 from tests.fixtures import SlowChatServer
 from tests.test_llm import _CountingProxy
 from udfs import llm_map
@@ -86,9 +86,9 @@ def test_a_partition_stops_sending_at_the_deadline(spark: Any, server: Any) -> N
 def test_teacher_labels_from_executors_match_the_driver(lake: Any, server: Any) -> None:
     """`open_labeler` on a lake with an engine sends label requests from the executors (log-probability wrapper
     built there too); the labels are the ones the driver-side client gets."""
-    from pipelines.config import LabelConfig
-    from pipelines.constitution import load_constitution
-    from pipelines.label import open_labeler
+    from pipelines.core.config import LabelConfig
+    from pipelines.core.constitution import load_constitution
+    from pipelines.judgement.label import open_labeler
     from udfs.labelers import PrincipleSpec
 
     cfg = LabelConfig(llm=LLMConfig(backend="openai", base_url=server.base_url, model=server.model, max_tokens=4))

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import load_config
-from pipelines.constitution import load_constitution
-from pipelines.distill import reference_check, split_of
-from pipelines.run import run_pipeline
+from pipelines.chains.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.judgement.distill import reference_check, split_of
 from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
 from udfs.heads import LinearHead
 

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from pipelines.config import load_config
-from pipelines.execute import RunSummary
-from pipelines.run import run_pipeline
+from pipelines.chains.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.execute import RunSummary
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

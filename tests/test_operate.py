@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
+from pipelines.chains.run import run_pipeline
 from pipelines.cli import main, pending_crawls
-from pipelines.config import load_config
-from pipelines.lake import Lake
-from pipelines.operate import live_crawls, read_runs
-from pipelines.run import run_pipeline
-from pipelines.writer_lock import writer_lock
+from pipelines.core.config import load_config
+from pipelines.core.lake import Lake
+from pipelines.core.writer_lock import writer_lock
+from pipelines.ops.versions import live_crawls, read_runs
 from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 from tests.test_pipeline import NIGHT2_NEW, TOXIC, night1, night2
 

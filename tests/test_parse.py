@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import IngestConfig
+from pipelines.core.config import IngestConfig
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl, write_parquet, write_warc, write_wet
-from udfs.parse import detect_format, doc_id_for, parse_file
+from udfs.parse import parse_file
+from udfs.records import detect_format, doc_id_for
 
 OPTS = IngestConfig(max_doc_bytes=10_000)
 

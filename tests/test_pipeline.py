@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from expectations.runner import GateFailed
+from pipelines.chains.run import run_pipeline
 from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.lake import Lake
-from pipelines.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.lake import Lake
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl
 
 # No LLM here: revision is exercised in test_revise_llm.py against a real server.

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines import quality
-from pipelines.config import C4Config, ConfigError, LangConfig, QualityConfig, load_config
+from pipelines.core.config import C4Config, ConfigError, LangConfig, QualityConfig, load_config
+from pipelines.stages import quality
 
 GOOD = (
     "The river authority confirmed on Tuesday that the new flood barrier will be finished before the autumn storms. "
@@ -263,7 +263,7 @@ def test_edge_cases_exact_reasons(spark) -> None:
         "whitespace": ["gopher_rep_dup_line_frac", "gopher_short_doc", "gopher_enough_stop_words", *no_text],
         "russian": ["gopher_enough_stop_words", "lang_not_allowed"],
         # tokens: 3 runs of Han characters and 3 punctuation marks (spaCy's English rules leave the first two
-        # marks inside a 2-token text; see pipelines/quality.py); no line ends in . ? ! so C4 keeps nothing
+        # marks inside a 2-token text; see pipelines/stages/quality.py); no line ends in . ? ! so C4 keeps nothing
         "chinese": [
             *REP_ALL[:3],
             "gopher_short_doc",

@@ -19,13 +19,14 @@ from typing import Any
 import lxml.html
 import pytest
 
+from pipelines.chains.run import run_pipeline
 from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.execute import RunSummary
-from pipelines.lake import Lake
-from pipelines.progress import Progress
-from pipelines.report import ReportData, RevisionSample, TrendPoint, log_report, render
-from pipelines.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.execute import RunSummary
+from pipelines.core.lake import Lake
+from pipelines.core.progress import Progress
+from pipelines.ops.report import log_report, render
+from pipelines.ops.report_data import ReportData, RevisionSample, TrendPoint
 from tests.fixtures import ARTICLES, BAD_LINES, curate_process, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_revision import REPORT
 
@@ -211,13 +212,13 @@ def test_bad_arguments_are_one_line_errors(
 def test_a_report_failure_never_fails_the_run(
     nights: dict[str, Any], spark: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pipelines.constitution import load_constitution
+    from pipelines.core.constitution import load_constitution
 
     cfg = load_config(None, {})
     s1 = nights["s1"]
     # a run the lake has no row for: the report cannot be written, the (finished) run must not notice
     ghost = RunSummary("20990101T000000Z-deadbeef", "success", "n1", mlflow_run_id=s1.mlflow_run_id)
-    with caplog.at_level(logging.WARNING, logger="pipelines.report"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.ops.report"):
         log_report(Lake(nights["lake"], spark), ghost, load_constitution(None), cfg.tracking, Progress(enabled=False))
     assert "report was not logged" in caplog.text and "no run 20990101T000000Z-deadbeef" in caplog.text
     assert "no run 20990101T000000Z-deadbeef" in ghost.notes["report"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.constitution import load_constitution
-from pipelines.lake import Lake
-from pipelines.run import run_pipeline
+from pipelines.chains.run import run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.core.lake import Lake
 from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import TOXIC
 from udfs.excise import split_sentences

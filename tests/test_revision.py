@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from pipelines.config import ClassifyConfig, ReviseConfig
-from pipelines.constitution import Constitution, load_constitution
-from pipelines.decide import fallback_action
-from pipelines.revise import Outcome, document_embedder, local_rescorer, revise
+from pipelines.core.config import ClassifyConfig, ReviseConfig
+from pipelines.core.constitution import Constitution, load_constitution
+from pipelines.stages.decide import fallback_action
+from pipelines.stages.revision import Outcome, document_embedder, local_rescorer, revise
 from tests.fixtures import send_chat_completion
 from udfs.excise import excise, flagged_sentences, removal_plan, split_sentences
 from udfs.llm import LLMClient, LLMConfig
@@ -88,8 +88,8 @@ def test_check_rewrite_reasons() -> None:
 
 def test_time_budget_stops_sending_and_marks_the_rest() -> None:
     """A real (slow) OpenAI-compatible HTTP server on loopback: 0.3 s an answer, a 0.5 s budget."""
-    from pipelines.config import ReviseConfig
-    from pipelines.revise import within_budget
+    from pipelines.core.config import ReviseConfig
+    from pipelines.stages.revision import within_budget
     from tests.fixtures import SlowChatServer
     from udfs.llm import LLMClient, LLMConfig
 
@@ -379,9 +379,9 @@ EXCISED_REPORT = f"{EXCISED_DOC} {REPORT_TAIL}"
 def test_pipeline_with_excision_publishes_the_excised_text(
     spark, tmp_path, method: str, max_docs: int, fallback_from: str | None
 ) -> None:
-    from pipelines.config import load_config
-    from pipelines.lake import Lake
-    from pipelines.run import run_pipeline
+    from pipelines.chains.run import run_pipeline
+    from pipelines.core.config import load_config
+    from pipelines.core.lake import Lake
     from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
     # 0.3: the packaged teacher, which decides toxicity on a lake without a champion, gives the bread recipe 0.24
@@ -417,7 +417,7 @@ def test_pipeline_with_excision_publishes_the_excised_text(
 
 
 def test_a_revision_is_judged_by_its_worst_sentence(constitution, rescore) -> None:
-    from pipelines.revise import sentence_check
+    from pipelines.stages.revision import sentence_check
 
     insult = "You are a worthless idiot and a pathetic loser."
     text = f"{COUNCIL} {insult} The minutes will be published on the council website."

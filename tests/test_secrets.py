@@ -1,4 +1,4 @@
-"""The secrets stage (pipelines/secrets.py), the example of a stage added on the Stage protocol: its patterns on
+"""The secrets stage (pipelines/stages/secrets.py), the example of a stage added on the Stage protocol: its patterns on
 documented key formats and near misses, its declared columns checked by the executor, and a nightly run that
 drops the document holding a key with its reason, counts it, and gates a batch that is mostly keys."""
 
@@ -10,12 +10,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from expectations.runner import GateFailed
-from pipelines.config import load_config
-from pipelines.constitution import load_constitution
-from pipelines.lake import Lake
-from pipelines.run import NIGHTLY, run_pipeline
-from pipelines.secrets import Secrets
-from pipelines.stage import StageContext, StageContractError, check_columns
+from pipelines.chains.run import NIGHTLY, run_pipeline
+from pipelines.core.config import load_config
+from pipelines.core.constitution import load_constitution
+from pipelines.core.lake import Lake
+from pipelines.core.stage import StageContext, StageContractError, check_columns
+from pipelines.stages.secrets import Secrets
 from tests.fixtures import ARTICLES, jsonl_lines, write_jsonl
 
 # Key formats as the vendors document them; AWS's is its own published example key.
@@ -70,7 +70,7 @@ def test_the_executor_names_a_missing_column() -> None:
 
 
 def test_unknown_kind_is_a_config_error() -> None:
-    from pipelines.config import ConfigError
+    from pipelines.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"secrets\.kinds"):
         load_config(overrides={"secrets.kinds": "aws_access_key,ssh_password"})

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines import cascade
-from pipelines.classify import to_scores_table
-from pipelines.config import load_config
-from pipelines.constitution import ConstitutionError, default_constitution_path, load_constitution
-from pipelines.stage import StageContext
+from pipelines.core.config import load_config
+from pipelines.core.constitution import ConstitutionError, default_constitution_path, load_constitution
+from pipelines.core.stage import StageContext
+from pipelines.stages import cascade
+from pipelines.stages.classify import to_scores_table
 from udfs import stack_teacher as st
 from udfs.labelers import LABELERS, LabelerContext, PrincipleSpec, make_labeler
 

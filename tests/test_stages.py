@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import decide, ingest
-from pipelines.config import IngestConfig
-from pipelines.constitution import load_constitution
+from pipelines.core.config import IngestConfig
+from pipelines.core.constitution import load_constitution
+from pipelines.stages import decide, ingest
 from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, write_jsonl, write_parquet, write_warc, write_wet
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.writer_lock import LakeBusy, holder, writer_lock
+from pipelines.core.writer_lock import LakeBusy, holder, writer_lock
 from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 
 SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=lock-test"]
@@ -70,7 +70,7 @@ def test_a_second_writer_refuses_and_a_killed_writer_is_taken_over(tmp_path: Pat
 
 def test_writer_lock_raises_lake_busy_in_process_while_another_process_holds_it(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pipelines.writer_lock import writer_lock\n"
+        "import sys, time; from pipelines.core.writer_lock import writer_lock\n"
         f"with writer_lock({str(tmp_path)!r}, 'iterate', 'it-9'):\n"
         "    print('held', flush=True); time.sleep(60)\n"
     )

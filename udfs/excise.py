@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Also the splitter of the scoring stage's `spans` (pipelines/classify.py imports it).
+# Also the splitter of the scoring stage's `spans` (pipelines/stages/classify.py imports it).
 SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 
 

@@ -11,7 +11,7 @@ teacher would call the document a positive):
 - `finetune`: the same encoder and head trained end to end (its own encoder copy is saved with the head).
 
 Every kind can carry a `Calibration` (Platt or isotonic, fitted on the validation split after the head is
-trained, see pipelines/distill.py): the logistic fit alone is not a probability once its classes were weighted
+trained, see pipelines/judgement/distill.py): the logistic fit alone is not a probability once its classes were weighted
 (`distill.balance`) or its regularisation chosen for ranking, and the scores are compared with fixed thresholds
 (revise 0.7, filter 0.9) as if they were. `predict` returns calibrated scores, `predict_raw` the head's own.
 
@@ -40,7 +40,7 @@ HEAD_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
@@ -49,7 +49,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def _logistic(x: Any, y: np.ndarray, c: float, balance: bool = False) -> tuple[np.ndarray, float]:
+def fit_logistic_regression(x: Any, y: np.ndarray, c: float, balance: bool = False) -> tuple[np.ndarray, float]:
     """L2 logistic regression. `balance` weights each class by n / (2 n_class) (sklearn's "balanced"). Off by
     default: measured on Civil Comments and OLID (bench/README.md) it did not improve ranking, with 70% or with
     10% positives, and it moves every raw score towards 0.5, which only a calibration undoes."""
@@ -81,7 +81,7 @@ class Calibration:
     def apply(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if self.method == "platt":
-            return _sigmoid(self.a * _logit(raw) + self.b)
+            return sigmoid(self.a * _logit(raw) + self.b)
         if self.method == "isotonic":
             if self.x is None or self.y is None:
                 raise ValueError("isotonic calibration without knots")
@@ -105,7 +105,7 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration | None:
 
     def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
         m = ab[0] * z + ab[1]
-        p = _sigmoid(m)
+        p = sigmoid(m)
         # log(1 + e^m) - t m, stable for large |m|
         nll = np.logaddexp(0, m) - t * m
         g = p - t
@@ -163,7 +163,7 @@ class _EmbeddingHead(_Calibrated):
     def predict_embeddings_raw(self, emb: np.ndarray) -> np.ndarray:
         if self.coef is None:
             raise RuntimeError("head is not trained")
-        return _sigmoid(emb @ self.coef + self.intercept)
+        return sigmoid(emb @ self.coef + self.intercept)
 
     def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
         """Calibrated scores of precomputed embeddings (the scoring UDF shares one encoding between heads)."""
@@ -205,7 +205,7 @@ class LinearHead(_Calibrated):
         return hstack([v.transform(list(texts)) for v in self._vectorizers()]).tocsr()
 
     def fit(self, texts: Sequence[str], y: np.ndarray, c: float = 1.0, balance: bool = False) -> LinearHead:
-        self.coef, self.intercept = _logistic(self.features(texts), y, c, balance)
+        self.coef, self.intercept = fit_logistic_regression(self.features(texts), y, c, balance)
         return self
 
     def predict_raw(self, texts: Sequence[str]) -> np.ndarray:
@@ -213,7 +213,7 @@ class LinearHead(_Calibrated):
             raise RuntimeError("head is not trained")
         if not texts:
             return np.zeros(0)
-        return _sigmoid(self.features(texts) @ self.coef + self.intercept)
+        return sigmoid(self.features(texts) @ self.coef + self.intercept)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.calibrated(self.predict_raw(texts))
@@ -255,7 +255,7 @@ class EncoderHead(_EmbeddingHead):
         emb: np.ndarray | None = None,
         balance: bool = False,
     ) -> EncoderHead:
-        self.coef, self.intercept = _logistic(self.embed(texts) if emb is None else emb, y, c, balance)
+        self.coef, self.intercept = fit_logistic_regression(self.embed(texts) if emb is None else emb, y, c, balance)
         return self
 
     def settings(self) -> dict[str, Any]:

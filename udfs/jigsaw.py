@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from udfs.labelers import LabelResult, PrincipleSpec
+    from udfs.label_types import LabelResult, PrincipleSpec
 
 #: The six outputs, in the model's order.
 LABELS: tuple[str, ...] = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
@@ -58,7 +58,7 @@ INSTALL_HINT = (
 )
 MAXLEN = 100
 #: A long document is judged window by window: the model reads at most MAXLEN words, so a document's score is the
-#: maximum over its consecutive WINDOW_WORDS-word windows, at most MAX_WINDOWS of them (pipelines/cascade.py).
+#: maximum over its consecutive WINDOW_WORDS-word windows, at most MAX_WINDOWS of them (pipelines/stages/cascade.py).
 WINDOW_WORDS = MAXLEN
 MAX_WINDOWS = 32
 _TOKENIZER_CLASS = ("keras.src.legacy.preprocessing.text", "Tokenizer")
@@ -339,7 +339,7 @@ class JigsawLabeler:
         texts: Sequence[str],
         progress: Callable[[int], None] | None = None,
     ) -> list[LabelResult]:
-        from udfs.labelers import LabelResult
+        from udfs.label_types import LabelResult
 
         labels = self.outputs.get(principle.name)
         if labels is None:

@@ -15,7 +15,7 @@ Every labeler turns (principle, texts) into one `LabelResult` per text, on the c
 - `stack`: the packaged stacked toxicity model (udfs/stack_teacher.py: MiniLM + Jigsaw + profanity, fitted on
   human labels); toxicity only.
 
-Human labels are not produced here: they are imported from a file (pipelines/label.py).
+Human labels are not produced here: they are imported from a file (pipelines/judgement/label.py).
 Pure Python (no Spark): the label stage calls these on the driver over a bounded sample.
 """
 
@@ -28,48 +28,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-LabelStatus = Literal["ok", "unparsable", "error", "timeout"]
+from udfs.label_types import LabelResult, PrincipleSpec
 
 #: Version of the message template around a principle's own (versioned) label prompt; part of the cache key.
 LABEL_TEMPLATE = "label-v1"
 DIGIT_RE = re.compile(r"(?<![0-9])([0-9])(?![0-9])")
-
-
-@dataclass(frozen=True)
-class PrincipleSpec:
-    """What a labeler needs of a principle (a constitution Principle has all of these)."""
-
-    name: str
-    description: str
-    label_prompt: str
-    label_prompt_version: str
-    positive: tuple[str, ...] = ()
-    negative: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, principle: Any) -> PrincipleSpec:
-        return cls(
-            name=principle.name,
-            description=principle.description,
-            label_prompt=principle.label_prompt.text,
-            label_prompt_version=principle.label_prompt.version,
-            positive=tuple(principle.positive),
-            negative=tuple(principle.negative),
-        )
-
-
-@dataclass(frozen=True)
-class LabelResult:
-    status: LabelStatus
-    score: float | None = None
-    rationale: str | None = None  # the raw answer (or the digit distribution) for audit
-    error: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.status == "ok") != (self.score is not None):
-            raise ValueError("a label has a score exactly when its status is ok")
 
 
 class Labeler(Protocol):
@@ -184,7 +149,7 @@ class OpenAILabeler(_PromptedLabeler):
         self.client = LLMClient(llm, completions=logprob_completions(top_logprobs))
         self.top_logprobs = top_logprobs
         self.max_chars = max_chars
-        # set by pipelines/label.py when an engine is at hand: requests then go out from its executors
+        # set by pipelines/judgement/label.py when an engine is at hand: requests then go out from its executors
         self.send: Callable[[list[list[dict[str, str]]], Callable[[int], None] | None], list[Any]] | None = None
         self.name = name or f"llm:{short_model_name(llm.model)}"
         self._on_close = on_close
@@ -328,7 +293,7 @@ class ExemplarLabeler:
 
 @dataclass(frozen=True)
 class LabelerContext:
-    """What a labeler factory may use: the label config (pipelines.config.LabelConfig) and a cache dir."""
+    """What a labeler factory may use: the label config (pipelines.core.config.LabelConfig) and a cache dir."""
 
     cfg: Any
     cache_dir: Path

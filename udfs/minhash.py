@@ -1,7 +1,7 @@
 """MinHash signatures, LSH band keys and exact Jaccard, vectorised with pyarrow and numpy (no Spark).
 
 Broder (1997) MinHash with banded LSH as used for FineWeb (Penedo et al. 2024): 5-word shingles, 112
-permutations, 14 bands of 8 rows. The pandas UDFs in `pipelines/dedup.py` are thin wrappers around
+permutations, 14 bands of 8 rows. The pandas UDFs in `pipelines/stages/dedup.py` are thin wrappers around
 `band_keys` and `jaccard`; everything here is deterministic on every machine, engine and numpy version,
 because the whole hashing chain is defined here in 64-bit integer arithmetic:
 

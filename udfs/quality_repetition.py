@@ -12,7 +12,7 @@ datatrove 0.10.1's GopherRepetitionFilter exactly, so the numbers compare one to
 
 Why not Spark: counting n-grams needs a per-document hash map and the duplicate scan is sequential, neither of
 which Spark's array functions express without exploding every n-gram into a row. This runs inside an iterator
-Arrow UDF instead (pipelines/quality.py), vectorised over the whole batch: words become integer ids (Arrow's
+Arrow UDF instead (pipelines/stages/quality.py), vectorised over the whole batch: words become integer ids (Arrow's
 dictionary encoding), n-grams become 64-bit hashes that include the document, and one hash-table pass
 (`pandas.factorize`) per n groups them, numbering groups in order of first appearance - which is exactly
 Counter.most_common's tie-break. An n-gram can only repeat where its (n-1)-gram prefix repeats, so each n

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from udfs.labelers import LabelResult, PrincipleSpec
+    from udfs.label_types import LabelResult, PrincipleSpec
 
 #: Version of the feature layout below; a model file records the version it was fitted on, and loading a file
 #: of another version is an error (its weights would multiply the wrong numbers).
@@ -192,7 +192,7 @@ class StackLabeler:
         texts: Sequence[str],
         progress: Callable[[int], None] | None = None,
     ) -> list[LabelResult]:
-        from udfs.labelers import LabelResult
+        from udfs.label_types import LabelResult
 
         if principle.name not in PRINCIPLES:
             error = f"the stack labeler scores only {', '.join(PRINCIPLES)}, not {principle.name!r}"

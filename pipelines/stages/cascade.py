@@ -1,0 +1,203 @@
+"""Judgement as a cascade per principle: the cheap distilled classifier scores every document; the documents it is
+unsure about go to a stronger scorer, within a budget; the last scorer that saw a document decides.
+
+1. **classifier** - the champion (or the exemplar scorer), already in `principle_scores` (pipelines/stages/classify.py).
+2. **teacher** - the principle's packaged teacher (constitution `teacher: jigsaw:<output>`, udfs/jigsaw.py, or
+   `teacher: stack:toxic`, udfs/stack_teacher.py), for documents whose classifier score lies within
+   `classify.cascade.band` of the revise or the filter threshold, and for every document of a principle that has
+   no champion yet (exemplar similarity is a cold start, not a judgement: on a fresh lake the teacher decides).
+   At most `classify.cascade.teacher_max_docs` documents per run, nearest a threshold first. The BiLSTM reads
+   at most 100 words at a time, so a document is scored as the maximum over its 100-word windows (at most
+   `MAX_WINDOWS` of them); the stack reads its Jigsaw features the same way (its document handling:
+   udfs/stack_teacher.py).
+3. **judge** - the labeler named by `classify.cascade.judge` (an LLM behind an OpenAI-compatible endpoint in
+   production; any registered labeler), for documents still within the band after the teacher, at most
+   `classify.cascade.judge_max_docs` per run. Its answers go through the `labels` table, so a text judged once
+   (same principle, judge and prompt version) is never sent again.
+
+Every stage's score is kept: `classifier_scores`, `teacher_scores`, `judge_scores` (null where a stage did not
+see the document) and `decided_by`; `principle_scores` becomes the deciding score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, DoubleType
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from pipelines.core.constitution import Constitution, Principle
+    from pipelines.core.stage import StageContext
+from pipelines.judgement.teachers import shared_scorer, teacher_specs
+
+
+def teacher_column(text: Column, need: Column, specs: str) -> Column:
+    @pandas_udf(ArrayType(DoubleType()))  # type: ignore[call-overload]
+    def teach(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+        scorer = shared_scorer(tuple(json.loads(specs)))  # once per worker, before the loop
+        for texts, needs in batches:
+            mask = np.array([list(x) for x in needs], dtype=bool).reshape(len(texts), -1)
+            values = scorer.score([t if isinstance(t, str) else "" for t in texts], mask)
+            yield pd.Series([[None if np.isnan(v) else float(v) for v in row] for row in values])
+
+    return teach(text, need)
+
+
+def _at(column: str, i: int) -> Column:
+    return F.element_at(F.col(column), i + 1)
+
+
+def _in_band(score: Column, p: Principle, band: float) -> Column:
+    near = [(score - F.lit(t)).between(-band, band) for t in {p.revise_threshold, p.filter_threshold}]
+    out = near[0]
+    for x in near[1:]:
+        out = out | x
+    return out
+
+
+def _distance(score: Column, p: Principle) -> Column:
+    return F.least(F.abs(score - F.lit(p.revise_threshold)), F.abs(score - F.lit(p.filter_threshold)))
+
+
+def zone(score: Column, p: Principle) -> Column:
+    """0 below the revise threshold, 1 in the revise band, 2 at or above the filter threshold."""
+    return F.when(score >= p.filter_threshold, 2).when(score >= p.revise_threshold, 1).otherwise(0)
+
+
+def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
+    """`df` (doc_id, text, principle_scores from the classifier) with the cascade's columns (module docstring)."""
+    cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
+    principles = constitution.principles
+    n = len(principles)
+    scores = F.col("principle_scores")
+    s = [F.element_at(scores, i + 1) for i in range(n)]
+    teach = [spec is not None and cfg.enabled for spec in teacher_specs(constitution)]
+    cold = [t and p.name not in ctx.champions for t, p in zip(teach, principles, strict=True)]
+    # A document flagged for a principle before (iteration) is re-judged by the teacher whatever its new score:
+    # it is restored only when a scorer at least as strong as the one that flagged it clears it.
+    was = (
+        [
+            F.array_contains(F.coalesce(F.col("prev_flagged"), F.array().cast("array<string>")), p.name)
+            for p in principles
+        ]
+        if "prev_flagged" in df.columns
+        else [F.lit(False)] * n
+    )
+    need = [
+        (F.lit(True) if cold[i] else _in_band(s[i], p, cfg.band) | was[i]) if teach[i] else F.lit(False)
+        for i, p in enumerate(principles)
+    ]
+    nulls = F.array(*[F.lit(None).cast("double") for _ in range(n)])
+    out = df.withColumn("classifier_scores", scores).withColumn("_need", F.array(*need))
+    if any(teach):
+        dists = [
+            F.when(need[i], F.lit(0.0) if cold[i] else F.when(was[i], F.lit(0.0)).otherwise(_distance(s[i], p)))
+            for i, p in enumerate(principles)
+        ]
+        dist = dists[0] if len(dists) == 1 else F.least(*dists)  # least() wants two or more
+        wanted = out.where(F.array_contains("_need", True)).select("doc_id", dist.alias("_dist"))
+        chosen = (
+            wanted.orderBy("_dist", "doc_id").limit(cfg.teacher_max_docs).select("doc_id", F.lit(True).alias("_go"))
+        )
+        specs = json.dumps([p.teacher if teach[i] else None for i, p in enumerate(principles)])
+        out = out.join(chosen, "doc_id", "left").withColumn(
+            "teacher_scores",
+            F.when(F.col("_go"), teacher_column(F.col("text"), F.col("_need"), specs)).otherwise(nulls),
+        )
+        out = ctx.stage(out.drop("_go"), "cascade_teacher")
+    else:
+        out = out.withColumn("teacher_scores", nulls)
+    # per-index arrays: Sail has no zip_with
+    after_teacher = F.array(*[F.coalesce(_at("teacher_scores", i), _at("classifier_scores", i)) for i in range(n)])
+    out = out.withColumn("principle_scores", after_teacher)
+    out = _judge(out, ctx)
+    final = F.array(*[F.coalesce(_at("judge_scores", i), _at("principle_scores", i)) for i in range(n)])
+    decided = F.array(
+        *[
+            F.when(_at("judge_scores", i).isNotNull(), "judge")
+            .when(_at("teacher_scores", i).isNotNull(), "teacher")
+            .otherwise("classifier")
+            for i in range(n)
+        ]
+    )
+    return out.withColumn("principle_scores", final).withColumn("decided_by", decided).drop("_need", "prev_flagged")
+
+
+def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
+    """The judge step on the driver (it is an LLM's cost, bounded by `judge_max_docs`); labels are the cache."""
+    from pipelines.judgement.label import existing_labels, label_documents, open_labeler
+    from udfs.labelers import PrincipleSpec
+
+    cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
+    n = len(constitution.principles)
+    nulls = F.array(*[F.lit(None).cast("double") for _ in range(n)])
+    if not cfg.enabled or not cfg.judge or cfg.judge_max_docs <= 0:
+        return df.withColumn("judge_scores", nulls)
+    lake = ctx.the_lake
+    judged = {p.name: {} for p in constitution.principles}  # principle -> doc_id -> score
+    labeler = open_labeler(cfg.judge, ctx.cfg.label, lake)
+    try:
+        for i, p in enumerate(constitution.principles):
+            if p.positive_kind or (cfg.judge_principles and p.name not in cfg.judge_principles):
+                continue
+            s = F.element_at("principle_scores", i + 1)
+            rows = (
+                df.where(_in_band(s, p, cfg.band))
+                .orderBy(_distance(s, p), "doc_id")
+                .limit(cfg.judge_max_docs)
+                .select("doc_id", "text", F.lit(None).cast("string").alias("source"))
+                .collect()
+            )
+            if not rows:
+                continue
+            label_documents(lake, p, labeler, [r.asDict() for r in rows], chunk_size=ctx.cfg.label.chunk_size)
+            version = labeler.prompt_version(PrincipleSpec.of(p))
+            got = existing_labels(lake, p.name, labeler.name, version).where(
+                F.col("doc_id").isin(*[r["doc_id"] for r in rows])
+            )
+            judged[p.name] = {r["doc_id"]: float(r["score"]) for r in got.select("doc_id", "score").collect()}
+            ctx.notes[f"judge:{p.name}"] = f"{labeler.name} ({version})"
+    finally:
+        labeler.close()
+    flat = [(d, i, v) for i, p in enumerate(constitution.principles) for d, v in judged[p.name].items()]
+    if not flat:
+        return df.withColumn("judge_scores", nulls)
+    spark = lake.spark
+    j = spark.createDataFrame(flat, "doc_id string, i int, score double")
+    per_doc = j.groupBy("doc_id").agg(F.map_from_entries(F.collect_list(F.struct("i", "score"))).alias("_j"))
+    arr = F.array(*[F.element_at(F.col("_j"), F.lit(i)) for i in range(n)])
+    return (
+        df.join(per_doc, "doc_id", "left")
+        .withColumn("judge_scores", F.when(F.col("_j").isNotNull(), arr).otherwise(nulls))
+        .drop("_j")
+    )
+
+
+def counts(out: DataFrame, constitution: Constitution) -> dict[str, int]:
+    """Per principle: how many documents reached the teacher and the judge, and how many decisions each changed
+    (the document's zone - untouched / revise band / over the filter threshold - differs from the stage
+    before)."""
+    aggs = []
+    for i, p in enumerate(constitution.principles):
+        c, t, j = (F.element_at(x, i + 1) for x in ("classifier_scores", "teacher_scores", "judge_scores"))
+        before_judge = F.coalesce(t, c)
+        aggs += [
+            F.count(t).alias(f"cascade:{p.name}:teacher"),
+            F.count(j).alias(f"cascade:{p.name}:judge"),
+            F.sum(F.when(t.isNotNull() & (zone(t, p) != zone(c, p)), 1).otherwise(0)).alias(
+                f"cascade_changed:{p.name}:teacher"
+            ),
+            F.sum(F.when(j.isNotNull() & (zone(j, p) != zone(before_judge, p)), 1).otherwise(0)).alias(
+                f"cascade_changed:{p.name}:judge"
+            ),
+        ]
+    row = out.where(F.col("classifier_scores").isNotNull()).agg(*aggs).collect()[0]
+    return {k: int(row[k] or 0) for k in row.asDict()}

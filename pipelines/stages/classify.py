@@ -1,0 +1,292 @@
+"""Principle scoring: an iterator pandas UDF that loads the scorers once per worker and scores batches.
+
+Per principle, the scorer is the registered champion `models:/<model_prefix>_<principle>@champion` when the
+registry has one (resolved once on the driver to `models:/<name>/<version>`, so every worker scores with the
+same version even if the alias moves mid-run), and the exemplar-similarity scorer on MiniLM otherwise
+(udfs/exemplar.py, the cold start). Encoder heads and exemplar scorers share one MiniLM encoding per batch;
+texts are sorted by length before batching, and the encoder uses CUDA with bf16 when a GPU is present.
+
+The contract: `principle_scores` array<double>, one entry per principle in constitution order, on the
+[0, 1] scale; `principle_models` array<string>, the model URI behind each entry. `to_scores_table` adds
+sentence-level character spans for documents at or above a principle's span threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, DoubleType
+
+from expectations import suites
+from pipelines.core.config import ClassifyConfig
+from pipelines.core.constitution import Constitution
+from pipelines.core.registry import Champion
+from pipelines.core.stage import BaseStage, Gate, StageContext
+from pipelines.stages import cascade
+from schemas import require_columns
+from schemas.tables import SPAN
+from schemas.vocab import Count
+from udfs.teachers import teacher_model
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from pipelines.core.config import RunConfig
+    from pipelines.core.lake import Lake
+from pipelines.judgement.scorers import load_scorer, model_uri, scorer_spec
+
+
+def _texts(series: pd.Series) -> list[str]:
+    return [t if isinstance(t, str) else "" for t in series]
+
+
+def score_column(text: Column, spec: str) -> Column:
+    @pandas_udf(ArrayType(DoubleType()))  # type: ignore[call-overload]
+    def score(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        scorer = load_scorer(spec)  # once per worker, before the loop
+        for texts in batches:
+            values = scorer.score(_texts(texts))
+            yield pd.Series([row.tolist() for row in values])
+
+    return score(text)
+
+
+def spans_column(text: Column, scores: Column, spec: str) -> Column:
+    @pandas_udf(ArrayType(ArrayType(SPAN)))  # type: ignore[call-overload]
+    def spans(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+        scorer = load_scorer(spec)
+        for texts, rows in batches:
+            n = len(scorer.names)
+            matrix = np.array([list(r) if r is not None else [0.0] * n for r in rows], dtype=float).reshape(-1, n)
+            yield pd.Series(scorer.spans(_texts(texts), matrix))
+
+    return spans(text, scores)
+
+
+def transform(
+    df: DataFrame,
+    constitution: Constitution,
+    cfg: ClassifyConfig,
+    champions: Mapping[str, Champion] | None = None,
+) -> DataFrame:
+    """Adds `principle_scores` (array<double>, constitution order) and `principle_models` (array<string>).
+
+    `champions` (pipelines/core/registry.py, resolved once per run) score their principles; the others are scored by
+    the exemplar scorer."""
+    require_columns(df.columns, ["doc_id", "text"], "classify")
+    champions = champions or {}
+    fallback = model_uri(constitution)
+    uris = [champions[n].model_uri if n in champions else fallback for n in constitution.names]
+    spec = scorer_spec(constitution, cfg, champions)
+    return df.withColumn("principle_scores", score_column(F.col("text"), spec)).withColumn(
+        "principle_models", F.array(*[F.lit(u) for u in uris])
+    )
+
+
+def to_scores_table(
+    df: DataFrame,
+    constitution: Constitution,
+    run_id: str,
+    cfg: ClassifyConfig | None = None,
+    champions: Mapping[str, Champion] | None = None,
+    judge_model: str | None = None,
+) -> DataFrame:
+    """Long form for the `scores` table: one row per (doc_id, principle).
+
+    With a `text` column and `cfg.spans`, flagged documents get sentence-level spans (else empty spans).
+    """
+    require_columns(df.columns, ["doc_id", "principle_scores"], "scores")
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    # one (empty) span list per principle: element_at past the end of an array fails under ANSI mode
+    empty = F.array(*[F.array().cast(ArrayType(SPAN)) for _ in constitution.names])
+    if "text" in df.columns and cfg is not None and cfg.spans:
+        spec = scorer_spec(constitution, cfg, champions)
+        df = df.withColumn("_spans", spans_column(F.col("text"), F.col("principle_scores"), spec))
+    else:
+        df = df.withColumn("_spans", empty)
+    uris = (
+        F.col("principle_models")
+        if "principle_models" in df.columns
+        else F.array(*[F.lit(model_uri(constitution)) for _ in constitution.names])
+    )
+    nulls = F.array(*[F.lit(None).cast("double") for _ in constitution.names])
+    stage = {c: F.col(c) if c in df.columns else nulls for c in ("classifier_scores", "teacher_scores", "judge_scores")}
+    if "classifier_scores" not in df.columns:
+        stage["classifier_scores"] = F.col("principle_scores")
+    teachers = F.array(*[F.lit(teacher_model(p.teacher) if p.teacher else None) for p in constitution.principles])
+    judge = F.lit(judge_model).cast("string")
+    i = F.col("_i") + 1
+    teacher = F.element_at("_t", i)
+    judged = F.element_at("_j", i)
+    return df.select(
+        "doc_id",
+        F.posexplode("principle_scores").alias("_i", "score"),
+        F.col("_spans").alias("_all_spans"),
+        uris.alias("_uris"),
+        stage["classifier_scores"].alias("_c"),
+        stage["teacher_scores"].alias("_t"),
+        stage["judge_scores"].alias("_j"),
+    ).select(
+        "doc_id",
+        F.element_at(names, i).alias("principle"),
+        "score",
+        F.element_at("_all_spans", i).alias("spans"),
+        F.element_at("_uris", i).alias("model_uri"),
+        F.lit(run_id).alias("run_id"),
+        F.element_at("_c", i).alias("classifier_score"),
+        teacher.alias("teacher_score"),
+        F.when(teacher.isNotNull(), F.element_at(teachers, i)).alias("teacher_model"),
+        judged.alias("judge_score"),
+        F.when(judged.isNotNull(), judge).alias("judge_model"),
+        F.when(judged.isNotNull(), "judge")
+        .when(teacher.isNotNull(), "teacher")
+        .otherwise("classifier")
+        .alias("decided_by"),
+    )
+
+
+def score(df: DataFrame, ctx: StageContext) -> DataFrame:
+    """`df` (doc_id, text) scored as the nightly run scores: the context's champions (exemplar scorer elsewhere),
+    then the cascade (pipelines/stages/cascade.py). `curate score` calls this too."""
+    fallback = model_uri(ctx.constitution)
+    for p in ctx.constitution.names:  # which model scored what, for the run's record
+        ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
+    scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+    return ctx.stage(cascade.apply(scored, ctx), "classify_cascade")
+
+
+def score_texts(
+    lake: Lake, texts: Sequence[str], cfg: RunConfig, constitution: Constitution, purpose: str
+) -> tuple[list[Any], dict[str, str]]:
+    """Score `texts` outside a run, exactly as the nightly run scores (`score`): the lake's champions, then the
+    cascade; intermediate results staged in a temporary directory removed afterwards. Returns one row per text,
+    in order (`principle_scores`, `decided_by` and the cascade's columns), and the notes (`model:<principle>`)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pipelines.core import registry
+    from pipelines.core.execute import Stager, new_run_id
+
+    cfg = registry.resolve(cfg, lake.state_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"curate-{purpose}-"))
+    try:
+        ctx = StageContext(
+            cfg=cfg,
+            constitution=constitution,
+            run_id=new_run_id(),
+            crawl_id=purpose,
+            champions=registry.champions_for(constitution, cfg),
+            lake=lake,
+            materialise=Stager(lake.spark, staging),
+        )
+        frame = lake.spark.createDataFrame(
+            [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(texts)], "doc_id string, text string"
+        )
+        rows = score(frame, ctx).select("doc_id", "principle_scores", *CASCADE_COLUMNS).collect()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    by_index = {int(r["doc_id"]): r for r in rows}
+    return [by_index[i] for i in range(len(texts))], dict(ctx.notes)
+
+
+HIST_BINS = 20
+
+
+CASCADE_COLUMNS = ("classifier_scores", "teacher_scores", "judge_scores", "decided_by")
+
+
+def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constitution) -> Any:
+    """Score distribution per principle with its revise and filter thresholds: the plot people look at first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(hists)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    edges = [i / HIST_BINS for i in range(HIST_BINS)]
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.bar(edges, hists[name], width=1 / HIST_BINS, align="edge", color="#4c72b0")
+        p = constitution.get(name)
+        ax.axvline(p.revise_threshold, color="#dd8452", linestyle="--", label="revise")
+        ax.axvline(p.filter_threshold, color="#c44e52", linestyle="--", label="filter")
+        ax.set_yscale("symlog")
+        ax.set_title(f"{name} ({p.mode})")
+        ax.set_xlabel("score")
+    axes[0][0].set_ylabel("documents")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+class Classify(BaseStage):
+    """Scores every document still in the running (no quality reason, not a duplicate) against every principle,
+    with the context's champions (exemplar scorer elsewhere), and adds the principle flags the revision and
+    decision steps read (pipelines/stages/decide.py: `principle_flags`). Returns the `scores` rows, with spans."""
+
+    name: ClassVar[str] = "classify_v2"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "quality_reasons", "is_duplicate")
+    adds: ClassVar[tuple[str, ...]] = (
+        "principle_scores",
+        "principle_models",
+        *CASCADE_COLUMNS,
+        "drop_principles",
+        "revise_principles",
+        "tag_principles",
+        "upsample_principles",
+    )
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        from pipelines.stages.decide import principle_flags
+
+        assert df is not None
+        eligible = (F.size("quality_reasons") == 0) & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
+        # prev_flagged (iteration): the principles a document was flagged for before, re-judged by the teacher
+        carry = [c for c in ("prev_flagged",) if c in df.columns]
+        scored = score(df.where(eligible).select("doc_id", "text", *carry), ctx)
+        kept = ("principle_scores", "principle_models", *CASCADE_COLUMNS)
+        out = df.join(scored.select("doc_id", *kept), "doc_id", "left")
+        return principle_flags(out, ctx.constitution)
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        names = ctx.constitution.names
+        return (Gate("scores", lambda _ctx, _counts: suites.scores(names), on="scores"),)
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        scored = out.where(F.col("principle_scores").isNotNull()).select(
+            "doc_id", "text", "principle_scores", "principle_models", *CASCADE_COLUMNS
+        )
+        judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
+        # the spans UDF runs here: materialised once for the gate, the counts and publishing
+        rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
+        return {"scores": ctx.stage(rows, "scores")}
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        scores = tables["scores"]
+        counts = {
+            "scored": out.where(F.col("principle_scores").isNotNull()).count(),
+            "principles_with_champion": len(ctx.champions),
+        }
+        thresholds = F.create_map(
+            *[x for p in ctx.constitution.principles for x in (F.lit(p.name), F.lit(p.revise_threshold))]
+        )
+        above = scores.where(F.col("score") >= F.element_at(thresholds, F.col("principle")))
+        found = {r["principle"]: int(r["count"]) for r in above.groupBy("principle").count().collect()}
+        counts.update(cascade.counts(out, ctx.constitution))
+        for p in ctx.constitution.principles:
+            # a positive principle is never flagged: its count is of the documents it upweights
+            counts[Count.flagged(p.name, p.positive_kind)] = found.get(p.name, 0)
+        return counts
+
+    def figures(self, tables: Mapping[str, DataFrame], ctx: StageContext) -> Mapping[str, Any]:
+        bins = F.least(F.floor(F.col("score") * HIST_BINS), F.lit(HIST_BINS - 1)).cast("int")
+        hists = {n: [0] * HIST_BINS for n in ctx.constitution.names}
+        for r in tables["scores"].groupBy("principle", bins.alias("bin")).count().collect():
+            hists[r["principle"]][r["bin"]] = int(r["count"])
+        return {"scores.png": score_histogram_figure(hists, ctx.constitution)}

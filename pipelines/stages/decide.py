@@ -1,0 +1,306 @@
+"""Score first, decide once: turn quality reasons, dedup flags, principle scores and revision outcomes
+into one `action` per document, with reasons and the stage that decided.
+
+Precedence: quality -> duplicate -> principle drop -> revision -> tag -> keep. Everything is a native
+expression over columns, so the same decisions come out on every engine, and a threshold can be re-tuned
+by re-running this step alone.
+
+Policies of a negative principle with score s (thresholds R = revise, F = filter):
+- mode `drop`:   s >= F -> drop;            R <= s < F -> tag `<name>`
+- mode `revise`: s >= F -> drop;            R <= s < F -> revise (a failed revision takes the fallback)
+- mode `tag`:    s >= R -> tag `<name>`
+- `retain_fraction` f: of the would-be drops (s >= F, modes drop and revise) the share f chosen by
+  `pmod(xxhash64(doc_id, name), 10000) < round(f * 10000)` is kept with tag `retained:<name>` instead.
+A positive principle (kind positive) never changes the action: a kept document scoring >= its
+upsample_threshold gets weight `upsample` and the reason `upsampled:<name>`. With several positive principles
+the weight is the LARGEST matching `upsample` (not the product: splitting one theme into two overlapping
+principles must not square its weight); 1.0 when none matches; 0.0 for a dropped document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from expectations import suites
+from pipelines.core.config import ReviseConfig
+from pipelines.core.constitution import Constitution
+from pipelines.core.publish import DELETE
+from pipelines.core.stage import BaseStage, Gate, Halt, StageContext
+from schemas import require_columns
+from schemas.vocab import Action, Count, DecidedBy, DupKind, Method, Reason, RevisionStatus, RunStatus, Tag
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pyspark.sql import DataFrame
+
+RETAIN_BUCKETS = 10_000
+
+
+def _compact(items: list[Column]) -> Column:
+    if not items:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*items), lambda x: x.isNotNull())
+
+
+def retained(doc_id: Column, principle: str, fraction: float) -> Column:
+    """Deterministic sample by hash of (doc_id, principle): every rerun and engine keeps the same docs."""
+    if fraction <= 0:
+        return F.lit(False)
+    bucket = F.pmod(F.xxhash64(doc_id, F.lit(principle)), F.lit(RETAIN_BUCKETS))
+    return bucket < F.lit(round(fraction * RETAIN_BUCKETS))
+
+
+def principle_flags(df: DataFrame, constitution: Constitution) -> DataFrame:
+    """Adds `drop_principles`, `revise_principles`, `tag_principles` and `upsample_principles` (arrays of
+    names) from `principle_scores` (one score per principle, constitution order).
+
+    Unscored rows (null `principle_scores`) get empty arrays.
+    """
+    require_columns(df.columns, ["doc_id", "principle_scores"], "decide")
+    drops, revises, tags, upsamples = [], [], [], []
+    for i, p in enumerate(constitution.principles):
+        s = F.element_at(F.col("principle_scores"), i + 1)
+        if p.positive_kind:
+            upsamples.append(F.when(s >= F.lit(p.upsample_threshold), F.lit(p.name)))
+            continue
+        above_filter = s >= F.lit(p.filter_threshold)
+        band = (s >= F.lit(p.revise_threshold)) & (s < F.lit(p.filter_threshold))
+        keep_anyway = retained(F.col("doc_id"), p.name, p.retain_fraction)
+        name = F.lit(p.name)
+        if p.mode == "tag":
+            tags.append(F.when(s >= F.lit(p.revise_threshold), name))
+            continue
+        drops.append(F.when(above_filter & ~keep_anyway, name))
+        tags.append(F.when(above_filter & keep_anyway, F.lit(f"{Tag.RETAINED}:{p.name}")))
+        if p.mode == "revise":
+            revises.append(F.when(band, name))
+        else:
+            tags.append(F.when(band, name))
+    scored = F.col("principle_scores").isNotNull()
+    empty = F.array().cast("array<string>")
+    return (
+        df.withColumn("drop_principles", F.when(scored, _compact(drops)).otherwise(empty))
+        .withColumn("revise_principles", F.when(scored, _compact(revises)).otherwise(empty))
+        .withColumn("tag_principles", F.when(scored, _compact(tags)).otherwise(empty))
+        .withColumn("upsample_principles", F.when(scored, _compact(upsamples)).otherwise(empty))
+    )
+
+
+def weight_of(upsample_principles: Column, constitution: Constitution) -> Column:
+    """The largest `upsample` of the matched positive principles, 1.0 when none matched (module docstring)."""
+    factors = {p.name: p.upsample for p in constitution.positive}
+    if not factors:
+        return F.lit(1.0)
+    lookup = F.create_map(*[x for name, u in factors.items() for x in (F.lit(name), F.lit(float(u)))])
+    return F.coalesce(F.array_max(F.transform(upsample_principles, lambda n: F.element_at(lookup, n))), F.lit(1.0))
+
+
+def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.DROP) -> DataFrame:
+    """Adds `action`, `reasons`, `stage`, `tags`, `weight` and the final `out_text`.
+
+    Needs the flag columns from `principle_flags`, `quality_reasons`, `is_duplicate` (null = not
+    evaluated), and the revision outcome `revision_status` / `revised_text` (null = not attempted).
+    """
+    require_columns(
+        df.columns,
+        [
+            "doc_id",
+            "text",
+            "quality_reasons",
+            "is_duplicate",
+            "drop_principles",
+            "revise_principles",
+            "tag_principles",
+            "revision_status",
+            "revised_text",
+        ],
+        "decide",
+    )
+    q_fail = F.size("quality_reasons") > 0
+    dup = F.coalesce(F.col("is_duplicate"), F.lit(False))
+    p_drop = F.size("drop_principles") > 0
+    needs_revision = F.size("revise_principles") > 0
+    ok = str(RevisionStatus.OK)
+    revised_ok = needs_revision & (F.col("revision_status") == ok)
+    rev_failed = needs_revision & ~F.coalesce(F.col("revision_status") == ok, F.lit(False))
+    status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
+    tagged = F.size("tag_principles") > 0
+    empty = F.array().cast("array<string>")
+    upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
+
+    action = (
+        F.when(q_fail | dup | p_drop, str(Action.DROP))
+        .when(revised_ok, str(Action.REVISE))
+        .when(rev_failed, F.lit(str(fallback)))
+        .when(tagged, str(Action.TAG))
+        .otherwise(str(Action.KEEP))
+    )
+    prefix = lambda pre, col: F.transform(F.col(col), lambda x: F.concat(F.lit(pre), x))  # noqa: E731
+    reasons = (
+        F.when(q_fail, F.col("quality_reasons"))
+        .when(dup, F.array(F.col("dup_kind") if "dup_kind" in df.columns else F.lit(str(DupKind.EXACT))))
+        .when(p_drop, prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"))
+        .when(revised_ok, prefix(f"{Reason.REVISED}:", "revise_principles"))
+        .when(
+            rev_failed,
+            F.concat(
+                F.array(F.concat(F.lit(Reason.REVISION_FAILED), status)),
+                prefix(f"{Reason.FLAGGED}:", "revise_principles"),
+            ),
+        )
+        .when(tagged, prefix(f"{Reason.TAGGED}:", "tag_principles"))
+        .otherwise(F.array().cast("array<string>"))
+    )
+    kept = action != F.lit(str(Action.DROP))
+    reasons = F.when(
+        kept, F.concat(reasons, F.transform(upsampled, lambda n: F.concat(F.lit(f"{Reason.UPSAMPLED}:"), n)))
+    ).otherwise(reasons)
+    stage = (
+        F.when(q_fail, str(DecidedBy.QUALITY))
+        .when(dup, str(DecidedBy.DEDUP))
+        .when(p_drop, str(DecidedBy.CLASSIFY))
+        .when(needs_revision, str(DecidedBy.REVISE))
+        .when(tagged, str(DecidedBy.CLASSIFY))
+        .otherwise(str(DecidedBy.PUBLISH))
+    )
+    unrevised_tags = F.when(
+        rev_failed & (F.lit(str(fallback)) == str(Action.TAG)), prefix(f"{Tag.UNREVISED}:", "revise_principles")
+    )
+    tags = F.array_distinct(
+        F.concat(F.col("tag_principles"), F.coalesce(unrevised_tags, F.array().cast("array<string>")))
+    )
+    return (
+        df.withColumn("action", action)
+        .withColumn("reasons", reasons)
+        .withColumn("stage", stage)
+        .withColumn("tags", tags)
+        .withColumn("weight", F.when(kept, weight_of(upsampled, constitution)).otherwise(F.lit(0.0)))
+        .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
+    )
+
+
+def decision_rows(decided: DataFrame, run_id: str) -> DataFrame:
+    """The `decisions` rows of decided documents (every one of them, drops included)."""
+    return decided.select(
+        "doc_id",
+        F.lit(run_id).alias("run_id"),
+        "crawl_id",
+        "action",
+        "reasons",
+        "stage",
+        F.current_timestamp().alias("decided_at"),
+    )
+
+
+def corpus_rows(decided: DataFrame, constitution: Constitution, run_id: str) -> DataFrame:
+    """The `corpus` rows of decided documents, drops included (callers filter or delete them): final text,
+    tags, weight and the scores as a map (null for an unscored document)."""
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    scores = F.when(F.col("principle_scores").isNotNull(), F.map_from_arrays(names, F.col("principle_scores")))
+    return decided.select(
+        "doc_id",
+        F.col("out_text").alias("text"),
+        "source",
+        "url",
+        "crawl_id",
+        "action",
+        "tags",
+        scores.alias("scores"),
+        "weight",
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("updated_at"),
+    )
+
+
+def fallback_action(cfg: ReviseConfig) -> str:
+    """The action for a flagged document left unrevised: the revision stage already tried excision when the
+    fallback is `excise`, so what remains is a drop."""
+    return Action.DROP if cfg.fallback == Method.EXCISE else cfg.fallback
+
+
+def changed_decision() -> Column:
+    """Action, tags or weight differ from the document's state before the round (`prev_*` columns)."""
+    empty = F.array().cast("array<string>")
+    tags_now = F.array_sort(F.col("tags"))
+    tags_before = F.array_sort(F.coalesce(F.col("prev_tags"), empty))
+    kept = F.col("action") != str(Action.DROP)
+    return (F.col("action") != F.col("prev_action")) | (
+        kept
+        & (
+            (tags_now != tags_before)
+            | (F.col("weight") != F.coalesce(F.col("prev_weight"), F.lit(1.0)))
+            | F.col("prev_tags").isNull()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Decide(BaseStage):
+    """One action per document from everything the earlier stages added; returns the `decisions` and `corpus`
+    rows. With `redecide` (iteration) the input carries the previous state (`prev_action`, `prev_tags`,
+    `prev_weight`): the stage adds `changed`, its corpus rows delete the documents it drops, and a round in which
+    nothing changed halts at the fixed point (its scores and revisions are still published)."""
+
+    name: ClassVar[str] = "decide_v2"
+    reads: ClassVar[tuple[str, ...]] = (
+        "doc_id",
+        "crawl_id",
+        "text",
+        "source",
+        "url",
+        "quality_reasons",
+        "is_duplicate",
+        "principle_scores",
+        "drop_principles",
+        "revise_principles",
+        "tag_principles",
+        "revision_status",
+        "revised_text",
+    )
+    adds: ClassVar[tuple[str, ...]] = ("action", "reasons", "stage", "tags", "weight", "out_text")
+    redecide: bool = False
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        out = transform(df, ctx.constitution, fallback_action(ctx.cfg.revise))
+        return out.withColumn("changed", changed_decision()) if self.redecide else out
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        if self.redecide:
+            corpus = corpus_rows(out, ctx.constitution, ctx.run_id).withColumn(
+                DELETE, F.col("action") == str(Action.DROP)
+            )
+        else:
+            corpus = corpus_rows(out.where(F.col("action") != str(Action.DROP)), ctx.constitution, ctx.run_id)
+        return {"decisions": decision_rows(out, ctx.run_id), "corpus": corpus}
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        documents = Count.REDECIDED if self.redecide else Count.PENDING
+        return (
+            Gate("decisions", lambda _ctx, counts: suites.decisions(counts[documents]), on="decisions"),
+            Gate(
+                "corpus",
+                lambda _ctx, _counts: suites.corpus(),
+                on="corpus",
+                where=f"NOT {DELETE}" if self.redecide else None,
+            ),
+        )
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        counts = {Count.action(r["action"]): int(r["count"]) for r in out.groupBy("action").count().collect()}
+        reasons = out.select(F.explode("reasons").alias("reason")).groupBy("reason").count().collect()
+        counts.update({Count.reason(r["reason"]): int(r["count"]) for r in reasons})
+        if self.redecide:
+            counts[Count.CHANGED] = out.where(F.col("changed")).count()
+        return counts
+
+    def halt(self, counts: Mapping[str, int], ctx: StageContext) -> Halt | None:
+        if self.redecide and counts.get(Count.CHANGED, 0) == 0:
+            # the scores are the current champions' view of the corpus; a rejected excision is not retried
+            return Halt(RunStatus.FIXED_POINT, publish=("scores", "revisions"))
+        return None

@@ -1,0 +1,267 @@
+"""Revision: rewrite the flagged subset with an LLM, or excise its flagged sentences, and validate the result.
+
+Only documents in a principle's revise band (and not dropped for another reason) are candidates; at most
+`revise.max_docs` of them per run go to the LLM and `revise.max_excise_docs` to excision (method excise, or
+fallback excise for the ones the LLM did not take), highest score first, so cost is bounded and reruns choose
+the same documents. A document flagged for several principles gets one request carrying all their instructions.
+
+LLM rewrites (`revise.method: llm`) are validated before acceptance: length ratio, no leaked instructions or
+refusal, meaning preservation (MiniLM embedding cosine to the original within bounds), and a re-score by the
+scorer that flagged the document, which must put every flagged principle below its revise threshold. A
+rewrite that fails, or a call that failed, falls back per `revise.fallback`: `excise` removes the flagged
+sentences (udfs/excise.py) and validates that (re-score below threshold, enough text left), else the document
+is dropped. `revise.method: excise` uses excision alone, no LLM.
+
+Per-document statuses: ok / rejected / error / timeout / over_budget; documents not attempted are `over_cap` or
+`too_long`. An accepted excision is status `ok` with method `excise`, so the decision step needs no special case.
+A failed LLM call never fails the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyspark.sql import functions as F
+
+from pipelines.core.config import ReviseConfig, default_cache_dir
+from pipelines.core.constitution import Constitution
+from pipelines.core.engine import keepalive
+from pipelines.core.lake import nullable
+from pipelines.core.llm_exec import Send, sender
+from pipelines.core.progress import Progress
+from pipelines.core.stage import BaseStage, StageContext
+from pipelines.judgement.teachers import local_scores
+from schemas import TABLES
+from schemas.vocab import UNTRIED, Action, Method, RevisionStatus
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from udfs.llm import LLMClient, LLMConfig
+from pipelines.stages.revision import Outcome, document_embedder, revise
+
+
+def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
+    """Documents that need a rewrite: in a revise band, not dropped for quality, duplication or a principle."""
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    max_flagged = F.array_max(
+        F.transform(
+            F.col("revise_principles"),
+            lambda n: F.element_at(F.col("principle_scores"), F.array_position(names, n).cast("int")),
+        )
+    )
+    return (
+        df.where(
+            (F.size("quality_reasons") == 0)
+            & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
+            & (F.size("drop_principles") == 0)
+            & (F.size("revise_principles") > 0)
+        )
+        .withColumn("score_before", max_flagged)
+        .select("doc_id", "text", "revise_principles", "principle_scores", "score_before")
+    )
+
+
+@contextmanager
+def llm_client(cfg: ReviseConfig, log_dir: Path, progress: Progress | None = None) -> Iterator[tuple[LLMClient, str]]:
+    """The configured client: the embedded packaged model behind `transformers serve`, or any endpoint."""
+    from udfs.llm import LLMClient
+
+    s = cfg.llm
+    if s.backend == "openai":
+        llm_cfg = s.endpoint(s.base_url or "", s.model or "default")
+        with LLMClient(llm_cfg) as client:
+            yield client, llm_cfg.model
+        return
+    from udfs.llm_server import EmbeddedLLMServer
+
+    # The embedded server generates one request at a time and keeps generating a request whose client timed out:
+    # a retry would only queue behind it, so timeouts there are final.
+    server = EmbeddedLLMServer(default_cache_dir() / "llm", log_dir)
+    with (progress or Progress(enabled=False)).stage("revise: starting the embedded LLM server"):
+        server.start()
+    try:
+        llm_cfg = s.endpoint(server.base_url, server.model, api_key_env=None, max_retries=0)
+        with LLMClient(llm_cfg) as client:
+            yield client, "SmolLM2-135M-Instruct (embedded)"
+    finally:
+        server.stop()
+
+
+def on_executors(spark: SparkSession, llm: LLMConfig, cfg: ReviseConfig) -> Send:
+    """Send the rewrite requests from the engine's executors (pipelines/core/llm_exec.py); every partition stops at the
+    run's deadline, `time_budget_s` from the first request. None = not sent in time."""
+    return sender(spark, llm, budget_s=cfg.time_budget_s)
+
+
+def plan(ordered: list[dict[str, Any]], cfg: ReviseConfig, *, llm_allowed: bool) -> tuple[list, list, list[Outcome]]:
+    """Split the candidates (highest score first) into (to the LLM, to excision, not attempted).
+
+    The LLM takes up to `max_docs` documents that fit `max_doc_chars`; what it does not take is excised, up to
+    `max_excise_docs`, when the config revises by excision (method `excise`, or fallback `excise`); the rest is
+    `over_cap` (or `too_long`: it would not have fitted the LLM's answer)."""
+    llm = cfg.method == Method.LLM and llm_allowed
+    to_llm = [x for x in ordered if x["fits"]][: cfg.max_docs] if cfg.enabled and llm else []
+    taken = {x["doc_id"] for x in to_llm}
+    rest = [x for x in ordered if x["doc_id"] not in taken]
+    excises = cfg.method == Method.EXCISE or cfg.fallback == Method.EXCISE
+    to_excise = rest[: cfg.max_excise_docs] if cfg.enabled and excises else []
+    attempted = taken | {x["doc_id"] for x in to_excise}
+    untried = [
+        Outcome(
+            doc_id=x["doc_id"],
+            status=RevisionStatus.OVER_CAP if x["fits"] else RevisionStatus.TOO_LONG,
+            principles=[],
+            original_text=x["text"],
+        )
+        for x in rest
+        if x["doc_id"] not in attempted
+    ]
+    return to_llm, to_excise, untried
+
+
+def _outcome_rows(outcomes: list[Outcome], run_id: str) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC)
+    return [
+        (
+            o.doc_id,
+            run_id,
+            o.original_text,
+            o.revised_text,
+            o.principles,
+            str(o.method),
+            o.model,
+            o.prompt_version,
+            str(o.status),
+            o.reject_reasons,
+            o.score_before,
+            o.score_after,
+            o.length_ratio,
+            o.similarity,
+            None if o.fallback_from is None else str(o.fallback_from),
+            o.llm_rewrite,
+            o.error,
+            now,
+        )
+        for o in outcomes
+    ]
+
+
+@dataclass(frozen=True)
+class Revise(BaseStage):
+    """Revise the documents in a revise band: adds `revision_status`, `revised_text` (the decision step's inputs)
+    and `revision` (the full outcome, null for documents not tried here), and returns the `revisions` rows.
+
+    With `llm=False` (iteration) nothing is sent to an LLM: documents newly in a revise band are excised when the
+    config revises by excision, else they take the decision step's fallback. When the input already carries
+    `revision_status` / `revised_text` (the latest outcomes, in iteration), only documents no reviser has tried
+    are revised and the earlier outcomes stand for the others.
+    """
+
+    name: ClassVar[str] = "revise_v2"
+    reads: ClassVar[tuple[str, ...]] = (
+        "doc_id",
+        "text",
+        "principle_scores",
+        "quality_reasons",
+        "is_duplicate",
+        "drop_principles",
+        "revise_principles",
+    )
+    adds: ClassVar[tuple[str, ...]] = ("revision_status", "revised_text", "revision")
+    llm: bool = True
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        lake, r = ctx.the_lake, ctx.cfg.revise
+        prior = "revision_status" in df.columns
+        cands = candidates(df, ctx.constitution)
+        if prior:
+            cands = cands.join(df.select("doc_id", "revision_status"), "doc_id").where(
+                F.col("revision_status").isNull() | F.col("revision_status").isin(*[str(s) for s in UNTRIED])
+            )
+        excises = r.method == Method.EXCISE or r.fallback == Method.EXCISE
+        outcomes: list[Outcome] = []
+        if self.llm or (r.enabled and excises):
+            outcomes = self._revise(cands, ctx)
+        if prior:  # an untried document keeps its earlier status (null or untried): nothing new happened to it
+            outcomes = [o for o in outcomes if o.status not in UNTRIED]
+        schema = nullable(TABLES["revisions"])
+        done = ctx.stage(lake.spark.createDataFrame(_outcome_rows(outcomes, ctx.run_id), schema), "revise_outcomes")
+        fields = [c for c in schema.fieldNames() if c != "doc_id"]
+        joined = df.join(
+            done.select("doc_id", F.struct(*fields).alias("revision")),
+            "doc_id",
+            "left",
+        )
+        status, text = F.col("revision.status"), F.col("revision.revised_text")
+        if prior:
+            status = F.coalesce(status, F.col("revision_status"))
+            text = F.when(F.col("revision").isNotNull(), text).otherwise(F.col("revised_text"))
+        return joined.withColumn("revision_status", status).withColumn("revised_text", text)
+
+    def _revise(self, cands: DataFrame, ctx: StageContext) -> list[Outcome]:
+        from pipelines.stages.classify import transform as score
+
+        lake, r, progress = ctx.the_lake, ctx.cfg.revise, ctx.progress or Progress(enabled=False)
+        spark = lake.spark
+        # max_doc_chars bounds what the LLM must write back; excision has no such limit.
+        fits = F.length("text") <= r.max_doc_chars if r.method == Method.LLM and self.llm else F.lit(True)
+        # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
+        # too_long outcomes): one ordered collect, split here.
+        order = (F.col("score_before").desc(), F.col("doc_id"))
+        ordered = [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).collect()]
+        if not ordered:
+            return []
+        to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
+        constitution = ctx.constitution
+
+        def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+            frame = spark.createDataFrame(pairs, "doc_id string, text string")
+            rows = score(frame, constitution, ctx.cfg.classify, ctx.champions).select("doc_id", "principle_scores")
+            found = {x["doc_id"]: list(x["principle_scores"]) for x in rows.collect()}
+            if not ctx.cfg.classify.cascade.enabled:
+                return found
+            # the strongest scorer the cascade has: the teacher where the principle has one
+            return local_scores(constitution, found, dict(pairs))
+
+        embed = document_embedder(ctx.cfg.classify)  # loads the encoder on first use only
+        if to_llm:
+            with keepalive(spark), llm_client(r, lake.state_dir / "logs", progress) as (client, model):
+                bar = progress.bar(f"revise: rewriting {len(to_llm)} documents", len(to_llm))
+                try:
+                    send = on_executors(spark, client.config, r)
+                    outcomes += revise(to_llm, constitution, r, rescore, embed, client, model, progress=bar, send=send)
+                finally:
+                    progress.end_bar()
+        if to_excise:
+            with progress.stage(f"revise: excising flagged sentences of {len(to_excise)} documents"):
+                excised = revise(to_excise, constitution, replace(r, method=Method.EXCISE), rescore, embed)
+            for o, x in zip(excised, to_excise, strict=True):
+                if r.method == Method.LLM and self.llm:  # the LLM never saw it: say why it was excised instead
+                    o.fallback_from = RevisionStatus.OVER_CAP if x["fits"] else RevisionStatus.TOO_LONG
+            outcomes += excised
+        return outcomes
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        tried = out.where(F.col("revision").isNotNull() & ~F.col("revision.status").isin(*[str(s) for s in UNTRIED]))
+        # no outcome, no commit: a lake whose runs never revised has no `revisions` table
+        return {"revisions": tried.select("doc_id", "revision.*")} if tried.limit(1).count() else {}
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        here = out.where(F.col("revision").isNotNull())
+        counts = {"revision_candidates": 0} if self.llm else {}
+        rows = here.groupBy(F.col("revision.status").alias("s"), F.col("revision.method").alias("m")).count().collect()
+        for x in rows:
+            n = int(x["count"])
+            counts["revision_candidates"] = counts.get("revision_candidates", 0) + n
+            counts[f"revision:{x['s']}"] = counts.get(f"revision:{x['s']}", 0) + n
+            if x["s"] == RevisionStatus.OK:
+                counts[f"revision_method:{x['m']}"] = counts.get(f"revision_method:{x['m']}", 0) + n
+        return counts
+

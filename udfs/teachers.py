@@ -1,0 +1,34 @@
+"""The packaged teachers, by name: the outputs each offers, and the model identifier recorded beside a teacher's
+score. A leaf module: loading a constitution validates its `teacher:` names here without importing Spark."""
+
+from __future__ import annotations
+
+#: Packaged teachers by name: the outputs each offers. A principle names one as `<teacher>:<output>`.
+TEACHERS: dict[str, tuple[str, ...]] = {
+    "jigsaw": ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"),
+    # udfs/stack_teacher.py: a logistic regression over MiniLM + Jigsaw + profanity, fitted on human labels
+    "stack": ("toxic",),
+}
+
+
+def check_teacher(spec: str) -> tuple[str, str]:
+    """`jigsaw:threat` -> ("jigsaw", "threat"); a ValueError that lists the choices otherwise."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"teacher must be '<teacher>:<output>', got {spec!r}")
+    name, output = spec.split(":", 1)
+    if name not in TEACHERS or output not in TEACHERS[name]:
+        choices = ", ".join(f"{t}:{o}" for t, outs in TEACHERS.items() for o in outs)
+        raise ValueError(f"unknown teacher {spec!r} (packaged: {choices})")
+    return name, output
+
+
+def teacher_model(spec: str) -> str:
+    """The model identifier recorded beside a teacher's score."""
+    name, output = check_teacher(spec)
+    if name == "stack":
+        from udfs.stack_teacher import MODE, StackTeacher
+
+        return f"{StackTeacher.load().model.model_id}+{MODE}:{output}"  # the weights' digest: a retrain is new
+    from udfs.jigsaw import PINNED_VERSION
+
+    return f"{name}-bilstm-{PINNED_VERSION}:{output}"
