@@ -4,7 +4,7 @@ PY    := $(VENV)/bin/python
 PIP   := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup demo test lint bench-html
+.PHONY: setup demo test check lint bench-html
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,16 +23,25 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/curate demo --lake demo-lake --fresh
 
-# The report's browser test (tests/test_report.py) needs Chromium; CI runs this as root on a fresh Debian machine,
-# so install Debian's package when it is missing. Others without it get a skip (outside CI) with the reason.
+# The report's browser test (tests/test_report.py) needs Chromium and the conformance test (tests/test_conformance.py)
+# a Java runtime the pinned pyspark supports (17); CI runs this as root on a fresh Debian machine, so install
+# Debian's packages when they are missing. Others without them get a skip with the reason (in CI: a failure).
 test: $(STAMP)
-	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium (apt-get) for the report's browser test"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		{ apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null \
-			|| echo "could not install chromium: the browser test fails in CI, skips elsewhere"; \
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		export DEBIAN_FRONTEND=noninteractive; missing=""; \
+		command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+		command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+		if [ -n "$$missing" ]; then \
+			echo "installing$$missing (apt-get) for the browser and conformance tests"; \
+			{ apt-get update -qq && apt-get install -y -qq $$missing; } >/dev/null \
+				|| echo "could not install$$missing: those tests fail in CI, skip elsewhere"; \
+		fi; \
 	fi
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
+
+# The fast tier: every test not marked `slow` (the accounting tests and one kill point per publish boundary stay).
+check: $(STAMP)
+	$(PY) -m pytest -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -45,21 +45,28 @@ from dedup_common import (
 
 sys.path.insert(0, str(ROOT))
 
-from pipelines.core.config import DedupConfig
+from pipelines.core.config import DEDUP_PRESETS, DedupConfig
 from pipelines.stages.dedup import params_of
 
 CONFIGS: dict[str, dict[str, object]] = {
-    "fineweb": {},  # 5-word shingles, 14 x 8, no verification
-    "fineweb+verify": {"verify": True},
-    "w5 20x5+verify": {"bands": 20, "rows": 5, "num_perm": 100, "verify": True},
-    "w3 20x5+verify": {"ngram": 3, "bands": 20, "rows": 5, "num_perm": 100, "verify": True},
-    "char5 14x8": {"shingle": "char"},
-    "char5 14x8+verify": {"shingle": "char", "verify": True},
+    # named explicitly: `{}` is the product's default (edit-robust), not FineWeb's parameters
+    "fineweb": {"preset": "fineweb"},  # 5-word shingles, 14 x 8, no verification
+    "fineweb+verify": {"preset": "fineweb", "verify": True},
+    "w5 20x5+verify": {"preset": "fineweb", "bands": 20, "rows": 5, "num_perm": 100, "verify": True},
+    "w3 20x5+verify": {"preset": "fineweb", "ngram": 3, "bands": 20, "rows": 5, "num_perm": 100, "verify": True},
+    "char5 14x8": {"shingle": "char", "verify": False},
+    "char5 14x8+verify (default)": {},
 }
 
 
+def dedup_config(settings: dict[str, object]) -> DedupConfig:
+    """As `dedup:` in a config file reads: a preset's keys, then the keys given beside it."""
+    preset = settings.get("preset")
+    return DedupConfig(**{**(DEDUP_PRESETS[str(preset)] if preset else {}), **settings})
+
+
 def job_ours(args: argparse.Namespace) -> None:
-    cfg = DedupConfig(**json.loads(args.cfg))
+    cfg = dedup_config(json.loads(args.cfg))
     shutil.rmtree(args.work, ignore_errors=True)
     seconds = run_ours(args.shards, cfg, args.out, args.work)
     (args.out.parent / (args.out.name + ".seconds.json")).write_text(json.dumps(seconds))
@@ -109,7 +116,7 @@ def main() -> None:
             runs[name] = (cluster, kept, DedupConfig())
         elif not name.startswith("_"):
             cluster = read_clusters(Path(r["output"]))
-            runs[name] = (cluster, {c: c for c in set(cluster.values())}, DedupConfig(**r["config"]))
+            runs[name] = (cluster, {c: c for c in set(cluster.values())}, dedup_config(r["config"]))
 
     indexes: dict[str, ShingleIndex] = {}
     for name, (cluster, kept, cfg) in runs.items():

@@ -1,0 +1,2 @@
+"""The product: a curation stage for pretraining corpora. Layers, bottom to top: core, judgement, stages, ops,
+evaluate, chains, cli (README.md, "Layout"; tests/test_layers.py holds the rule)."""

@@ -240,6 +240,10 @@ RUNS = StructType(
         # row - run | iterate | restore | maintain (pipelines/ops/restore.py, maintain.py)
         _f("command", StringType()),
         _f("target_run_id", StringType()),  # restore: the run whose end state the lake was brought back to
+        # added later (null in older rows): the run's place in the lake's sequence of runs, 1, 2, ... assigned when
+        # it starts under the writer lock. "The latest decision" is the one of the run latest in this sequence
+        # (pipelines/core/decisions.py), never an engine clock.
+        _f("seq", LongType()),
     ]
 )
 

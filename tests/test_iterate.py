@@ -257,17 +257,17 @@ def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
     lake = night
     path, _, _ = _retuned(tmp_path, lake, _redecidable(lake))
     cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none"})
-    merge = Lake.merge
+    insert_new = Lake.insert_new  # `decisions` is insert-only (pipelines/core/publish.py KEYS)
 
-    def killed(self: Lake, df: Any, table: str, keys: tuple[str, ...], **kw: Any) -> None:
+    def killed(self: Lake, df: Any, table: str, keys: tuple[str, ...]) -> None:
         if table == "decisions":
             raise RuntimeError("killed between the corpus and the decisions commits")
-        merge(self, df, table, keys, **kw)
+        insert_new(self, df, table, keys)
 
-    monkeypatch.setattr(Lake, "merge", killed)
+    monkeypatch.setattr(Lake, "insert_new", killed)
     with pytest.raises(RuntimeError, match="killed"):
         iterate(lake, cfg, rounds=2)
-    monkeypatch.setattr(Lake, "merge", merge)
+    monkeypatch.setattr(Lake, "insert_new", insert_new)
     broken = check_accounting(lake)
     assert broken["unaccounted"] + broken["double_counted"] >= 1  # the corpus moved, the decisions did not
     assert [x.status for x in lake.read("runs").where("crawl_id = 'iterate'").collect()] == ["failed"]

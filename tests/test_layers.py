@@ -159,7 +159,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     ("files", "expected"),
     [
         (  # a stage reaching up into a chain
-            {"pipelines/stages/x.py": "def f():\n    from pipelines.chains.run import run\n", "pipelines/chains/run.py": ""},
+            {
+                "pipelines/stages/x.py": "def f():\n    from pipelines.chains.run import run\n",
+                "pipelines/chains/run.py": "",
+            },
             "pipelines.stages.x imports pipelines.chains.run",
         ),
         (  # a udf importing the product

@@ -221,7 +221,7 @@ def test_diff_explains_changes_with_the_decisions_and_revisions_of_the_runs_betw
         (lighthouse["doc_id"], rid, "n1", "revise", ["revised:violence"], "revise", now),
         (barrier["doc_id"], rid, "n1", "drop", ["principle:deception"], "classify", now),
     ]
-    lake.merge(spark.createDataFrame(decisions, TABLES["decisions"]), "decisions", ("doc_id", "run_id"), update=False)
+    lake.insert_new(spark.createDataFrame(decisions, TABLES["decisions"]), "decisions", ("doc_id", "run_id"))
     revision = {n: None for n in TABLES["revisions"].fieldNames()}
     revision |= {
         "doc_id": lighthouse["doc_id"],

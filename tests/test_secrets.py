@@ -44,7 +44,7 @@ def _ctx() -> StageContext:
 
 def test_patterns_find_documented_keys_and_nothing_else(spark) -> None:
     rows = [(k, t) for k, (t, _) in HITS.items()] + list(MISSES.items())
-    df = spark.createDataFrame(rows, "doc_id string, text string").withColumn(
+    df = spark.createDataFrame(rows, "doc_id string, clean_text string").withColumn(
         "quality_reasons", F.array().cast("array<string>")
     )
     out = {r["doc_id"]: r for r in Secrets().transform(df, _ctx()).collect()}
@@ -58,14 +58,15 @@ def test_patterns_find_documented_keys_and_nothing_else(spark) -> None:
 def test_disabled_stage_finds_nothing(spark) -> None:
     cfg = load_config(overrides={"secrets.enabled": False})
     ctx = StageContext(cfg=cfg, constitution=load_constitution(), run_id="r", crawl_id="c")
-    df = spark.createDataFrame([("a", HITS["aws"][0], [])], "doc_id string, text string, quality_reasons array<string>")
+    schema = "doc_id string, clean_text string, quality_reasons array<string>"
+    df = spark.createDataFrame([("a", HITS["aws"][0], [])], schema)
     (row,) = Secrets().transform(df, ctx).collect()
     assert row["secret_kinds"] == [] and row["quality_reasons"] == []
 
 
 def test_the_executor_names_a_missing_column() -> None:
     with pytest.raises(StageContractError, match=r"secrets_v1: its input lacks column\(s\) quality_reasons"):
-        check_columns(Secrets(), ["doc_id", "text"], "reads")
+        check_columns(Secrets(), ["doc_id", "clean_text"], "reads")
     assert "secrets_v1" in [s.name for s in NIGHTLY.stages]
 
 

@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from pipelines.core import registry
 from pipelines.core.config import RunConfig
 from pipelines.core.constitution import Constitution, load_constitution
+from pipelines.core.decisions import latest_decisions
 from pipelines.core.execute import Chain, execute, new_run_id
 from pipelines.core.progress import Progress
 from pipelines.core.stage import BaseStage, Halt, StageContext
@@ -105,26 +106,9 @@ class IterateSummary:
         return bool(self.rounds) and self.rounds[-1].status == RunStatus.FIXED_POINT
 
 
-def latest_decisions(lake: Lake) -> DataFrame:
-    """doc_id, action, stage, reasons and run_id of every document's latest decision."""
-    last = F.max(F.struct("decided_at", "run_id", "action", "stage", "reasons")).alias("last")
-    return (
-        lake.read("decisions")
-        .groupBy("doc_id")
-        .agg(last)
-        .select(
-            "doc_id",
-            F.col("last.action").alias("action"),
-            "last.stage",
-            F.col("last.reasons").alias("reasons"),
-            F.col("last.run_id").alias("run_id"),
-        )
-    )
-
-
 def redecide_set(lake: Lake) -> DataFrame:
     """doc_id, prev_action, prev_reasons, prev_run_id: the documents a round re-decides (module docstring, step 1)."""
-    latest = latest_decisions(lake)
+    latest = latest_decisions(lake, ("action", "stage", "reasons", "run_id"))
     chosen = (F.col("action") != str(Action.DROP)) | F.col("stage").isin(*[str(s) for s in PRINCIPLE_DROP_STAGES])
     return latest.where(chosen).select(
         "doc_id",
@@ -159,7 +143,7 @@ class Redecidable(BaseStage):
         "crawl_id",
         "source",
         "url",
-        "text",
+        "clean_text",
         "prev_action",
         "prev_tags",
         "prev_weight",
@@ -196,7 +180,14 @@ class Redecidable(BaseStage):
             .join(raw, "doc_id")
             .join(q, "doc_id", "left")
             .select(
-                "doc_id", "crawl_id", "source", "url", text.alias("text"), "prev_action", "prev_flagged", "prev_run_id"
+                "doc_id",
+                "crawl_id",
+                "source",
+                "url",
+                text.alias("clean_text"),
+                "prev_action",
+                "prev_flagged",
+                "prev_run_id",
             )
             .join(corpus, "doc_id", "left")
             .withColumn("prev_tags", F.when(same_run, F.col("_tags")))
@@ -224,7 +215,7 @@ class Relabel(BaseStage):
     cached by text: a document labelled before costs nothing). `human:<dataset>` means imported labels only."""
 
     name: ClassVar[str] = "relabel_v1"
-    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "source")
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "clean_text", "source")
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         from pipelines.judgement.label import label_sample, open_labeler
@@ -237,7 +228,8 @@ class Relabel(BaseStage):
         try:
             for p in _principles(ctx):
                 with progress.stage(f"labelling {p.name} ({labeler.name})"):
-                    label_sample(lake, p, labeler, df.select("doc_id", "text", "source"), cfg.iterate.sample, cfg.label)
+                    texts = df.select("doc_id", F.col("clean_text").alias("text"), "source")
+                    label_sample(lake, p, labeler, texts, cfg.iterate.sample, cfg.label)
         finally:
             labeler.close()
         return df

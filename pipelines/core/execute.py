@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from expectations.runner import GateFailed, run_gate
 from pipelines.core import publish
+from pipelines.core.decisions import latest_decisions, next_seq
 from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
 from pipelines.core.lake import Lake, write_delta
@@ -67,6 +68,7 @@ class RunSummary:
     mlflow_run_id: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    seq: int | None = None  # the run's place in the lake's sequence (runs.seq), fixed at its first runs row
     notes: dict[str, str] = field(default_factory=dict)  # what stages had to say beyond counts (why, not how many)
 
     def flagged_fraction(self, principle: str, documents: str) -> float:
@@ -98,10 +100,8 @@ def accounting(lake: Lake) -> DataFrame:
     raw = lake.read("raw_docs").select("doc_id")
     corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
     latest = (
-        lake.read("decisions")
-        .groupBy("doc_id")
-        .agg(F.max(F.struct("decided_at", "run_id", "action")).alias("last"))
-        .where(F.col("last.action") == str(Action.DROP))
+        latest_decisions(lake, ("action",))
+        .where(F.col("action") == str(Action.DROP))
         .select("doc_id", F.lit(1).alias("dropped"))
     )
     joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
@@ -144,6 +144,8 @@ def final_counts(lake: Lake) -> dict[str, int]:
 def write_run_row(
     lake: Lake, summary: RunSummary, ctx: StageContext, engine: str, started: datetime, command: str = "run"
 ) -> None:
+    if summary.seq is None:
+        summary.seq = next_seq(lake)
     row = (
         summary.run_id,
         summary.status,
@@ -159,6 +161,7 @@ def write_run_row(
         datetime.now(UTC),
         command,
         None,
+        summary.seq,
     )
     try:
         lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
@@ -180,8 +183,8 @@ def _remember(lake: Lake, ctx: StageContext) -> None:
 
 def recover_abandoned(lake: Lake, tracking: Any, current_run_id: str) -> list[str]:
     """Close what a killed writer left open. Called by a writer that holds the lake's lock
-    (pipelines/core/writer_lock.py),
-    so every `running` row of another run is abandoned: it becomes `failed` (with the reason), its MLflow run
+    (pipelines/core/writer_lock.py), so every `running` row of another run is abandoned: it becomes `failed` (with
+    the reason), its MLflow run
     (tagged `curate.run_id` at start) is marked FAILED, and staging folders of other runs are removed. Returns
     what it did, for the run's notes."""
     done: list[str] = []
@@ -230,6 +233,7 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
     engine = engine_name(lake.spark) + f" ({ctx.cfg.engine.kind})"
     staging = lake.state_dir / "staging" / ctx.run_id
     ctx = replace(ctx, lake=lake, materialise=Stager(lake.spark, staging), progress=progress, notes=summary.notes)
+    lake.ensure_tables()  # the one place a run evolves older tables: every read after this only reads
     for i, what in enumerate(recover_abandoned(lake, ctx.cfg.tracking, ctx.run_id)):
         summary.notes[f"recovered:{i}"] = what
         if progress.enabled:
@@ -307,7 +311,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
         with progress.stage(stage.name):
             out = stage.transform(df, ctx)
             # a stage whose output is a join of frames it staged itself, or cheap expressions, is not written again
-            out = ctx.stage(out, stage.name) if stage.materialize else out
+            out = ctx.stage(out, stage.name) if stage.materialise else out
             check_columns(stage, out.columns, "adds")
             tables = dict(stage.tables(out, ctx))
             summary.counts.update(stage.counts(out, tables, ctx))

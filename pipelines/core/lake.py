@@ -130,36 +130,44 @@ class Lake:
         if missing:
             dt.alter.add_columns(missing)
 
+    def ensure_tables(self) -> None:
+        """Add the contract's newer columns to every table an older release wrote: called once at the start of a
+        writing command (pipelines/core/execute.py), so no reader has to. A missing table is created by its first
+        write (`ensure`), never by a read, so a run that publishes nothing leaves no empty tables behind."""
+        for table in TABLES:
+            if self.exists(table):
+                self.ensure(table)
+
     def read(self, table: str, version: int | None = None) -> DataFrame:
+        """The table as a DataFrame, never writing: a table not created yet reads as empty with its contract
+        schema, and contract columns an older release's table lacks read as null."""
         spark = self.spark
         if not self.exists(table):
-            self.ensure(table)
+            if version is not None:
+                raise LakeError(f"table {table!r} has no version {version} in {self.root}: it has no data yet")
+            return spark.createDataFrame([], nullable(TABLES[table]))
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(str(self.path(table)))
+        df = reader.load(str(self.path(table)))
+        missing = [f for f in TABLES[table].fields if f.name not in df.columns]
+        if missing:
+            from pyspark.sql import functions as F
+
+            df = df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in missing])
+        return df
 
     def append(self, df: DataFrame, table: str) -> None:
         self.ensure(table)
         write_delta(df.select(*TABLES[table].fieldNames()), self.path(table), "append")
 
-    def merge(self, df: DataFrame, table: str, keys: tuple[str, ...], *, update: bool = True) -> None:
-        """Upsert on `keys` in one Delta commit: a rerun of the same rows changes nothing visible.
-
-        With `update=False` rows whose key exists are left alone (insert-only). That path is an anti-join
-        plus append rather than MERGE: Sail 0.7's MERGE with only a NOT MATCHED clause trips the NOT NULL
-        check of the key column, and the append is cheaper anyway.
-        """
+    def merge(self, df: DataFrame, table: str, keys: tuple[str, ...]) -> None:
+        """Upsert on `keys` in one Delta commit: a rerun of the same rows changes nothing visible."""
         self.ensure(table)
         spark = self.spark
         cols = TABLES[table].fieldNames()
         for k in keys:
             check_ident(k)
-        if not update:
-            existing = self.read(table, version=self.version(table)).select(*keys)
-            new = df.select(*cols).join(existing, list(keys), "left_anti").select(*cols)
-            write_delta(new, self.path(table), "append")
-            return
         view = check_ident(f"_src_{table}")
         df.select(*cols).createOrReplaceTempView(view)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
@@ -169,6 +177,18 @@ class Lake:
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
         spark.catalog.dropTempView(view)
+
+    def insert_new(self, df: DataFrame, table: str, keys: tuple[str, ...]) -> None:
+        """Append the rows whose key the table does not hold yet, in one commit (rows whose key exists are left
+        alone): an anti-join plus append rather than MERGE, because Sail 0.7's MERGE with only a NOT MATCHED
+        clause trips the NOT NULL check of the key column, and the append is cheaper anyway."""
+        self.ensure(table)
+        cols = TABLES[table].fieldNames()
+        for k in keys:
+            check_ident(k)
+        existing = self.read(table, version=self.version(table)).select(*keys)
+        new = df.select(*cols).join(existing, list(keys), "left_anti").select(*cols)
+        write_delta(new, self.path(table), "append")
 
     def merge_with_deletes(self, df: DataFrame, table: str, keys: tuple[str, ...], delete: str) -> None:
         """Upsert on `keys`, deleting the matched rows whose boolean column `delete` is true, in one commit

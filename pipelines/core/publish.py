@@ -43,8 +43,10 @@ def _write(lake: Lake, table: str, df: DataFrame) -> None:
     keys, update = KEYS[table]
     if DELETE in df.columns:
         lake.merge_with_deletes(df, table, keys, DELETE)
+    elif update:
+        lake.merge(df, table, keys)
     else:
-        lake.merge(df, table, keys, update=update)
+        lake.insert_new(df, table, keys)
 
 
 def publish_bronze(lake: Lake, tables: Mapping[str, DataFrame]) -> None:

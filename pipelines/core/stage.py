@@ -104,7 +104,7 @@ class Stage(Protocol):
     bronze: ClassVar[bool]  # its tables are published right after its gates (raw input), not at the end
     before_gates: ClassVar[tuple[str, ...]]  # of its bronze tables, those published before its gates run
     updates_champions: ClassVar[bool]  # the executor re-resolves the champions after it
-    materialize: ClassVar[bool]  # the executor stages its output (False: cheap to recompute)
+    materialise: ClassVar[bool]  # the executor stages its output (False: cheap to recompute)
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]: ...
 
@@ -132,7 +132,7 @@ class BaseStage:
     updates_champions: ClassVar[bool] = False
     # The executor writes the output under the run's staging dir and reads it back, so that what follows reads
     # it once computed (a model UDF must run once per document). False: the output is cheap to recompute.
-    materialize: ClassVar[bool] = True
+    materialise: ClassVar[bool] = True
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         return ()

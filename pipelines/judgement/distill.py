@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -488,7 +488,3 @@ def describe(result: DistillResult) -> str:
         auc = (result.previous_metrics or {}).get("roc_auc", float("nan"))
         line += f" -> not promoted: champion version {result.previous_champion} has roc_auc {auc:.3f}"
     return line
-
-
-def as_dict(result: DistillResult) -> dict[str, Any]:
-    return asdict(result)

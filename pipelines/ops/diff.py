@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.decisions import latest_decisions
 from pipelines.core.lake import Lake
 
 if TYPE_CHECKING:
@@ -78,12 +79,8 @@ def diff(lake: Lake, v1: int, v2: int, limit: int | None = None) -> Diff:
         shown = shown.limit(limit)
     ids = [r.run_id for r in between]
     if ids and lake.exists("decisions"):
-        decided = (
-            lake.read("decisions")
-            .where(F.col("run_id").isin(ids))
-            .groupBy("doc_id")
-            .agg(F.max(F.struct("decided_at", "run_id", "action", "reasons", "stage")).alias("d"))
-        )
+        columns = ("decided_at", "run_id", "action", "reasons", "stage")
+        decided = latest_decisions(lake, columns, run_ids=ids).select("doc_id", F.struct(*columns).alias("d"))
         shown = shown.join(decided, "doc_id", "left")
     else:
         shown = shown.withColumn("d", F.lit(None))

@@ -55,11 +55,6 @@ class ExportError(ValueError):
     """The export cannot be made as asked (no such version, output not empty): the message says why."""
 
 
-def repeat_fraction(doc_id: str) -> float:
-    """u(doc_id) of the repeat rule, in Python: for readers of the manifest and for checks."""
-    return int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:_U_DIGITS], 16) / float(16**_U_DIGITS)
-
-
 def _u(doc_id: Column) -> Column:
     digits = F.substring(F.sha2(doc_id, 256), 1, _U_DIGITS)
     return F.conv(digits, 16, 10).cast("long") / F.lit(float(16**_U_DIGITS))

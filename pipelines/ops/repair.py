@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from pipelines.core.decisions import run_positions
 from pipelines.core.execute import accounting, check_accounting, recover_abandoned
 from pipelines.core.lake import Lake, LakeError
 from schemas.vocab import KEPT_ACTIONS, Action, RunStatus
@@ -76,9 +77,11 @@ def _replace(lake: Lake, table: str, doc_ids: set[str], keep: list[dict[str, Any
     )
 
 
-def _order(row: dict[str, Any], succeeded: set[str]) -> tuple[bool, datetime, str]:
-    """Decision preference: a successful run's over any other, then the later one."""
-    return (row["run_id"] in succeeded, row["decided_at"] or datetime.min.replace(tzinfo=UTC), row["run_id"])
+def _order(row: dict[str, Any], succeeded: set[str], positions: dict[str, tuple[int, Any]]) -> tuple[Any, ...]:
+    """Decision preference: a successful run's over any other, then the one of the run later in the lake's
+    sequence (pipelines/core/decisions.py), the run id breaking ties."""
+    seq, started = positions.get(row["run_id"], (0, None))
+    return (row["run_id"] in succeeded, seq, started.timestamp() if started else float("-inf"), row["run_id"])
 
 
 def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
@@ -95,6 +98,7 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
         out.changes += [f"runs: {what}" for what in recover_abandoned(lake, tracking, repair_id)]
     status = {r["run_id"]: (str(RunStatus.FAILED) if r["run_id"] in stale else r["status"]) for r in runs}
     succeeded = {r for r, s in status.items() if s in SUCCEEDED}
+    positions = run_positions(lake)
 
     if not all(lake.exists(t) for t in ("raw_docs", "corpus", "decisions")):
         out.accounting = {}
@@ -149,7 +153,7 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     new_decisions: dict[str, list[dict[str, Any]]] = {}
     for doc in sorted(decision_dups):
         seen: dict[str, dict[str, Any]] = {}
-        for row in sorted(decisions[doc], key=lambda r: _order(r, succeeded), reverse=True):
+        for row in sorted(decisions[doc], key=lambda r: _order(r, succeeded, positions), reverse=True):
             if row["run_id"] in seen:
                 out.changes.append(f"decisions: remove a duplicate row of doc {doc} by run {row['run_id']}")
             else:
@@ -159,7 +163,7 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     drop_from_corpus: set[str] = set()
     for doc in sorted(both):
         rows = new_decisions.get(doc, decisions[doc])
-        chosen = max(rows, key=lambda r: _order(r, succeeded))
+        chosen = max(rows, key=lambda r: _order(r, succeeded, positions))
         if chosen["action"] == str(Action.DROP):
             drop_from_corpus.add(doc)
             out.changes.append(
@@ -187,7 +191,7 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     for doc in sorted(corpus_dups - drop_from_corpus):
         rows = new_decisions.get(doc, decisions[doc])
         kept = [r for r in rows if r["action"] in {str(a) for a in KEPT_ACTIONS}]
-        chosen_run = max(kept, key=lambda r: _order(r, succeeded))["run_id"] if kept else None
+        chosen_run = max(kept, key=lambda r: _order(r, succeeded, positions))["run_id"] if kept else None
         candidates = corpus_rows[doc]
         best = max(
             candidates,
@@ -199,7 +203,7 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
         )
 
     for doc in sorted(unaccounted):
-        run = max(decisions[doc], key=lambda r: _order(r, succeeded))
+        run = max(decisions[doc], key=lambda r: _order(r, succeeded, positions))
         out.unfixed.append(
             f"doc {doc} is in neither corpus nor the drops although run {run['run_id']} decided it ({run['action']})"
         )

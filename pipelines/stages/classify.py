@@ -231,7 +231,7 @@ class Classify(BaseStage):
     decision steps read (pipelines/stages/decide.py: `principle_flags`). Returns the `scores` rows, with spans."""
 
     name: ClassVar[str] = "classify_v2"
-    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "quality_reasons", "is_duplicate")
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "clean_text", "quality_reasons", "is_duplicate")
     adds: ClassVar[tuple[str, ...]] = (
         "principle_scores",
         "principle_models",
@@ -249,7 +249,7 @@ class Classify(BaseStage):
         eligible = (F.size("quality_reasons") == 0) & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
         # prev_flagged (iteration): the principles a document was flagged for before, re-judged by the teacher
         carry = [c for c in ("prev_flagged",) if c in df.columns]
-        scored = score(df.where(eligible).select("doc_id", "text", *carry), ctx)
+        scored = score(df.where(eligible).select("doc_id", F.col("clean_text").alias("text"), *carry), ctx)
         kept = ("principle_scores", "principle_models", *CASCADE_COLUMNS)
         out = df.join(scored.select("doc_id", *kept), "doc_id", "left")
         return principle_flags(out, ctx.constitution)
@@ -260,7 +260,7 @@ class Classify(BaseStage):
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         scored = out.where(F.col("principle_scores").isNotNull()).select(
-            "doc_id", "text", "principle_scores", "principle_models", *CASCADE_COLUMNS
+            "doc_id", F.col("clean_text").alias("text"), "principle_scores", "principle_models", *CASCADE_COLUMNS
         )
         judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
         # the spans UDF runs here: materialised once for the gate, the counts and publishing

@@ -250,7 +250,7 @@ class Decide(BaseStage):
     reads: ClassVar[tuple[str, ...]] = (
         "doc_id",
         "crawl_id",
-        "text",
+        "clean_text",
         "source",
         "url",
         "quality_reasons",
@@ -267,7 +267,9 @@ class Decide(BaseStage):
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
-        out = transform(df, ctx.constitution, fallback_action(ctx.cfg.revise))
+        # the pure transform publishes its `text` column when a document is not revised: here, the cleaned text
+        out = transform(df.withColumnRenamed("clean_text", "text"), ctx.constitution, fallback_action(ctx.cfg.revise))
+        out = out.withColumnRenamed("text", "clean_text")
         return out.withColumn("changed", changed_decision()) if self.redecide else out
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:

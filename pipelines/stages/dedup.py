@@ -7,8 +7,10 @@ included - rather than ``\\s``, which means ASCII whitespace to the JVM's regex 
 to Rust's, so the hash is the same on every engine. The hash is SHA-256 of that string. Unicode NFKC folding
 is not applied (Spark has no native expression for it).
 
-**Near.** MinHash-LSH (udfs/minhash.py: shingles, permutations, band keys; defaults are FineWeb's 5-word
-shingles and 14 bands x 8 rows). Signatures come from one vectorised pandas UDF over the exact survivors.
+**Near.** MinHash-LSH (udfs/minhash.py: shingles, permutations, band keys; the default `edit-robust` preset is
+5-character shingles, 14 bands x 8 rows and verification; `dedup.preset: fineweb` gives FineWeb's 5-word shingles
+without verification, pipelines/core/config.py). Signatures come from one vectorised pandas UDF over the exact
+survivors.
 Documents sharing a (band, key) bucket are candidates; each bucket links every member to its smallest member
 (a star, not a clique: a 10,000-member boilerplate bucket makes 9,999 edges, not 50 million, and connects
 exactly the same documents). Candidate edges are optionally verified by exact Jaccard of the shingle sets.
@@ -389,14 +391,16 @@ class Dedup(BaseStage):
     evaluated). Returns the `dedup` rows and the new `minhash_index` rows."""
 
     name: ClassVar[str] = "dedup_v2"
-    reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "text", "quality_reasons")
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "clean_text", "quality_reasons")
     adds: ClassVar[tuple[str, ...]] = DEDUP_COLUMNS
-    materialize: ClassVar[bool] = False  # a join with the batch result it staged itself
+    materialise: ClassVar[bool] = False  # a join with the batch result it staged itself
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
         lake, cfg = ctx.the_lake, ctx.cfg.dedup
-        passing = df.where(F.size("quality_reasons") == 0).select("doc_id", "crawl_id", "text")
+        passing = df.where(F.size("quality_reasons") == 0).select(
+            "doc_id", "crawl_id", F.col("clean_text").alias("text")
+        )
         d = transform(
             passing,
             lake.read("dedup"),

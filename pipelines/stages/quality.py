@@ -482,22 +482,30 @@ def text_for_later_stages(cfg: QualityConfig) -> Column:
 
 #: The quality columns the stage adds: the `quality` table's, less its key and run id.
 QUALITY_COLUMNS = tuple(c for c in TABLES["quality"].fieldNames() if c not in ("doc_id", "run_id"))
+#: C4's cleaned text exactly as the rule set produced it (possibly empty), for the `quality` table; the travelling
+#: `clean_text` falls back to the original where it is empty.
+C4_OUTPUT = "c4_output"
 
 
 class Quality(BaseStage):
-    """Every rule set's metrics and reasons as columns; `text` becomes the text later stages read (C4's cleaned
-    text), while `raw_docs` keeps the original. Returns the `quality` rows."""
+    """Every rule set's metrics and reasons as columns, and `clean_text`: the text every later stage reads (C4's
+    cleaned text; the original where C4 is off or left nothing). The original `text` leaves the frame here: it
+    stays in `raw_docs`, and a later stage that needs it reads it from there by name. Returns the `quality` rows,
+    whose `clean_text` is C4's output as it came."""
 
     name: ClassVar[str] = "quality_v3"
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "text")
-    adds: ClassVar[tuple[str, ...]] = QUALITY_COLUMNS
-    materialize: ClassVar[bool] = False  # a join with the metrics it staged itself
+    adds: ClassVar[tuple[str, ...]] = (*QUALITY_COLUMNS, C4_OUTPUT)
+    materialise: ClassVar[bool] = False  # a join with the metrics it staged itself
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
         cfg = ctx.cfg.quality
         q = ctx.stage(transform(df.select("doc_id", "text"), cfg), "quality_metrics")
-        later = q.select("doc_id", *QUALITY_COLUMNS, text_for_later_stages(cfg).alias("text"))
+        metrics = [c for c in QUALITY_COLUMNS if c != "clean_text"]
+        later = q.select(
+            "doc_id", *metrics, F.col("clean_text").alias(C4_OUTPUT), text_for_later_stages(cfg).alias("clean_text")
+        )
         return df.drop("text").join(later, "doc_id")
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
@@ -505,7 +513,8 @@ class Quality(BaseStage):
         return (Gate("quality", lambda _ctx, _counts: suites.quality(check_lang_score=check_lang), on="quality"),)
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
-        return {"quality": out.select("doc_id", F.lit(ctx.run_id).alias("run_id"), *QUALITY_COLUMNS)}
+        columns = [F.col(C4_OUTPUT).alias(c) if c == "clean_text" else F.col(c) for c in QUALITY_COLUMNS]
+        return {"quality": out.select("doc_id", F.lit(ctx.run_id).alias("run_id"), *columns)}
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         return {"quality_failed": out.where(F.size("quality_reasons") > 0).count()}

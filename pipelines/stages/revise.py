@@ -37,7 +37,7 @@ from pipelines.core.progress import Progress
 from pipelines.core.stage import BaseStage, StageContext
 from pipelines.judgement.teachers import local_scores
 from schemas import TABLES
-from schemas.vocab import UNTRIED, Action, Method, RevisionStatus
+from schemas.vocab import UNTRIED, Method, RevisionStatus
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -63,7 +63,7 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             & (F.size("revise_principles") > 0)
         )
         .withColumn("score_before", max_flagged)
-        .select("doc_id", "text", "revise_principles", "principle_scores", "score_before")
+        .select("doc_id", F.col("clean_text").alias("text"), "revise_principles", "principle_scores", "score_before")
     )
 
 
@@ -166,7 +166,7 @@ class Revise(BaseStage):
     name: ClassVar[str] = "revise_v2"
     reads: ClassVar[tuple[str, ...]] = (
         "doc_id",
-        "text",
+        "clean_text",
         "principle_scores",
         "quality_reasons",
         "is_duplicate",
@@ -264,4 +264,3 @@ class Revise(BaseStage):
             if x["s"] == RevisionStatus.OK:
                 counts[f"revision_method:{x['m']}"] = counts.get(f"revision_method:{x['m']}", 0) + n
         return counts
-

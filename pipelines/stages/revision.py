@@ -33,7 +33,6 @@ from udfs.revision import (
 )
 
 if TYPE_CHECKING:
-
     from pipelines.core.registry import Champion
     from udfs.llm import LLMClient, LLMResult
 
@@ -377,4 +376,3 @@ def _excise(
         else:
             o.status, o.revised_text, o.reject_reasons, o.score_after = RevisionStatus.REJECTED, text, reasons, after
             o.length_ratio = None if text is None else length_ratio(o.original_text, text)
-

@@ -45,14 +45,14 @@ class Secrets(BaseStage):
     is dropped like a quality failure (never deduplicated against, scored or revised)."""
 
     name: ClassVar[str] = "secrets_v1"
-    reads: ClassVar[tuple[str, ...]] = ("doc_id", "text", "quality_reasons")
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "clean_text", "quality_reasons")
     adds: ClassVar[tuple[str, ...]] = ("secret_kinds",)
-    materialize: ClassVar[bool] = False  # a few regular expressions: cheaper than a write and a read
+    materialise: ClassVar[bool] = False  # a few regular expressions: cheaper than a write and a read
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
         cfg = ctx.cfg.secrets
-        kinds = secret_kinds(F.col("text"), cfg.kinds if cfg.enabled else ())
+        kinds = secret_kinds(F.col("clean_text"), cfg.kinds if cfg.enabled else ())
         reasons = F.transform(F.col("secret_kinds"), lambda k: F.concat(F.lit(f"{Reason.SECRET}:"), k))
         return df.withColumn("secret_kinds", kinds).withColumn(
             "quality_reasons", F.concat(F.col("quality_reasons"), reasons)
