@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +19,7 @@ from pipelines.judgement import scorers
 from pipelines.judgement.distill import distill
 from pipelines.judgement.label import import_human_labels
 from pipelines.stages import classify
+from tests.fixtures import ARTICLES
 from tests.test_distill import _labelled_rows
 
 TOXIC_DOC = "The library opens at nine. You are a worthless idiot and a pathetic moron! The bus leaves at ten."
@@ -64,6 +66,19 @@ def test_positive_principles_get_no_spans() -> None:
     spans = scorer.spans([text], scores)[0]
     assert spans[aligned] == []
     assert spans[constitution.names.index("toxicity")] != []
+
+
+def test_a_document_scores_the_same_in_whatever_batch() -> None:
+    # The UDF scores the batches the engine's partitions happen to make: a document's scores must not depend on
+    # the documents beside it. They did in the last bits (a batch padded to its longest text, BLAS products
+    # blocked by the batch's size), so a killed and rerun `curate iterate` disagreed with an uninterrupted one
+    # at the sixth decimal in tests/test_faults.py.
+    scorer = scorers.load_scorer(scorers.scorer_spec(load_constitution(), ClassifyConfig()))
+    texts = [ARTICLES[0][1], "The bus leaves at ten.", TOXIC_DOC, ARTICLES[1][1] + " " + ARTICLES[2][1]]
+    together = scorer.score(texts)
+    for i, text in enumerate(texts):
+        assert np.array_equal(scorer.score([text])[0], together[i]), i
+    assert np.array_equal(scorer.score(texts[::-1])[::-1], together)
 
 
 @pytest.fixture()

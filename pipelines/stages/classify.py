@@ -4,7 +4,8 @@ Per principle, the scorer is the registered champion `models:/<model_prefix>_<pr
 registry has one (resolved once on the driver to `models:/<name>/<version>`, so every worker scores with the
 same version even if the alias moves mid-run), and the exemplar-similarity scorer on MiniLM otherwise
 (udfs/exemplar.py, the cold start). Encoder heads and exemplar scorers share one MiniLM encoding per batch;
-texts are sorted by length before batching, and the encoder uses CUDA with bf16 when a GPU is present.
+texts are batched by padded length, and the encoder uses CUDA with bf16 when a GPU is present. A document's
+scores do not depend on the batch the engine put it in (udfs/encoder.py: fixed padded lengths, `row_dots`).
 
 The contract: `principle_scores` array<double>, one entry per principle in constitution order, on the
 [0, 1] scale; `principle_models` array<string>, the model URI behind each entry. `to_scores_table` adds
