@@ -21,13 +21,14 @@ from pipelines.judgement.label import import_human_labels
 from pipelines.stages import classify
 from tests.fixtures import ARTICLES
 from tests.test_distill import _labelled_rows
+from udfs.excise import split_sentences
 
 TOXIC_DOC = "The library opens at nine. You are a worthless idiot and a pathetic moron! The bus leaves at ten."
 
 
 def test_split_sentences_offsets() -> None:
     text = "  One here. Two there!\nThree"
-    spans = classify.split_sentences(text)
+    spans = split_sentences(text)
     assert [text[s:e] for s, e in spans] == ["One here.", "Two there!", "Three"]
 
 
