@@ -133,7 +133,8 @@ def variants(
 ) -> list[dict[str, Any]]:
     """Every balance x calibration of the logistic head on precomputed features, evaluated on CC test and OLID."""
     from pipelines.judgement.distill import fit_logistic
-    from udfs.heads import _sigmoid, fit_calibration
+    from udfs.heads import fit_calibration
+    from udfs.heads import sigmoid as _sigmoid
 
     def part(name: str) -> tuple[Any, np.ndarray]:
         idx = scenario[name]
