@@ -26,6 +26,39 @@ settings.load_profile("ci" if IN_CI else "dev")
 REQUIRED_IN_CI = ("tests/test_conformance.py", "tests/test_report.py")
 
 
+#: The full tier only (`make test`; `make check` deselects them with `-m "not slow"`): modules whose every test
+#: starts a served LLM, a second engine, a browser, a notebook kernel or a whole demo, trains models, or kills
+#: processes. The fast tier keeps the accounting tests, the two-night pipeline, every stage's own tests and one
+#: kill point per publish boundary (tests/test_faults.py QUICK).
+FULL_TIER_MODULES = frozenset(
+    {
+        "test_cluster.py",  # Sail local-cluster and standalone servers
+        "test_conformance.py",  # classic PySpark on a JVM
+        "test_crash.py",  # SIGKILLed runs in subprocesses
+        "test_demo.py",
+        "test_distill.py",  # trains and registers heads
+        "test_engine_faults.py",
+        "test_evaluate.py",  # trains two language models
+        "test_evaluate_scorer.py",
+        "test_injection.py",  # the served LLM
+        "test_iterate.py",  # rounds of relabel, retrain, rescore
+        "test_label_llm.py",
+        "test_llm.py",
+        "test_never_back.py",
+        "test_notebooks.py",  # a Jupyter kernel per notebook
+        "test_report.py",  # a real browser
+        "test_revise_llm.py",
+        "test_catch_up.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in FULL_TIER_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
     """In CI, a skip of a required test is a failure: a conformance or browser check that silently did not run
     proves nothing."""

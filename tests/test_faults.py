@@ -6,9 +6,9 @@ are compared by each document's latest row: a run killed after its `revisions` c
 rerun adds its own.
 
 The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started,
-killed, checked and rerun in this process (30-70 s on 2 cores); the quick set runs by default, `slow` marks the
-exhaustive rest (CI runs both; `-m "not slow"` skips them locally). The lakes before the kills are copies of one
-lake per module, and the reference runs once per module.
+killed, checked and rerun in this process (30-70 s on 2 cores); the quick set (one point per publish boundary) is
+in the fast tier, `slow` marks the exhaustive rest (`make test` and CI run both; `make check` skips them). The
+lakes before the kills are copies of one lake per module, and the reference runs once per module.
 """
 
 from __future__ import annotations
@@ -193,18 +193,19 @@ def test_the_reference_night_exercises_every_stage(world: dict[str, Any], spark:
 
 # Stage boundaries (before each stage of the nightly chain, and after the last), the long stages from inside (the
 # parsing task, each staging write), and publishing between every two Delta commits.
+# QUICK: one kill point per publish boundary (the fast tier, `make check`); SLOW: every other point (`make test`).
 QUICK = [
-    "ingest:batch",  # inside ingest: the first file's records handed to the staging writer, the second not yet
     "bronze:raw_docs",  # raw_docs committed, quarantine not
-    f"{Quality.name}:start",
-    "staged:dedup_batch",  # dedup computed and staged, its tables not yet returned
-    "staged:revise_outcomes",  # the excisions done and staged
     "publish:scores",  # derived tables half published
     "publish:corpus",  # the corpus committed, the decisions not: the rerun must decide those documents again
     "publish:decisions",  # everything published, the run's end not recorded
-    "run:recorded",  # the run recorded as a success, its staging folder not removed
 ]
 SLOW = [
+    "ingest:batch",  # inside ingest: the first file's records handed to the staging writer, the second not yet
+    f"{Quality.name}:start",
+    "staged:dedup_batch",  # dedup computed and staged, its tables not yet returned
+    "staged:revise_outcomes",  # the excisions done and staged
+    "run:recorded",  # the run recorded as a success, its staging folder not removed
     f"{Ingest.name}:start",
     "staged:ingest_v2",
     "bronze:quarantine",
@@ -278,6 +279,7 @@ def _iterate_cfg(constitution: Path, lake: Path) -> RunConfig:
     return _cfg(constitution, lake, **{"iterate.labeler": "human:none", "revise.enabled": True})
 
 
+@pytest.mark.slow
 def test_the_reference_iterations_change_something(world: dict[str, Any], iterated: dict[str, Any], spark: Any) -> None:
     night = {r.doc_id: r for r in Lake(world["reference"], spark).read("corpus").collect()}
     for name, it in iterated.items():
@@ -296,8 +298,8 @@ def test_the_reference_iterations_change_something(world: dict[str, Any], iterat
 
 
 ITERATE_POINTS = [
-    ("upsample", "publish:corpus"),  # the round's corpus committed, its decisions not
-    ("excise", f"{Revise.name}:start"),
+    pytest.param("upsample", "publish:corpus", marks=pytest.mark.slow),  # the round's corpus, not its decisions
+    pytest.param("excise", f"{Revise.name}:start", marks=pytest.mark.slow),
     pytest.param("excise", "staged:revise_outcomes", marks=pytest.mark.slow),
     pytest.param("excise", "publish:corpus", marks=pytest.mark.slow),
 ]
