@@ -293,7 +293,7 @@ class ReviseConfig:
     max_doc_chars: int = 1_200
     min_length_ratio: float = 0.3
     max_length_ratio: float = 2.0
-    # Wall-clock budget for the LLM part of a run; documents not sent by then take the fallback (`over_budget`).
+    # Wall-clock budget for the LLM part of a run; documents not sent by then are `over_budget` (see over_budget).
     time_budget_s: float = 300.0
     # llm: rewrite with the LLM, validate, fall back per `fallback`; excise: remove the flagged sentences, no LLM.
     method: str = "llm"  # llm | excise
@@ -301,6 +301,11 @@ class ReviseConfig:
     # over_budget): excise = try excision, drop it when that fails too; drop; tag (keep it unrevised, tagged).
     # With excise, documents over max_docs or max_doc_chars are excised too (up to max_excise_docs).
     fallback: str = "excise"  # excise | drop | tag
+    # What happens to a flagged document the run had no budget for (`over_cap`: beyond max_docs / max_excise_docs;
+    # `over_budget`: time_budget_s spent, fallback not excise): defer = no decision on its content tonight, not in
+    # the corpus and not a drop, and the next run takes it first; tag = keep it unrevised, tagged; drop.
+    # A budget never becomes a drop unless this says so.
+    over_budget: str = "defer"  # defer | tag | drop
     # Meaning preservation: cosine of MiniLM document embeddings (original vs LLM rewrite) must lie in
     # [min_similarity, max_similarity]. Excisions are not held to it (removing the flagged sentences moves the
     # embedding by design); their similarity is recorded.
@@ -450,6 +455,7 @@ _ALLOWED = {
     ("engine", "kind"): {"sail", "remote", "classic"},
     ("classify", "device"): {"auto", "cpu", "cuda"},
     ("revise", "fallback"): {"excise", "drop", "tag"},
+    ("revise", "over_budget"): {"defer", "tag", "drop"},
     ("revise", "method"): {"llm", "excise"},
     ("revise", "llm", "backend"): {"embedded", "openai"},
     ("label", "llm", "backend"): {"embedded", "openai"},

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from expectations.runner import GateFailed, run_gate
 from pipelines.core import publish
-from pipelines.core.decisions import latest_decisions, next_seq
+from pipelines.core.decisions import deferred, latest_decisions, next_seq
 from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
 from pipelines.core.lake import Lake, write_delta
@@ -37,7 +37,7 @@ from pipelines.core.registry import champions_for
 from pipelines.core.stage import Stage, StageContext, check_columns
 from pipelines.core.tracking import flatten, track
 from schemas import TABLES
-from schemas.vocab import Action, Count, RunStatus
+from schemas.vocab import OUT_ACTIONS, Action, Count, RunStatus
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -96,22 +96,25 @@ class Stager:
 
 def accounting(lake: Lake) -> DataFrame:
     """One row per `raw_docs` row (per `corpus` row where a doc_id is there twice) with `places`: how many of
-    `corpus` and (latest decision) `drop` hold it. `curate repair` reads the rows whose `places` is not 1."""
+    `corpus`, (latest decision) `drop` and (latest decision) `defer` hold it, and `deferred` (1 when the latest
+    decision is `defer`). `curate repair` reads the rows whose `places` is not 1."""
     raw = lake.read("raw_docs").select("doc_id")
     corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
-    latest = (
-        latest_decisions(lake, ("action",))
-        .where(F.col("action") == str(Action.DROP))
-        .select("doc_id", F.lit(1).alias("dropped"))
+    latest = latest_decisions(lake, ("action",)).where(F.col("action").isin(*[str(a) for a in OUT_ACTIONS]))
+    out = latest.select(
+        "doc_id",
+        F.lit(1).alias("decided_out"),
+        F.when(F.col("action") == str(Action.DEFER), 1).otherwise(0).alias("deferred"),
     )
-    joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
+    joined = raw.join(corpus, "doc_id", "left").join(out, "doc_id", "left")
     return joined.withColumn(
-        "places", F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
-    )
+        "places", F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("decided_out"), F.lit(0))
+    ).withColumn("deferred", F.coalesce(F.col("deferred"), F.lit(0)))
 
 
 def check_accounting(lake: Lake) -> dict[str, int]:
-    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+    """Every document in `raw_docs` is in exactly one of `corpus`, (latest decision) `drop` or (latest decision)
+    `defer`; `deferred` is the backlog the next run takes first."""
     places = F.col("places")
     row = (
         accounting(lake)
@@ -119,10 +122,25 @@ def check_accounting(lake: Lake) -> dict[str, int]:
             F.countDistinct("doc_id").alias("raw_docs"),  # a doc_id twice in `corpus` (a fault) is one document
             F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
             F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
+            F.sum(F.when(places == 1, F.col("deferred")).otherwise(0)).alias("deferred"),
         )
         .collect()[0]
     )
-    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted")}
+    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted", "deferred")}
+
+
+def deferred_age_hours(lake: Lake) -> int:
+    """Hours since the oldest document of the deferred backlog was ingested (0 without a backlog)."""
+    oldest = (
+        lake.read("raw_docs")
+        .join(deferred(lake), "doc_id", "left_semi")
+        .agg(F.min("ingested_at").alias("t"))
+        .collect()[0]["t"]
+    )
+    if oldest is None:
+        return 0
+    now = datetime.now(UTC)
+    return int((now - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds() // 3600)
 
 
 def final_counts(lake: Lake) -> dict[str, int]:
@@ -131,13 +149,15 @@ def final_counts(lake: Lake) -> dict[str, int]:
     if acct["unaccounted"] or acct["double_counted"]:
         raise InvariantViolation(
             f"accounting invariant broken: {acct['unaccounted']} document(s) unaccounted for, "
-            f"{acct['double_counted']} in both corpus and drops"
+            f"{acct['double_counted']} in more than one of corpus, drops and deferred"
         )
     return {
         Count.CORPUS_SIZE: lake.read("corpus").count(),
         Count.RAW_DOCS_TOTAL: acct["raw_docs"],
         Count.QUARANTINE_TOTAL: lake.read("quarantine").count(),
         Count.UNACCOUNTED: acct["unaccounted"],
+        Count.DEFERRED_TOTAL: acct["deferred"],
+        Count.DEFERRED_OLDEST_H: deferred_age_hours(lake) if acct["deferred"] else 0,
     }
 
 

@@ -26,13 +26,15 @@ from pyspark.sql import functions as F
 from pipelines.core.decisions import run_positions
 from pipelines.core.execute import accounting, check_accounting, recover_abandoned
 from pipelines.core.lake import Lake, LakeError
-from schemas.vocab import KEPT_ACTIONS, Action, RunStatus
+from schemas.vocab import KEPT_ACTIONS, OUT_ACTIONS, Action, RunStatus
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.core.config import TrackingConfig
 
+#: actions of documents outside the corpus (dropped, or deferred to the next run)
+OUT = frozenset(str(a) for a in OUT_ACTIONS)
 #: run statuses whose published rows stand (an iteration round publishes as `published`)
 SUCCEEDED = frozenset({str(RunStatus.SUCCESS), str(RunStatus.PUBLISHED), str(RunStatus.FIXED_POINT)})
 # doc_ids reach delta-rs predicates as SQL text: only the hex ids `udfs.parse.doc_id_for` makes (and plain names)
@@ -164,18 +166,19 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     for doc in sorted(both):
         rows = new_decisions.get(doc, decisions[doc])
         chosen = max(rows, key=lambda r: _order(r, succeeded, positions))
-        if chosen["action"] == str(Action.DROP):
+        if chosen["action"] in OUT:
             drop_from_corpus.add(doc)
+            how = "dropped" if chosen["action"] == str(Action.DROP) else "deferred"
             out.changes.append(
                 f"corpus: remove doc {doc}: run {chosen['run_id']} ({status.get(chosen['run_id'], 'not in runs')}) "
-                "dropped it, the latest successful decision; it stays accounted for as a drop"
+                f"{how} it, the latest successful decision; it stays accounted for as {chosen['action']}"
             )
         else:
             # the drop that wins by time is not a successful run's: the document stays where that run left it
-            stray = [r for r in rows if r["action"] == str(Action.DROP) and r["run_id"] not in succeeded]
+            stray = [r for r in rows if r["action"] in OUT and r["run_id"] not in succeeded]
             for r in stray:
                 out.changes.append(
-                    f"decisions: remove the drop of doc {doc} by run {r['run_id']} "
+                    f"decisions: remove the {r['action']} of doc {doc} by run {r['run_id']} "
                     f"({status.get(r['run_id'], 'not in runs')}): run {chosen['run_id']} kept it ({chosen['action']})"
                 )
             if stray:
