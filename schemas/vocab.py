@@ -130,6 +130,7 @@ class Count:
     RAW_DOCS_TOTAL = "raw_docs_total"
     QUARANTINE_TOTAL = "quarantine_total"
     UNACCOUNTED = "unaccounted"
+    CORPUS_WITHOUT_RAW = "corpus_without_raw"  # corpus rows whose doc_id is in no raw_docs row (always 0)
     DEFERRED_TOTAL = "deferred_total"  # the backlog: documents whose latest decision is `defer`
     DEFERRED_OLDEST_H = "deferred_oldest_age_h"  # hours since the oldest deferred document was ingested
     PROMOTED = "promoted"

@@ -306,6 +306,12 @@ def cmd_repair(args: argparse.Namespace) -> int:
     state = (
         f"accounting: {acct.get('raw_docs', 0)} ingested documents, {acct.get('unaccounted', 0)} unaccounted, "
         f"{acct.get('double_counted', 0)} in both corpus and drops"
+        + (
+            f", {acct['corpus_without_raw']} corpus row(s) without a raw document"
+            if acct.get("corpus_without_raw")
+            else ""
+        )
+        + (f", {acct['deferred']} deferred to the next run" if acct.get("deferred") else "")
         if acct
         else "no published tables yet"
     )

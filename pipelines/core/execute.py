@@ -112,9 +112,18 @@ def accounting(lake: Lake) -> DataFrame:
     ).withColumn("deferred", F.coalesce(F.col("deferred"), F.lit(0)))
 
 
+def corpus_without_raw(lake: Lake) -> DataFrame:
+    """doc_id of every `corpus` row whose document was never ingested (in no `raw_docs` row): text that came from
+    nowhere the lake can trace. The check from `raw_docs` alone never sees these."""
+    raw = lake.read("raw_docs").select("doc_id")
+    return lake.read("corpus").select("doc_id").join(raw, "doc_id", "left_anti").distinct()
+
+
 def check_accounting(lake: Lake) -> dict[str, int]:
-    """Every document in `raw_docs` is in exactly one of `corpus`, (latest decision) `drop` or (latest decision)
-    `defer`; `deferred` is the backlog the next run takes first."""
+    """Both ways: every document in `raw_docs` is in exactly one of `corpus`, (latest decision) `drop` or (latest
+    decision) `defer` (`unaccounted`: in none, `double_counted`: in more than one - kept and dropped, kept and
+    deferred), and every `corpus` row has its `raw_docs` row (`corpus_without_raw`); `deferred` is the backlog the
+    next run takes first."""
     places = F.col("places")
     row = (
         accounting(lake)
@@ -126,7 +135,9 @@ def check_accounting(lake: Lake) -> dict[str, int]:
         )
         .collect()[0]
     )
-    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted", "deferred")}
+    out = {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted", "deferred")}
+    out["corpus_without_raw"] = corpus_without_raw(lake).count()
+    return out
 
 
 def deferred_age_hours(lake: Lake) -> int:
@@ -146,16 +157,19 @@ def deferred_age_hours(lake: Lake) -> int:
 def final_counts(lake: Lake) -> dict[str, int]:
     """The invariant, raised on; and the lake's totals for the run's counts."""
     acct = check_accounting(lake)
-    if acct["unaccounted"] or acct["double_counted"]:
+    if acct["unaccounted"] or acct["double_counted"] or acct["corpus_without_raw"]:
+        orphans = acct["corpus_without_raw"]
         raise InvariantViolation(
             f"accounting invariant broken: {acct['unaccounted']} document(s) unaccounted for, "
-            f"{acct['double_counted']} in more than one of corpus, drops and deferred"
+            f"{acct['double_counted']} in both corpus and drops (or deferred)"
+            + (f", {orphans} corpus row(s) without a raw_docs document" if orphans else "")
         )
     return {
         Count.CORPUS_SIZE: lake.read("corpus").count(),
         Count.RAW_DOCS_TOTAL: acct["raw_docs"],
         Count.QUARANTINE_TOTAL: lake.read("quarantine").count(),
         Count.UNACCOUNTED: acct["unaccounted"],
+        Count.CORPUS_WITHOUT_RAW: acct["corpus_without_raw"],
         Count.DEFERRED_TOTAL: acct["deferred"],
         Count.DEFERRED_OLDEST_H: deferred_age_hours(lake) if acct["deferred"] else 0,
     }
