@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Parquet, WET, WARC); `id` is kept (a .txt file's path; <file>#<position> without one)",
     )
     score.add_argument("--output", required=True, help="Parquet: id, score_<principle>, decided_by_<principle>")
+    score.add_argument(
+        "--write-labels",
+        action="store_true",
+        help="write the judge's answers to `labels` (keyed by the text's hash); by default scoring writes nothing",
+    )
     score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser(

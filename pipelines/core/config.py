@@ -219,6 +219,9 @@ class CascadeConfig:
     judge: str = ""  # a registered labeler (udfs/labelers.py: `openai` for a served LLM); empty = no judge
     judge_max_docs: int = 200  # per run and principle: an LLM call each (cached by text in `labels`)
     judge_principles: tuple[str, ...] = ()  # empty = every negative principle
+    # The judge's answers are written to `labels` (the cache a later run reads, and teacher labels for distill). The
+    # nightly run does; `curate score` and `curate evaluate` score texts outside the lake and do not, unless asked.
+    judge_writes_labels: bool = True
 
     def __post_init__(self) -> None:
         _str_tuple(self, "classify.cascade.judge_principles", self.judge_principles)

@@ -475,6 +475,9 @@ def describe(result: DistillResult) -> str:
     m = result.metrics
     parts = [f"{k} {m[k]:.3f}" for k in ("roc_auc", "f1", "spearman") if k in m]
     line = f"{result.model_uri} ({result.kind}) on {result.splits}: test " + ", ".join(parts)
+    # which teachers it learned from, always: labels of an unexpected labeler must be visible where it is trained
+    used = {k.split(":", 1)[1]: v for k, v in result.label_counts.items() if k.startswith("labeler:")}
+    line += "; labels from " + (", ".join(f"{k} ({v})" for k, v in sorted(used.items())) or "none")
     if result.champion:
         line += " -> champion" + (f" (was version {result.previous_champion})" if result.previous_champion else "")
     elif not result.reference.get("passed", True):
