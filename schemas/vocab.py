@@ -145,6 +145,11 @@ class Count:
         return f"action:{action}"
 
     @staticmethod
+    def champion(principle: str) -> str:
+        """The registered version the principle's `champion` alias named when the run ended (0: none)."""
+        return f"champion:{principle}"
+
+    @staticmethod
     def reason(reason: str) -> str:
         return f"reason:{reason}"
 

@@ -147,13 +147,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         with spark_session(cfg.engine) as spark:
             return check_accounting(Lake(root, spark))
 
+    def move_models(versions: dict[str, int]) -> None:
+        from pipelines.core import registry
+
+        registry.move_champions(registry.resolve(cfg, Lake(root).state_dir), versions)
+
     with writer_lock(root, "restore", run_id) as note:
         if note:
             print(f"note: {note}", file=sys.stderr)
         lake = Lake(root)
         try:
             version = parse_version(args.version, lake)
-            result = restore(lake, version, run_id, account=account)
+            result = restore(lake, version, run_id, account=account, move_models=move_models)
         except OperateError as exc:
             raise CLIError(str(exc)) from exc
     if not result.changed:

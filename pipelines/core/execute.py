@@ -33,7 +33,7 @@ from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
 from pipelines.core.lake import Lake, write_delta
 from pipelines.core.progress import Progress
-from pipelines.core.registry import champions_for
+from pipelines.core.registry import champion_of, champion_versions, champions_for, move_champions
 from pipelines.core.stage import Stage, StageContext, check_columns
 from pipelines.core.tracking import flatten, track
 from schemas import TABLES
@@ -70,6 +70,7 @@ class RunSummary:
     seconds: float = 0.0
     seq: int | None = None  # the run's place in the lake's sequence (runs.seq), fixed at its first runs row
     notes: dict[str, str] = field(default_factory=dict)  # what stages had to say beyond counts (why, not how many)
+    promotions: dict[str, str] = field(default_factory=dict)  # principle -> model URI a stage chose as champion
 
     def flagged_fraction(self, principle: str, documents: str) -> float:
         n = self.counts.get(documents, 0)
@@ -266,7 +267,14 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
     started = datetime.now(UTC)
     engine = engine_name(lake.spark) + f" ({ctx.cfg.engine.kind})"
     staging = lake.state_dir / "staging" / ctx.run_id
-    ctx = replace(ctx, lake=lake, materialise=Stager(lake.spark, staging), progress=progress, notes=summary.notes)
+    ctx = replace(
+        ctx,
+        lake=lake,
+        materialise=Stager(lake.spark, staging),
+        progress=progress,
+        notes=summary.notes,
+        promotions=summary.promotions,
+    )
     lake.ensure_tables()  # the one place a run evolves older tables: every read after this only reads
     for i, what in enumerate(recover_abandoned(lake, ctx.cfg.tracking, ctx.run_id)):
         summary.notes[f"recovered:{i}"] = what
@@ -336,6 +344,13 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
     def finish(status: str) -> str:
         summary.counts[Count.GATES_PASSED] = gates
         summary.counts.update(final_counts(lake))
+        # Models move with the data: a champion chosen in this run takes the alias only now, after every gate
+        # passed and the publish (whose scores it made) committed and was accounted for.
+        if ctx.promotions:
+            kill_point("champions:move")
+            move_champions(ctx.cfg, {p: int(uri.rsplit("/", 1)[1]) for p, uri in ctx.promotions.items()})
+        # which model version was champion for each principle when this run ended (0: none): restore moves back
+        summary.counts.update({Count.champion(p): v for p, v in champion_versions(ctx.constitution, ctx.cfg).items()})
         return status
 
     for stage in chain.stages:
@@ -380,8 +395,9 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
                 publish.publish_bronze(lake, rest)
         else:
             pending.update(tables)
-        if stage.updates_champions:
-            ctx = ctx.with_champions(champions_for(ctx.constitution, ctx.cfg))
+        if stage.updates_champions:  # the aliases, overlaid with this run's choices (not yet aliased: see finish)
+            chosen = {p: champion_of(ctx.cfg, p, uri) for p, uri in ctx.promotions.items()}
+            ctx = ctx.with_champions({**champions_for(ctx.constitution, ctx.cfg), **chosen})
         df = out
     with progress.stage("publish: merging into Delta tables"):
         publish.publish(lake, pending)

@@ -339,8 +339,12 @@ def _label_rows(lake: Lake, principle: str, labelers: list[str] | None) -> pd.Da
     return df.select("text_hash", "text", "score", "labeler").toPandas()
 
 
-def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None) -> DistillResult:
-    """Train, evaluate, log and register one principle's classifier; move `champion` if it wins."""
+def distill(
+    lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None, *, move_alias: bool = True
+) -> DistillResult:
+    """Train, evaluate, log and register one principle's classifier; move `champion` if it wins. With
+    `move_alias=False` (iteration) a winner is only reported (`champion`): the caller moves the alias when the data
+    it scored is published."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -450,7 +454,7 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
         tracker.metrics({f"reference_{k}": v for k, v in reference.items() if isinstance(v, float)})
         tracker.tags({"curate.reference": str(reference["reference"])})
         promoted = beats(metrics, old_metrics) and bool(reference["passed"])
-        if promoted:
+        if promoted and move_alias:
             client.set_registered_model_alias(name, CHAMPION, version)
         tracker.tags({"curate.champion": str(promoted), "curate.model": f"models:/{name}/{version}"})
         run_id = tracker.run_id
