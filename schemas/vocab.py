@@ -17,10 +17,14 @@ class Action(StrEnum):
     REVISE = "revise"
     TAG = "tag"
     DROP = "drop"
+    # No budget tonight (revise cap or time budget): not in the corpus and not a drop; the next run decides it first.
+    DEFER = "defer"
 
 
 #: Actions of documents that stay in the corpus.
 KEPT_ACTIONS = (Action.KEEP, Action.REVISE, Action.TAG)
+#: Actions of documents that are not in the corpus, each accounted for by its latest decision.
+OUT_ACTIONS = (Action.DROP, Action.DEFER)
 
 
 class DupKind(StrEnum):
@@ -46,6 +50,8 @@ class RevisionStatus(StrEnum):
 
 #: Statuses of documents no reviser has tried: a later round may still revise them.
 UNTRIED = (RevisionStatus.OVER_CAP, RevisionStatus.TOO_LONG)
+#: Statuses that say the run had no budget for the document (not that its content failed): `revise.over_budget`.
+BUDGET_STATUSES = (RevisionStatus.OVER_CAP, RevisionStatus.OVER_BUDGET)
 #: LLM outcomes that take the configured fallback.
 FALLBACK_STATUSES = (
     RevisionStatus.REJECTED,
@@ -114,6 +120,7 @@ class Count:
     """Keys of `runs.counts` (and MLflow metrics) shared by several modules; per-stage keys live with the stage."""
 
     PENDING = "pending"
+    PENDING_DEFERRED = "pending_deferred"  # of the pending documents, those an earlier run deferred
     REDECIDED = "redecided"
     CHANGED = "changed"
     ROUND = "round"
@@ -123,6 +130,9 @@ class Count:
     RAW_DOCS_TOTAL = "raw_docs_total"
     QUARANTINE_TOTAL = "quarantine_total"
     UNACCOUNTED = "unaccounted"
+    CORPUS_WITHOUT_RAW = "corpus_without_raw"  # corpus rows whose doc_id is in no raw_docs row (always 0)
+    DEFERRED_TOTAL = "deferred_total"  # the backlog: documents whose latest decision is `defer`
+    DEFERRED_OLDEST_H = "deferred_oldest_age_h"  # hours since the oldest deferred document was ingested
     PROMOTED = "promoted"
 
     @staticmethod
@@ -133,6 +143,11 @@ class Count:
     @staticmethod
     def action(action: str) -> str:
         return f"action:{action}"
+
+    @staticmethod
+    def champion(principle: str) -> str:
+        """The registered version the principle's `champion` alias named when the run ended (0: none)."""
+        return f"champion:{principle}"
 
     @staticmethod
     def reason(reason: str) -> str:

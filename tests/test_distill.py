@@ -24,6 +24,7 @@ from pipelines.judgement.distill import (
     calibrate_head,
     choose_c,
     choose_threshold,
+    describe,
     distill,
     expected_calibration_error,
     fit_head,
@@ -130,6 +131,7 @@ def test_distill_registers_and_moves_champion_only_when_better(labelled_lake: An
     assert good.metrics["roc_auc"] >= 0.95 and good.metrics["f1"] >= 0.85 and good.metrics["spearman"] > 0.7
     assert good.champion and good.previous_champion is None and good.reference["passed"]
     assert good.label_counts["labeler:human:synthetic"] == 192
+    assert "; labels from human:synthetic (192)" in describe(good)  # says which teachers it learned from
 
     same = distill(labelled_lake, toxicity, _cfg(), kind="linear")  # ties do not move the alias
     assert not same.champion and same.version == "3" and same.previous_champion == "2"

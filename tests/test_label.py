@@ -159,3 +159,50 @@ def test_cli_flow_on_a_fresh_lake(lake: Any, tmp_path: Path, capsys: pytest.Capt
     assert main(["label", *base, "--labeler", "exemplar", "--sample", "5"]) == 0
     assert "2 already labelled" in capsys.readouterr().out
     assert main(["label", *base, "--labeler", "gpt"]) == 2  # unknown labeler: a one-line usage error
+
+
+def test_a_doc_id_whose_label_was_for_another_text_is_labelled_again(lake: Any) -> None:
+    toxicity = load_constitution().get("toxicity")
+    labeler = _CountingLabeler(make_labeler("exemplar", None))  # type: ignore[arg-type]
+    insult = "You are a worthless idiot, shut your stupid mouth, loser."
+    river = "The river flows south for three hundred kilometres to the sea."
+    label_documents(lake, toxicity, labeler, [{"doc_id": "0", "text": insult}])
+    # the same id for another text (a per-call position, as scoring outside a run used): the cache is the text's
+    again = label_documents(lake, toxicity, labeler, [{"doc_id": "0", "text": river}])
+    assert again.sent == 1 and again.already_labeled == 0 and labeler.calls == 2
+    (direct,) = make_labeler("exemplar", None).label(PrincipleSpec.of(toxicity), [river])  # type: ignore[arg-type]
+    assert again.scores == {"0": direct.score}
+
+
+def test_scoring_outside_a_run_keys_the_judge_by_text_and_writes_no_labels(lake: Any) -> None:
+    from pipelines.core.config import load_config
+    from pipelines.stages.classify import score_texts
+
+    constitution = load_constitution()
+    # the exemplar labeler as the judge, on every document (band 1.0), without the packaged teacher
+    cfg = load_config(
+        None,
+        {
+            "classify.cascade.judge": "exemplar",
+            "classify.cascade.band": 1.0,
+            "classify.cascade.teacher_max_docs": 0,
+            "classify.cascade.judge_principles": ["toxicity"],
+            "engine.shuffle_partitions": 2,
+        },
+    )
+    insult = "You are a worthless idiot, shut your stupid mouth, loser. Nobody wants to hear you."
+    river = "The river flows south for three hundred kilometres to the sea, past two old mills."
+    t = constitution.names.index("toxicity")
+    first, _ = score_texts(lake, [insult, river], cfg, constitution, "score", write_labels=True)
+    assert lake.read("labels").count() == 2  # asked to: one label per text, keyed by the text's hash
+    # the same texts in the other order: each keeps its own judge score (the old positional ids swapped them)
+    second, _ = score_texts(lake, [river, insult], cfg, constitution, "score")
+    (want_insult, want_river) = make_labeler("exemplar", None).label(  # type: ignore[arg-type]
+        PrincipleSpec.of(constitution.get("toxicity")), [insult, river]
+    )
+    assert want_insult.score != want_river.score
+    assert first[0]["judge_scores"][t] == second[1]["judge_scores"][t] == pytest.approx(want_insult.score)
+    assert first[1]["judge_scores"][t] == second[0]["judge_scores"][t] == pytest.approx(want_river.score)
+    # not asked to write: a new text is judged, and `labels` is as it was
+    third, _ = score_texts(lake, ["A third text about bread and flour, baked at dawn."], cfg, constitution, "score")
+    assert third[0]["judge_scores"][t] is not None and lake.read("labels").count() == 2

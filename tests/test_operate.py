@@ -267,7 +267,7 @@ def test_diff_explains_changes_with_the_decisions_and_revisions_of_the_runs_betw
         main(["diff", "--lake", str(root), "2", str(versions["corpus"]), "--format", "csv", "--limit", "1", *SET]) == 0
     )
     captured = capsys.readouterr()
-    assert len(captured.out.strip().splitlines()) == 2 and "showing 1 of 3" in captured.err
+    assert len(captured.out.strip().splitlines()) == 2 and "showing 1 of 3: 2 row(s) left out" in captured.err
 
 
 def test_maintain_compacts_vacuums_and_keeps_retained_versions_readable(

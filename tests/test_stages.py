@@ -132,7 +132,8 @@ def test_decisions_follow_precedence_and_policies(spark) -> None:
         "toxic_high": ("drop", ["principle:toxicity"], "classify", []),
         "toxic_mid_ok": ("revise", ["revised:toxicity"], "revise", []),
         "toxic_mid_rejected": ("drop", ["revision_rejected", "flagged:toxicity"], "revise", []),
-        "toxic_mid_capped": ("drop", ["revision_over_cap", "flagged:toxicity"], "revise", []),
+        # no budget is not a content decision: deferred to the next run (revise.over_budget's default)
+        "toxic_mid_capped": ("defer", ["revision_over_cap", "flagged:toxicity"], "revise", []),
         "deception_mid": ("tag", ["tagged:deception"], "classify", ["deception"]),
         "ai_high": ("tag", ["tagged:misaligned_ai"], "classify", ["misaligned_ai"]),
     }
@@ -140,7 +141,24 @@ def test_decisions_follow_precedence_and_policies(spark) -> None:
         r = out[doc_id]
         assert (r.action, r.reasons, r.stage, r.tags) == (action, reasons, stage, tags), doc_id
     assert out["toxic_mid_ok"].out_text == "clean text"
+    assert (out["toxic_mid_capped"].weight, out["toxic_high"].weight) == (0.0, 0.0)
     assert out["toxic_mid_rejected"].out_text == "t"
+
+
+@pytest.mark.parametrize(
+    ("over_budget", "action", "tags"),
+    [("defer", "defer", []), ("tag", "tag", ["unrevised:toxicity"]), ("drop", "drop", [])],
+)
+def test_over_budget_takes_its_own_choice_not_the_fallback(spark, over_budget, action, tags) -> None:
+    c = load_constitution()
+    band = [0.8, 0.1, 0.1, 0.1, 0.1]
+    rows = [("cap", "t", [], False, band, "over_cap", None), ("time", "t", [], False, band, "over_budget", None)]
+    rows.append(("rejected", "t", [], False, band, "rejected", "still bad"))  # a content failure: the fallback
+    flagged = decide.principle_flags(_decide_input(spark, rows), c)
+    out = {r.doc_id: r for r in decide.transform(flagged, c, fallback="drop", over_budget=over_budget).collect()}
+    assert (out["cap"].action, out["cap"].tags) == (action, tags)
+    assert (out["time"].action, out["time"].reasons) == (action, ["revision_over_budget", "flagged:toxicity"])
+    assert out["rejected"].action == "drop"
 
 
 def test_fallback_tag_keeps_unrevised_with_a_tag(spark) -> None:

@@ -10,9 +10,9 @@ One round:
 2. **relabel** a sample of R per principle with the configured labeler (`iterate.labeler`; labels are cached by
    text, so a document labelled before costs nothing; `human:<dataset>` means: imported labels only) - the
    sample is stratified by the current scores (pipelines/judgement/sampling.py);
-3. **retrain** every principle (pipelines/judgement/distill.py, `distill.kind`); the `champion` alias moves only when
-   the
-   new model beats it, and a principle without enough labels keeps its current scorer;
+3. **retrain** every principle (pipelines/judgement/distill.py, `distill.kind`); a new model is chosen only when it
+   beats the champion, and the `champion` alias moves to it only once the round has published (gates passed,
+   publish committed, accounting checked); a principle without enough labels keeps its current scorer;
 4. **rescore** R's text (the quality stage's cleaned text, the text the nightly run scored) with the champions
    and write the scores (with spans) to `scores`;
 5. **re-decide** R (pipelines/stages/decide.py) with the same policies as the nightly run; the revision outcome is the
@@ -236,10 +236,12 @@ class Relabel(BaseStage):
 
 
 class Retrain(BaseStage):
-    """Distil every principle again (`distill.kind`); `champion` moves only when the new model beats it on the test
-    split and is at least as good as the scorer it replaces on held-out human (else teacher) labels
-    (pipelines/judgement/distill.py: `reference_check`). A principle without enough labels keeps its scorer (noted as
-    `skipped:<principle>` with the reason)."""
+    """Distil every principle again (`distill.kind`); a new model is chosen only when it beats the champion on the
+    test split and is at least as good as the scorer it replaces on held-out human (else teacher) labels
+    (pipelines/judgement/distill.py: `reference_check`). The round scores with it at once; the `champion` alias
+    moves to it only after the round's gates pass and its publish commits (pipelines/core/execute.py), so a failed
+    or killed round leaves the old champion for the next night. A principle without enough labels keeps its scorer
+    (noted as `skipped:<principle>` with the reason)."""
 
     name: ClassVar[str] = "retrain_v1"
     updates_champions: ClassVar[bool] = True
@@ -252,12 +254,14 @@ class Retrain(BaseStage):
         for p in _principles(ctx):
             with progress.stage(f"distilling {p.name} ({ctx.cfg.distill.kind})"):
                 try:
-                    out = distill(ctx.the_lake, p, ctx.cfg)
+                    out = distill(ctx.the_lake, p, ctx.cfg, move_alias=False)
                 except DistillError as exc:
                     ctx.notes[f"skipped:{p.name}"] = str(exc)
                     continue
-            if out.champion:
+            if out.champion and out.model_uri:
                 ctx.notes[f"promoted:{p.name}"] = out.model_uri
+                # scored with from here on; the alias moves when the round's publish commits (the executor)
+                ctx.promotions[p.name] = out.model_uri
             else:  # why the scorer stays, e.g. worse than the teacher on held-out labels
                 ctx.notes[f"not_promoted:{p.name}"] = describe(out)
         return df

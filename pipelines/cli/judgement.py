@@ -163,7 +163,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     constitution = load_constitution(cfg.classify.constitution)
     ids, texts = score_inputs(args.input, cfg)
     with spark_session(cfg.engine) as spark:
-        rows, notes = score_texts(Lake(args.lake, spark), texts, cfg, constitution, "score")
+        lake = Lake(args.lake, spark)
+        rows, notes = score_texts(lake, texts, cfg, constitution, "score", write_labels=args.write_labels)
     out = pd.DataFrame({"id": ids})
     for j, name in enumerate(constitution.names):
         out[f"score_{name}"] = [r["principle_scores"][j] for r in rows]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.cli.common import EXIT_FAILED, EXIT_INVARIANT, CLIError, config_from_args, print_rows, require_lake
-from pipelines.cli.sql_guard import describe_rows, read_only_problem
+from pipelines.cli.sql_guard import SqlSyntaxError, describe_rows, read_only_problem
 from pipelines.core.config import RunConfig
 
 
@@ -18,7 +18,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from pipelines.core.lake import Lake
 
     root = require_lake(args.lake)
-    problem = None if args.write else read_only_problem(args.query)
+    try:
+        problem = None if args.write else read_only_problem(args.query)
+    except SqlSyntaxError as exc:
+        raise CLIError(str(exc)) from None
     if problem:
         raise CLIError(
             f"curate sql is read-only and {problem}: run it with --write if you mean it (a write bypasses the "
@@ -98,6 +101,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+#: rows the table view of `curate diff` shows when --limit is not given (a terminal, not a file)
+DIFF_TABLE_ROWS = 100
+
+
+def _diff_limit(limit: int | None, fmt: str) -> int | None:
+    """Rows to return: --limit when given (0: all); otherwise all for the machine formats (json, csv: a consumer
+    must never get a silently cut list) and DIFF_TABLE_ROWS for the table."""
+    if limit is not None:
+        return limit or None
+    return DIFF_TABLE_ROWS if fmt == "table" else None
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     from pipelines.core.engine import spark_session
     from pipelines.core.lake import Lake
@@ -111,7 +126,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         v1, v2 = parse_version(args.v1, Lake(root)), parse_version(args.v2, Lake(root))
         cfg = config_from_args(args)
         with spark_session(cfg.engine) as spark:
-            d = diff(Lake(root, spark), v1, v2, limit=args.limit or None)
+            d = diff(Lake(root, spark), v1, v2, limit=_diff_limit(args.limit, args.format))
     except OperateError as exc:
         raise CLIError(str(exc)) from exc
     runs = ", ".join(
@@ -123,7 +138,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"; runs between: {runs or 'none'}"
     )
     if len(d.rows) < d.total:
-        summary += f"; showing {len(d.rows)} of {d.total} (--limit 0 shows all)"
+        left = d.total - len(d.rows)
+        summary += f"; showing {len(d.rows)} of {d.total}: {left} row(s) left out (--limit 0 shows all)"
     # json and csv stay machine-readable on stdout; the summary goes beside them
     print(summary, file=sys.stdout if args.format == "table" else sys.stderr, flush=True)
     if d.rows or args.format != "table":
@@ -147,13 +163,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         with spark_session(cfg.engine) as spark:
             return check_accounting(Lake(root, spark))
 
+    def move_models(versions: dict[str, int]) -> None:
+        from pipelines.core import registry
+
+        registry.move_champions(registry.resolve(cfg, Lake(root).state_dir), versions)
+
     with writer_lock(root, "restore", run_id) as note:
         if note:
             print(f"note: {note}", file=sys.stderr)
         lake = Lake(root)
         try:
             version = parse_version(args.version, lake)
-            result = restore(lake, version, run_id, account=account)
+            result = restore(lake, version, run_id, account=account, move_models=move_models)
         except OperateError as exc:
             raise CLIError(str(exc)) from exc
     if not result.changed:
@@ -306,6 +327,12 @@ def cmd_repair(args: argparse.Namespace) -> int:
     state = (
         f"accounting: {acct.get('raw_docs', 0)} ingested documents, {acct.get('unaccounted', 0)} unaccounted, "
         f"{acct.get('double_counted', 0)} in both corpus and drops"
+        + (
+            f", {acct['corpus_without_raw']} corpus row(s) without a raw document"
+            if acct.get("corpus_without_raw")
+            else ""
+        )
+        + (f", {acct['deferred']} deferred to the next run" if acct.get("deferred") else "")
         if acct
         else "no published tables yet"
     )

@@ -13,6 +13,7 @@ from pipelines.cli.common import CLIError, config_from_args, require_lake
 from pipelines.cli.evaluate import evaluate_and_report
 from pipelines.cli.judgement import publish_order
 from pipelines.core.config import RunConfig
+from schemas.vocab import Action
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,7 +93,7 @@ def report_run(summary: Any, lake: str) -> None:
     t.add_row("  already ingested earlier", str(c.get("already_ingested", 0)))
     t.add_row("  repeated within the batch", str(c.get("repeated_in_batch", 0)))
     t.add_row("decided this run", str(c.get("pending", 0)))
-    for action in ("keep", "revise", "tag", "drop"):
+    for action in Action:
         t.add_row(f"  {action}", str(c.get(f"action:{action}", 0)))
     console.print(t)
     reasons = sorted(
@@ -106,6 +107,14 @@ def report_run(summary: Any, lake: str) -> None:
         for name, n in reasons:
             r.add_row(name, str(n))
         console.print(r)
+    if c.get("deferred_total", 0):
+        console.print(
+            f"deferred backlog: [bold]{c['deferred_total']}[/] document(s) had no revision budget (revise.max_docs, "
+            f"max_excise_docs or time_budget_s); the next run takes them first (oldest ingested "
+            f"{c.get('deferred_oldest_age_h', 0)} h ago):\n"
+            f'  curate sql --lake {lake} "SELECT d.doc_id, d.reasons, r.ingested_at FROM decisions d JOIN raw_docs r '
+            f"USING (doc_id) WHERE d.action = 'defer' AND d.run_id = '{summary.run_id}'\""
+        )
     console.print(
         f"corpus now holds [bold]{c.get('corpus_size', 0)}[/] documents; accounting invariant holds "
         f"({c.get('raw_docs_total', 0)} ingested documents, {c.get('unaccounted', 0)} unaccounted).\n"

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("v1", help="the earlier corpus version (as `curate history corpus` lists them)")
     df.add_argument("v2", help="the later corpus version")
     df.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    df.add_argument("--limit", type=int, default=100, help="rows shown (default 100; 0: all)")
+    df.add_argument(
+        "--limit", type=int, default=None, help="rows shown (0: all; default: 100 in the table view, all in json/csv)"
+    )
     df.set_defaults(func=cmd_diff)
 
     rs = sub.add_parser(
@@ -138,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Parquet, WET, WARC); `id` is kept (a .txt file's path; <file>#<position> without one)",
     )
     score.add_argument("--output", required=True, help="Parquet: id, score_<principle>, decided_by_<principle>")
+    score.add_argument(
+        "--write-labels",
+        action="store_true",
+        help="write the judge's answers to `labels` (keyed by the text's hash); by default scoring writes nothing",
+    )
     score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser(

@@ -30,13 +30,29 @@ def _sql_words(query: str) -> list[str]:
     return [w.upper() for w in re.findall(r"\(|[A-Za-z_]+", text)]
 
 
+#: First words of statements a Spark SQL engine knows that are neither reads nor in `_WRITE_WORDS`: still refused
+#: without --write (they change tables or the session), but they are statements, not typos.
+_OTHER_STATEMENTS = frozenset({"ADD", "ANALYZE", "COMMENT", "REPLACE", "CALL", "CONVERT", "GENERATE", "LIST"})
+
+
+class SqlSyntaxError(ValueError):
+    """The query does not start with a statement keyword (a typo such as SELEC): said before any engine starts."""
+
+
 def read_only_problem(query: str) -> str | None:
-    """Why `query` is not a read-only statement (None when it is): `curate sql` writes only with --write."""
+    """Why `query` is not a read-only statement (None when it is): `curate sql` writes only with --write.
+    Raises SqlSyntaxError when its first word is no statement at all: that is a typo, not a write."""
     words = _sql_words(query)
     if not words:
         return "the query is empty"
-    if words[0] not in _READ_FIRST:
-        return f"{words[0]} statements change the lake"
+    first = words[0]
+    if first not in _READ_FIRST and first not in _WRITE_WORDS and first not in _OTHER_STATEMENTS:
+        raise SqlSyntaxError(
+            f"syntax error: {first} is not a SQL statement (a query starts with SELECT, WITH, SHOW, DESCRIBE, "
+            "EXPLAIN, VALUES, TABLE or FROM)"
+        )
+    if first not in _READ_FIRST:
+        return f"{first} statements change the lake"
     writes = sorted(_WRITE_WORDS.intersection(words))
     return f"the statement contains {', '.join(writes)}" if writes else None
 

@@ -219,6 +219,9 @@ class CascadeConfig:
     judge: str = ""  # a registered labeler (udfs/labelers.py: `openai` for a served LLM); empty = no judge
     judge_max_docs: int = 200  # per run and principle: an LLM call each (cached by text in `labels`)
     judge_principles: tuple[str, ...] = ()  # empty = every negative principle
+    # The judge's answers are written to `labels` (the cache a later run reads, and teacher labels for distill). The
+    # nightly run does; `curate score` and `curate evaluate` score texts outside the lake and do not, unless asked.
+    judge_writes_labels: bool = True
 
     def __post_init__(self) -> None:
         _str_tuple(self, "classify.cascade.judge_principles", self.judge_principles)
@@ -293,7 +296,7 @@ class ReviseConfig:
     max_doc_chars: int = 1_200
     min_length_ratio: float = 0.3
     max_length_ratio: float = 2.0
-    # Wall-clock budget for the LLM part of a run; documents not sent by then take the fallback (`over_budget`).
+    # Wall-clock budget for the LLM part of a run; documents not sent by then are `over_budget` (see over_budget).
     time_budget_s: float = 300.0
     # llm: rewrite with the LLM, validate, fall back per `fallback`; excise: remove the flagged sentences, no LLM.
     method: str = "llm"  # llm | excise
@@ -301,6 +304,11 @@ class ReviseConfig:
     # over_budget): excise = try excision, drop it when that fails too; drop; tag (keep it unrevised, tagged).
     # With excise, documents over max_docs or max_doc_chars are excised too (up to max_excise_docs).
     fallback: str = "excise"  # excise | drop | tag
+    # What happens to a flagged document the run had no budget for (`over_cap`: beyond max_docs / max_excise_docs;
+    # `over_budget`: time_budget_s spent, fallback not excise): defer = no decision on its content tonight, not in
+    # the corpus and not a drop, and the next run takes it first; tag = keep it unrevised, tagged; drop.
+    # A budget never becomes a drop unless this says so.
+    over_budget: str = "defer"  # defer | tag | drop
     # Meaning preservation: cosine of MiniLM document embeddings (original vs LLM rewrite) must lie in
     # [min_similarity, max_similarity]. Excisions are not held to it (removing the flagged sentences moves the
     # embedding by design); their similarity is recorded.
@@ -450,6 +458,7 @@ _ALLOWED = {
     ("engine", "kind"): {"sail", "remote", "classic"},
     ("classify", "device"): {"auto", "cpu", "cuda"},
     ("revise", "fallback"): {"excise", "drop", "tag"},
+    ("revise", "over_budget"): {"defer", "tag", "drop"},
     ("revise", "method"): {"llm", "excise"},
     ("revise", "llm", "backend"): {"embedded", "openai"},
     ("label", "llm", "backend"): {"embedded", "openai"},

@@ -1,5 +1,5 @@
 """The latest decision of a document, one definition for every reader: the executor's accounting, iteration's
-re-decided set, `curate diff` and `curate repair`.
+re-decided set, the nightly run's deferred backlog, `curate diff` and `curate repair`.
 
 A document's decisions are ordered by the sequence of the runs that made them (`runs.seq`, assigned under the
 writer lock when a run starts), not by `decided_at` (the engine's clock, which two engines or a clock step can
@@ -56,6 +56,13 @@ def latest_decisions(
     fields = list(dict.fromkeys(("run_id", *columns)))
     last = F.max(F.struct(sequence_key(F.col("_order"), F.col("run_id")).alias("_key"), *fields)).alias("_last")
     return ordered.groupBy("doc_id").agg(last).select("doc_id", *[F.col(f"_last.{c}").alias(c) for c in columns])
+
+
+def deferred(lake: Lake) -> DataFrame:
+    """doc_id of every document whose latest decision is `defer` (the backlog the next run takes first)."""
+    from schemas.vocab import Action
+
+    return latest_decisions(lake, ("action",)).where(F.col("action") == str(Action.DEFER)).select("doc_id")
 
 
 def next_seq(lake: Lake) -> int:

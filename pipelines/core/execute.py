@@ -28,16 +28,16 @@ from pyspark.sql import functions as F
 
 from expectations.runner import GateFailed, run_gate
 from pipelines.core import publish
-from pipelines.core.decisions import latest_decisions, next_seq
+from pipelines.core.decisions import deferred, latest_decisions, next_seq
 from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
 from pipelines.core.lake import Lake, write_delta
 from pipelines.core.progress import Progress
-from pipelines.core.registry import champions_for
+from pipelines.core.registry import champion_of, champion_versions, champions_for, move_champions
 from pipelines.core.stage import Stage, StageContext, check_columns
 from pipelines.core.tracking import flatten, track
 from schemas import TABLES
-from schemas.vocab import Action, Count, RunStatus
+from schemas.vocab import OUT_ACTIONS, Action, Count, RunStatus
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -70,6 +70,7 @@ class RunSummary:
     seconds: float = 0.0
     seq: int | None = None  # the run's place in the lake's sequence (runs.seq), fixed at its first runs row
     notes: dict[str, str] = field(default_factory=dict)  # what stages had to say beyond counts (why, not how many)
+    promotions: dict[str, str] = field(default_factory=dict)  # principle -> model URI a stage chose as champion
 
     def flagged_fraction(self, principle: str, documents: str) -> float:
         n = self.counts.get(documents, 0)
@@ -96,22 +97,34 @@ class Stager:
 
 def accounting(lake: Lake) -> DataFrame:
     """One row per `raw_docs` row (per `corpus` row where a doc_id is there twice) with `places`: how many of
-    `corpus` and (latest decision) `drop` hold it. `curate repair` reads the rows whose `places` is not 1."""
+    `corpus`, (latest decision) `drop` and (latest decision) `defer` hold it, and `deferred` (1 when the latest
+    decision is `defer`). `curate repair` reads the rows whose `places` is not 1."""
     raw = lake.read("raw_docs").select("doc_id")
     corpus = lake.read("corpus").select("doc_id").withColumn("in_corpus", F.lit(1))
-    latest = (
-        latest_decisions(lake, ("action",))
-        .where(F.col("action") == str(Action.DROP))
-        .select("doc_id", F.lit(1).alias("dropped"))
+    latest = latest_decisions(lake, ("action",)).where(F.col("action").isin(*[str(a) for a in OUT_ACTIONS]))
+    out = latest.select(
+        "doc_id",
+        F.lit(1).alias("decided_out"),
+        F.when(F.col("action") == str(Action.DEFER), 1).otherwise(0).alias("deferred"),
     )
-    joined = raw.join(corpus, "doc_id", "left").join(latest, "doc_id", "left")
+    joined = raw.join(corpus, "doc_id", "left").join(out, "doc_id", "left")
     return joined.withColumn(
-        "places", F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("dropped"), F.lit(0))
-    )
+        "places", F.coalesce(F.col("in_corpus"), F.lit(0)) + F.coalesce(F.col("decided_out"), F.lit(0))
+    ).withColumn("deferred", F.coalesce(F.col("deferred"), F.lit(0)))
+
+
+def corpus_without_raw(lake: Lake) -> DataFrame:
+    """doc_id of every `corpus` row whose document was never ingested (in no `raw_docs` row): text that came from
+    nowhere the lake can trace. The check from `raw_docs` alone never sees these."""
+    raw = lake.read("raw_docs").select("doc_id")
+    return lake.read("corpus").select("doc_id").join(raw, "doc_id", "left_anti").distinct()
 
 
 def check_accounting(lake: Lake) -> dict[str, int]:
-    """Every document in `raw_docs` is in exactly one of `corpus` or (latest decision) `drop`."""
+    """Both ways: every document in `raw_docs` is in exactly one of `corpus`, (latest decision) `drop` or (latest
+    decision) `defer` (`unaccounted`: in none, `double_counted`: in more than one - kept and dropped, kept and
+    deferred), and every `corpus` row has its `raw_docs` row (`corpus_without_raw`); `deferred` is the backlog the
+    next run takes first."""
     places = F.col("places")
     row = (
         accounting(lake)
@@ -119,25 +132,47 @@ def check_accounting(lake: Lake) -> dict[str, int]:
             F.countDistinct("doc_id").alias("raw_docs"),  # a doc_id twice in `corpus` (a fault) is one document
             F.sum(F.when(places == 0, 1).otherwise(0)).alias("unaccounted"),
             F.sum(F.when(places > 1, 1).otherwise(0)).alias("double_counted"),
+            F.sum(F.when(places == 1, F.col("deferred")).otherwise(0)).alias("deferred"),
         )
         .collect()[0]
     )
-    return {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted")}
+    out = {k: int(row[k] or 0) for k in ("raw_docs", "unaccounted", "double_counted", "deferred")}
+    out["corpus_without_raw"] = corpus_without_raw(lake).count()
+    return out
+
+
+def deferred_age_hours(lake: Lake) -> int:
+    """Hours since the oldest document of the deferred backlog was ingested (0 without a backlog)."""
+    oldest = (
+        lake.read("raw_docs")
+        .join(deferred(lake), "doc_id", "left_semi")
+        .agg(F.min("ingested_at").alias("t"))
+        .collect()[0]["t"]
+    )
+    if oldest is None:
+        return 0
+    now = datetime.now(UTC)
+    return int((now - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds() // 3600)
 
 
 def final_counts(lake: Lake) -> dict[str, int]:
     """The invariant, raised on; and the lake's totals for the run's counts."""
     acct = check_accounting(lake)
-    if acct["unaccounted"] or acct["double_counted"]:
+    if acct["unaccounted"] or acct["double_counted"] or acct["corpus_without_raw"]:
+        orphans = acct["corpus_without_raw"]
         raise InvariantViolation(
             f"accounting invariant broken: {acct['unaccounted']} document(s) unaccounted for, "
-            f"{acct['double_counted']} in both corpus and drops"
+            f"{acct['double_counted']} in both corpus and drops (or deferred)"
+            + (f", {orphans} corpus row(s) without a raw_docs document" if orphans else "")
         )
     return {
         Count.CORPUS_SIZE: lake.read("corpus").count(),
         Count.RAW_DOCS_TOTAL: acct["raw_docs"],
         Count.QUARANTINE_TOTAL: lake.read("quarantine").count(),
         Count.UNACCOUNTED: acct["unaccounted"],
+        Count.CORPUS_WITHOUT_RAW: acct["corpus_without_raw"],
+        Count.DEFERRED_TOTAL: acct["deferred"],
+        Count.DEFERRED_OLDEST_H: deferred_age_hours(lake) if acct["deferred"] else 0,
     }
 
 
@@ -232,7 +267,14 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
     started = datetime.now(UTC)
     engine = engine_name(lake.spark) + f" ({ctx.cfg.engine.kind})"
     staging = lake.state_dir / "staging" / ctx.run_id
-    ctx = replace(ctx, lake=lake, materialise=Stager(lake.spark, staging), progress=progress, notes=summary.notes)
+    ctx = replace(
+        ctx,
+        lake=lake,
+        materialise=Stager(lake.spark, staging),
+        progress=progress,
+        notes=summary.notes,
+        promotions=summary.promotions,
+    )
     lake.ensure_tables()  # the one place a run evolves older tables: every read after this only reads
     for i, what in enumerate(recover_abandoned(lake, ctx.cfg.tracking, ctx.run_id)):
         summary.notes[f"recovered:{i}"] = what
@@ -302,6 +344,13 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
     def finish(status: str) -> str:
         summary.counts[Count.GATES_PASSED] = gates
         summary.counts.update(final_counts(lake))
+        # Models move with the data: a champion chosen in this run takes the alias only now, after every gate
+        # passed and the publish (whose scores it made) committed and was accounted for.
+        if ctx.promotions:
+            kill_point("champions:move")
+            move_champions(ctx.cfg, {p: int(uri.rsplit("/", 1)[1]) for p, uri in ctx.promotions.items()})
+        # which model version was champion for each principle when this run ended (0: none): restore moves back
+        summary.counts.update({Count.champion(p): v for p, v in champion_versions(ctx.constitution, ctx.cfg).items()})
         return status
 
     for stage in chain.stages:
@@ -346,8 +395,9 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
                 publish.publish_bronze(lake, rest)
         else:
             pending.update(tables)
-        if stage.updates_champions:
-            ctx = ctx.with_champions(champions_for(ctx.constitution, ctx.cfg))
+        if stage.updates_champions:  # the aliases, overlaid with this run's choices (not yet aliased: see finish)
+            chosen = {p: champion_of(ctx.cfg, p, uri) for p, uri in ctx.promotions.items()}
+            ctx = ctx.with_champions({**champions_for(ctx.constitution, ctx.cfg), **chosen})
         df = out
     with progress.stage("publish: merging into Delta tables"):
         publish.publish(lake, pending)

@@ -17,6 +17,8 @@ from pipelines.core.config import RunConfig
 from pipelines.core.tracking import tracking_uri
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pipelines.core.constitution import Constitution
 
 #: The alias that marks the model the nightly run scores with.
@@ -128,3 +130,47 @@ def champions_for(constitution: Constitution, cfg: RunConfig) -> dict[str, Champ
     """The champions a resolved config scores with (`classify.use_champion`, `classify.model_prefix`)."""
     c = cfg.classify
     return resolve_champions(constitution, c.registry_uri, prefix=c.model_prefix, enabled=c.use_champion)
+
+
+def _client(cfg: RunConfig) -> Any | None:
+    uri = cfg.classify.registry_uri
+    if not uri or not _has_store(uri):
+        return None
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion_of(cfg: RunConfig, principle: str, model_uri: str) -> Champion:
+    """The Champion record of a registered version (`models:/<name>/<version>`) that the alias does not name yet."""
+    name, version = model_uri.removeprefix("models:/").rsplit("/", 1)
+    mc = _client(cfg)
+    if mc is None:
+        raise RuntimeError(f"no model registry to resolve {model_uri}")
+    return Champion(principle, model_uri, str(mc.get_model_version_download_uri(name, version)))
+
+
+def move_champions(cfg: RunConfig, versions: Mapping[str, int]) -> None:
+    """Point each principle's `champion` alias at its version; 0 = no champion (the alias is removed)."""
+    mc = _client(cfg)
+    if mc is None or not versions:
+        return
+    for principle, version in versions.items():
+        name = model_name(cfg.classify.model_prefix, principle)
+        if version:
+            mc.set_registered_model_alias(name, CHAMPION, str(version))
+        elif current_champion(mc, name) is not None:
+            mc.delete_registered_model_alias(name, CHAMPION)
+
+
+def champion_versions(constitution: Constitution, cfg: RunConfig) -> dict[str, int]:
+    """Principle -> the version its `champion` alias names now, 0 where none does (what `runs` records); empty when
+    there is no registry to ask (nothing known is better than a wrong 0)."""
+    mc = _client(cfg)
+    if mc is None:
+        return {}
+    out = dict.fromkeys(constitution.names, 0)
+    for p in constitution.names:
+        mv = current_champion(mc, model_name(cfg.classify.model_prefix, p))
+        out[p] = 0 if mv is None else int(mv.version)
+    return out

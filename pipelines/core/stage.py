@@ -80,6 +80,10 @@ class StageContext:
     # Why-notes of the run (`skipped:<principle>` -> the reason): written by stages like log lines, kept in the
     # run summary and MLflow. The only mutable part, and append-only.
     notes: dict[str, str] = field(default_factory=dict)
+    # Models a stage chose as new champions (principle -> models:/<name>/<version>): the run's later stages score
+    # with them, and the executor moves the `champion` alias to them only once the run's gates passed and its
+    # publish committed (a failed or killed run leaves the old champions). Mutable like `notes`, append-only.
+    promotions: dict[str, str] = field(default_factory=dict)
 
     @property
     def the_lake(self) -> Lake:

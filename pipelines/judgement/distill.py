@@ -339,8 +339,12 @@ def _label_rows(lake: Lake, principle: str, labelers: list[str] | None) -> pd.Da
     return df.select("text_hash", "text", "score", "labeler").toPandas()
 
 
-def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None) -> DistillResult:
-    """Train, evaluate, log and register one principle's classifier; move `champion` if it wins."""
+def distill(
+    lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None, *, move_alias: bool = True
+) -> DistillResult:
+    """Train, evaluate, log and register one principle's classifier; move `champion` if it wins. With
+    `move_alias=False` (iteration) a winner is only reported (`champion`): the caller moves the alias when the data
+    it scored is published."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -450,7 +454,7 @@ def distill(lake: Lake, principle: Any, cfg: RunConfig, kind: str | None = None)
         tracker.metrics({f"reference_{k}": v for k, v in reference.items() if isinstance(v, float)})
         tracker.tags({"curate.reference": str(reference["reference"])})
         promoted = beats(metrics, old_metrics) and bool(reference["passed"])
-        if promoted:
+        if promoted and move_alias:
             client.set_registered_model_alias(name, CHAMPION, version)
         tracker.tags({"curate.champion": str(promoted), "curate.model": f"models:/{name}/{version}"})
         run_id = tracker.run_id
@@ -475,6 +479,9 @@ def describe(result: DistillResult) -> str:
     m = result.metrics
     parts = [f"{k} {m[k]:.3f}" for k in ("roc_auc", "f1", "spearman") if k in m]
     line = f"{result.model_uri} ({result.kind}) on {result.splits}: test " + ", ".join(parts)
+    # which teachers it learned from, always: labels of an unexpected labeler must be visible where it is trained
+    used = {k.split(":", 1)[1]: v for k, v in result.label_counts.items() if k.startswith("labeler:")}
+    line += "; labels from " + (", ".join(f"{k} ({v})" for k, v in sorted(used.items())) or "none")
     if result.champion:
         line += " -> champion" + (f" (was version {result.previous_champion})" if result.previous_champion else "")
     elif not result.reference.get("passed", True):

@@ -1,10 +1,11 @@
 """Teacher labels: label a sample with a registered labeler, or import human labels, into `labels`.
 
-Labels are cached by (text hash, principle, labeler, prompt version): a document whose text already has an
-`ok` label from the same labeler and prompt version is never sent again (a copy of the label is written for
-a new doc_id with the same text). Labels are written after every chunk, so a crash or a server that dies
-mid-run loses at most one chunk; failed requests are recorded with their status (`error`, `timeout`,
-`unparsable`) and a rerun sends only those again.
+Labels are cached by (text hash, principle, labeler, prompt version), never by doc_id alone: a text that already
+has an `ok` label from the same labeler and prompt version is never sent again (a copy of the label is written
+for a new doc_id with the same text), and a doc_id whose label was for another text is labelled afresh. Callers
+that only want the scores (`curate score`, `curate evaluate`) pass `write=False`: nothing reaches `labels`.
+Labels are written after every chunk, so a crash or a server that dies mid-run loses at most one chunk; failed
+requests are recorded with their status (`error`, `timeout`, `unparsable`) and a rerun sends only those again.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class LabelSummary:
     cache_hits: int = 0  # same text labelled before under another doc_id
     sent: int = 0  # sent to the labeler this time
     statuses: Counter[str] = field(default_factory=Counter)
+    scores: dict[str, float] = field(default_factory=dict)  # doc_id -> score, for every doc with an ok label
 
 
 def _rows(
@@ -109,45 +111,56 @@ def label_documents(
     *,
     chunk_size: int = 16,
     on_chunk: Callable[[int], None] | None = None,
+    write: bool = True,
 ) -> LabelSummary:
-    """Label `docs` (dicts with doc_id, text and optionally source) for one principle, through the cache.
+    """Label `docs` (dicts with doc_id, text and optionally source) for one principle, through the cache keyed by
+    the text's hash; `summary.scores` holds every doc's ok score. `write=False`: read the cache, write nothing.
 
     `on_chunk(n_done)` is called after each written chunk (progress bars, and tests that stop a server).
     """
     spec = PrincipleSpec.of(principle)
     pv = labeler.prompt_version(spec)
     summary = LabelSummary(principle=spec.name, labeler=labeler.name, prompt_version=pv, requested=len(docs))
-    done_ids: set[str] = set()
+    done: set[tuple[str, str]] = set()  # (doc_id, text_hash) already in `labels`: that doc with that very text
     by_hash: dict[str, tuple[float, str | None]] = {}
     for r in (
         existing_labels(lake, spec.name, labeler.name, pv).select("doc_id", "text_hash", "score", "rationale").collect()
     ):
-        done_ids.add(r["doc_id"])
+        done.add((r["doc_id"], r["text_hash"]))
         by_hash[r["text_hash"]] = (float(r["score"]), r["rationale"])
     todo: list[dict[str, Any]] = []
     copies: list[tuple[dict[str, Any], LabelResult]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for d in docs:
         d = {**d, "text_hash": text_hash(d["text"])}
-        if d["doc_id"] in done_ids or d["doc_id"] in seen:
+        key = (d["doc_id"], d["text_hash"])
+        if key in done or key in seen:
             summary.already_labeled += 1
+            if d["text_hash"] in by_hash:
+                summary.scores[d["doc_id"]] = by_hash[d["text_hash"]][0]
             continue
-        seen.add(d["doc_id"])
+        seen.add(key)
         if d["text_hash"] in by_hash:
             score, rationale = by_hash[d["text_hash"]]
             copies.append((d, LabelResult(status="ok", score=score, rationale=rationale)))
+            summary.scores[d["doc_id"]] = score
             summary.cache_hits += 1
         else:
             todo.append(d)
-    if copies:
+    if copies and write:
         _write(lake, _rows([c[0] for c in copies], [c[1] for c in copies], spec.name, labeler.name, pv))
-        summary.statuses["ok"] += len(copies)
+    summary.statuses["ok"] += len(copies)
     for start in range(0, len(todo), max(1, chunk_size)):
         chunk = todo[start : start + chunk_size]
         results = labeler.label(spec, [d["text"] for d in chunk])
         summary.sent += len(chunk)
         summary.statuses.update(r.status for r in results)
-        _write(lake, _rows(chunk, results, spec.name, labeler.name, pv))
+        for d, r in zip(chunk, results, strict=True):
+            if r.status == "ok" and r.score is not None:
+                summary.scores[d["doc_id"]] = float(r.score)
+                by_hash.setdefault(d["text_hash"], (float(r.score), r.rationale))
+        if write:
+            _write(lake, _rows(chunk, results, spec.name, labeler.name, pv))
         if on_chunk is not None:
             on_chunk(start + len(chunk))
     return summary

@@ -24,15 +24,19 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import functions as F
 
 from pipelines.core.decisions import run_positions
-from pipelines.core.execute import accounting, check_accounting, recover_abandoned
+from pipelines.core.execute import accounting, check_accounting, corpus_without_raw, recover_abandoned
 from pipelines.core.lake import Lake, LakeError
-from schemas.vocab import KEPT_ACTIONS, Action, RunStatus
+from schemas.vocab import KEPT_ACTIONS, OUT_ACTIONS, Action, RunStatus
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.core.config import TrackingConfig
 
+#: actions of documents outside the corpus (dropped, or deferred to the next run)
+OUT = frozenset(str(a) for a in OUT_ACTIONS)
+#: corpus rows without a raw document that repair lists one by one (then it says there are more)
+ORPHANS_LISTED = 20
 #: run statuses whose published rows stand (an iteration round publishes as `published`)
 SUCCEEDED = frozenset({str(RunStatus.SUCCESS), str(RunStatus.PUBLISHED), str(RunStatus.FIXED_POINT)})
 # doc_ids reach delta-rs predicates as SQL text: only the hex ids `udfs.parse.doc_id_for` makes (and plain names)
@@ -52,7 +56,7 @@ class Repair:
     def broken(self) -> bool:
         """The accounting invariant does not hold, beyond what the next run settles by itself."""
         a = self.accounting
-        return bool(a.get("double_counted") or a.get("unaccounted", 0) > self.undecided)
+        return bool(a.get("double_counted") or a.get("corpus_without_raw") or a.get("unaccounted", 0) > self.undecided)
 
 
 def _rows(lake: Lake, table: str, doc_ids: set[str]) -> pa.Table:
@@ -164,18 +168,19 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     for doc in sorted(both):
         rows = new_decisions.get(doc, decisions[doc])
         chosen = max(rows, key=lambda r: _order(r, succeeded, positions))
-        if chosen["action"] == str(Action.DROP):
+        if chosen["action"] in OUT:
             drop_from_corpus.add(doc)
+            how = "dropped" if chosen["action"] == str(Action.DROP) else "deferred"
             out.changes.append(
                 f"corpus: remove doc {doc}: run {chosen['run_id']} ({status.get(chosen['run_id'], 'not in runs')}) "
-                "dropped it, the latest successful decision; it stays accounted for as a drop"
+                f"{how} it, the latest successful decision; it stays accounted for as {chosen['action']}"
             )
         else:
             # the drop that wins by time is not a successful run's: the document stays where that run left it
-            stray = [r for r in rows if r["action"] == str(Action.DROP) and r["run_id"] not in succeeded]
+            stray = [r for r in rows if r["action"] in OUT and r["run_id"] not in succeeded]
             for r in stray:
                 out.changes.append(
-                    f"decisions: remove the drop of doc {doc} by run {r['run_id']} "
+                    f"decisions: remove the {r['action']} of doc {doc} by run {r['run_id']} "
                     f"({status.get(r['run_id'], 'not in runs')}): run {chosen['run_id']} kept it ({chosen['action']})"
                 )
             if stray:
@@ -201,6 +206,18 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
         out.changes.append(
             f"corpus: remove {len(candidates) - 1} duplicate row(s) of doc {doc}, keep the row of run {best['run_id']}"
         )
+
+    # A corpus row with no ingested document: nothing says where its text came from or what decided it, so no fix
+    # keeps the lake honest by itself (deleting it may lose a document a person put there on purpose): said, with
+    # the query that shows them, and left for a person.
+    orphans = sorted(r["doc_id"] for r in corpus_without_raw(lake).limit(ORPHANS_LISTED + 1).collect())
+    for doc in orphans[:ORPHANS_LISTED]:
+        out.unfixed.append(
+            f"corpus row of doc {doc} has no raw_docs row (never ingested): "
+            "SELECT * FROM corpus WHERE doc_id NOT IN (SELECT doc_id FROM raw_docs)"
+        )
+    if len(orphans) > ORPHANS_LISTED:
+        out.unfixed.append(f"... and more corpus rows without a raw_docs row (the first {ORPHANS_LISTED} are listed)")
 
     for doc in sorted(unaccounted):
         run = max(decisions[doc], key=lambda r: _order(r, succeeded, positions))

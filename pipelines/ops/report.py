@@ -114,9 +114,21 @@ def _funnel(data: ReportData) -> str:
     if Count.REDECIDED in c:
         rows.append(row("redecided", "re-decided (iteration round)", c[Count.REDECIDED]))
     rows.append(row("decided", "decided this run", c.get(Count.PENDING, c.get(Count.REDECIDED, 0))))
+    if c.get(Count.PENDING_DEFERRED, 0):
+        rows.append(row("backlog", "of them deferred by an earlier run", c[Count.PENDING_DEFERRED], level=1))
     rows.append(row("dropped", "dropped", c.get(Count.action(Action.DROP), 0), "drop", level=1))
     for stage, n in sorted(data.drop_stages.items(), key=lambda kv: -kv[1]):
         rows.append(row(f"dropped-{stage}", f"by {stage}", n, "drop", level=2))
+    if c.get(Count.action(Action.DEFER), 0) or c.get(Count.PENDING_DEFERRED, 0):
+        rows.append(
+            row(
+                "deferred",
+                "deferred (no revision budget: the next run takes them first)",
+                c.get(Count.action(Action.DEFER), 0),
+                "quar",
+                level=1,
+            )
+        )
     rows.append(row("revised", "revised (rewritten or excised)", c.get(Count.action(Action.REVISE), 0), "rev", 1))
     rows.append(row("tagged", "tagged", c.get(Count.action(Action.TAG), 0), "rev", level=1))
     rows.append(row("kept", "kept unchanged", c.get(Count.action(Action.KEEP), 0), "pub", level=1))
@@ -393,6 +405,7 @@ def render(data: ReportData) -> str:
         ("records read", c.get("records", 0)),
         ("published", published(c)),
         ("dropped", c.get(Count.action(Action.DROP), 0)),
+        ("deferred backlog", c.get(Count.DEFERRED_TOTAL, 0)),
         ("corpus size", c.get(Count.CORPUS_SIZE, 0)),
         ("gates passed", c.get(Count.GATES_PASSED, 0)),
         ("seconds", c.get(Count.SECONDS, 0)),

@@ -18,7 +18,7 @@ from pipelines.core.lake import Lake, LakeError
 from schemas.vocab import Action, Count, RunStatus
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,11 @@ def published(counts: dict[str, int]) -> int:
     return sum(counts.get(Count.action(a), 0) for a in (Action.KEEP, Action.REVISE, Action.TAG))
 
 
+def is_night() -> Column:
+    """A `runs` row of a nightly `curate run` (rows an older release wrote have no `command`: they were runs)."""
+    return F.coalesce(F.col("command"), F.lit("run")) == F.lit("run")
+
+
 def _select_run(lake: Lake, run_id: str | None) -> dict[str, Any]:
     if not lake.exists("runs"):
         raise ReportError(f"no runs in {lake.root}: create some with `curate run --lake {lake.root} --input CRAWL`")
@@ -113,9 +118,11 @@ def _select_run(lake: Lake, run_id: str | None) -> dict[str, Any]:
                 f'`curate sql --lake {lake.root} "SELECT run_id, status, crawl_id FROM runs ORDER BY started_at"`'
             )
     else:
-        rows = runs.where(F.col("status") == str(RunStatus.SUCCESS)).orderBy(F.desc("started_at")).limit(1).collect()
+        # the latest night: a `curate run`, not an operation (maintain, restore) that read no crawl
+        latest = runs.where((F.col("status") == str(RunStatus.SUCCESS)) & is_night())
+        rows = latest.orderBy(F.desc("started_at")).limit(1).collect()
         if not rows:
-            raise ReportError(f"no successful run in {lake.root}: name one with --run-id")
+            raise ReportError(f"no successful nightly run in {lake.root}: name one with --run-id")
     return rows[0].asDict(recursive=True)
 
 
@@ -229,6 +236,7 @@ def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | 
 
     nights = lake.read("runs").where(
         (F.col("status") == str(RunStatus.SUCCESS))
+        & is_night()
         & (F.coalesce(F.col("crawl_id"), F.lit("")) != ITERATE_CRAWL)
         & ((F.col("started_at") <= F.lit(run["started_at"])) | (F.col("run_id") == rid))
     )

@@ -2,10 +2,12 @@
 
 - **restore** brings every table a run writes back to the versions of that state with delta-rs's RESTORE (a new
   commit, so the restore itself can be undone by restoring the corpus version before it), and records itself in
-  `runs` (`command` = `restore`, `target_run_id`). `labels` (a cache keyed by text hash, valid whatever the corpus),
-  `evaluations` and `runs` (logs) do not move. Tables are restored `decisions` and `corpus` first and the bronze
-  tables last: a restore killed half-way leaves ingested documents without a decision, which the next run decides
-  again (never documents in the corpus that `raw_docs` does not know); rerunning the restore finishes it.
+  `runs` (`command` = `restore`, `target_run_id`); the `champion` aliases move back to the model versions that
+  state's run recorded (`champion:<principle>` in its counts), so the next run scores as that night did. `labels`
+  (a cache keyed by text hash, valid whatever the corpus), `evaluations` and `runs` (logs) do not move. Tables are
+  restored `decisions` and `corpus` first and the bronze tables last: a restore killed half-way leaves ingested
+  documents without a decision, which the next run decides again (never documents in the corpus that `raw_docs`
+  does not know); rerunning the restore finishes it.
 """
 
 from __future__ import annotations
@@ -95,9 +97,23 @@ def plan_restore(lake: Lake, version: int, run_id: str) -> Restore:
     return Restore(run_id, version, lake.version("corpus") or 0, state.row, moves)
 
 
-def restore(lake: Lake, version: int, run_id: str, account: Callable[[], dict[str, int]] | None = None) -> Restore:
+def recorded_champions(counts: dict[str, int]) -> dict[str, int]:
+    """principle -> the model version a run recorded as champion when it ended (0: none); empty for runs of an
+    older release, which recorded none."""
+    return {k.split(":", 1)[1]: int(v) for k, v in counts.items() if k.startswith("champion:")}
+
+
+def restore(
+    lake: Lake,
+    version: int,
+    run_id: str,
+    account: Callable[[], dict[str, int]] | None = None,
+    move_models: Callable[[dict[str, int]], None] | None = None,
+) -> Restore:
     """Bring every table a run writes back to the state of corpus version `version`, and record it in `runs`.
-    `account` (the executor's accounting check, run by the caller's engine) is checked on the result."""
+    `account` (the executor's accounting check, run by the caller's engine) is checked on the result.
+    `move_models` gets the champion versions the restored state's run recorded (pipelines/core/registry.py
+    `move_champions`): the models move back with the data, and an undo (a restore forward) moves them forward."""
     from deltalake import DeltaTable
 
     plan = plan_restore(lake, version, run_id)
@@ -126,6 +142,10 @@ def restore(lake: Lake, version: int, run_id: str, account: Callable[[], dict[st
                 dt.restore(m.target, commit_properties=commit_properties(run_id, RESTORE))
         for m in plan.moves:
             m.after = lake.version(m.table)
+        models = recorded_champions(plan.target.counts)
+        if move_models is not None and models:
+            move_models(models)
+            row["counts"].update({f"champion:{p}": v for p, v in models.items()})
         if account is not None:
             plan.accounting = account()
             if plan.accounting.get("unaccounted") or plan.accounting.get("double_counted"):

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pipelines.core.stage import BaseStage, StageContext
 from pipelines.judgement.teachers import teacher_specs
 from pipelines.stages.cascade import teacher_column
-from schemas.vocab import Action
+from schemas.vocab import KEPT_ACTIONS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -44,12 +44,12 @@ class TeacherAudit(BaseStage):
         if not any(specs) or not ctx.cfg.classify.cascade.enabled:
             return df.withColumn("audit_scores", nulls)
         need = F.array(*[F.lit(s is not None) for s in specs])
-        kept = F.col("action") != str(Action.DROP)
+        kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
         teach = teacher_column(F.col("out_text"), need, json.dumps(specs))
         return df.withColumn("audit_scores", F.when(kept, teach).otherwise(nulls))
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
-        kept = out.where(F.col("action") != str(Action.DROP))
+        kept = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))
         aggs = [F.count("*").alias(KEPT)]
         for i, (p, spec) in enumerate(zip(ctx.constitution.principles, teacher_specs(ctx.constitution), strict=True)):
             if spec is not None:

@@ -133,7 +133,7 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
 
 def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
     """The judge step on the driver (it is an LLM's cost, bounded by `judge_max_docs`); labels are the cache."""
-    from pipelines.judgement.label import existing_labels, label_documents, open_labeler
+    from pipelines.judgement.label import label_documents, open_labeler
     from udfs.labelers import PrincipleSpec
 
     cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
@@ -158,12 +158,18 @@ def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
             )
             if not rows:
                 continue
-            label_documents(lake, p, labeler, [r.asDict() for r in rows], chunk_size=ctx.cfg.label.chunk_size)
-            version = labeler.prompt_version(PrincipleSpec.of(p))
-            got = existing_labels(lake, p.name, labeler.name, version).where(
-                F.col("doc_id").isin(*[r["doc_id"] for r in rows])
+            # the scores come back from the call, keyed by these rows' doc_ids and looked up by their texts' hashes:
+            # never read back from `labels` by doc_id, where an id may have labelled another text
+            got = label_documents(
+                lake,
+                p,
+                labeler,
+                [r.asDict() for r in rows],
+                chunk_size=ctx.cfg.label.chunk_size,
+                write=cfg.judge_writes_labels,
             )
-            judged[p.name] = {r["doc_id"]: float(r["score"]) for r in got.select("doc_id", "score").collect()}
+            version = labeler.prompt_version(PrincipleSpec.of(p))
+            judged[p.name] = dict(got.scores)
             ctx.notes[f"judge:{p.name}"] = f"{labeler.name} ({version})"
     finally:
         labeler.close()

@@ -162,19 +162,36 @@ def score(df: DataFrame, ctx: StageContext) -> DataFrame:
 
 
 def score_texts(
-    lake: Lake, texts: Sequence[str], cfg: RunConfig, constitution: Constitution, purpose: str
+    lake: Lake,
+    texts: Sequence[str],
+    cfg: RunConfig,
+    constitution: Constitution,
+    purpose: str,
+    *,
+    write_labels: bool = False,
 ) -> tuple[list[Any], dict[str, str]]:
     """Score `texts` outside a run, exactly as the nightly run scores (`score`): the lake's champions, then the
     cascade; intermediate results staged in a temporary directory removed afterwards. Returns one row per text,
-    in order (`principle_scores`, `decided_by` and the cascade's columns), and the notes (`model:<principle>`)."""
+    in order (`principle_scores`, `decided_by` and the cascade's columns), and the notes (`model:<principle>`).
+
+    A text's id is the hash of its content (pipelines/judgement/label.py `text_hash`), never its position: a judge's
+    cached label is looked up by that hash, so it is always the label of this very text. The judge's labels go to
+    `labels` only with `write_labels` (these texts are not the lake's documents)."""
     import shutil
     import tempfile
+    from dataclasses import replace
     from pathlib import Path
 
     from pipelines.core import registry
     from pipelines.core.execute import Stager, new_run_id
+    from pipelines.judgement.label import text_hash
 
     cfg = registry.resolve(cfg, lake.state_dir)
+    cascade = replace(cfg.classify.cascade, judge_writes_labels=write_labels)
+    cfg = replace(cfg, classify=replace(cfg.classify, cascade=cascade))
+    clean = [t if isinstance(t, str) else "" for t in texts]
+    ids = [f"text:{text_hash(t)}" for t in clean]
+    unique = dict(zip(ids, clean, strict=True))  # the same text twice is scored (and judged) once
     staging = Path(tempfile.mkdtemp(prefix=f"curate-{purpose}-"))
     try:
         ctx = StageContext(
@@ -186,14 +203,12 @@ def score_texts(
             lake=lake,
             materialise=Stager(lake.spark, staging),
         )
-        frame = lake.spark.createDataFrame(
-            [(str(i), t if isinstance(t, str) else "") for i, t in enumerate(texts)], "doc_id string, text string"
-        )
+        frame = lake.spark.createDataFrame(list(unique.items()), "doc_id string, text string")
         rows = score(frame, ctx).select("doc_id", "principle_scores", *CASCADE_COLUMNS).collect()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    by_index = {int(r["doc_id"]): r for r in rows}
-    return [by_index[i] for i in range(len(texts))], dict(ctx.notes)
+    by_id = {r["doc_id"]: r for r in rows}
+    return [by_id[i] for i in ids], dict(ctx.notes)
 
 
 HIST_BINS = 20

@@ -7,7 +7,9 @@ by re-running this step alone.
 
 Policies of a negative principle with score s (thresholds R = revise, F = filter):
 - mode `drop`:   s >= F -> drop;            R <= s < F -> tag `<name>`
-- mode `revise`: s >= F -> drop;            R <= s < F -> revise (a failed revision takes the fallback)
+- mode `revise`: s >= F -> drop;            R <= s < F -> revise (a failed revision takes the fallback; one the
+  run had no budget for - `over_cap`, `over_budget` - takes `revise.over_budget`: by default `defer`, which is
+  neither the corpus nor a drop: the next run decides the document again, first)
 - mode `tag`:    s >= R -> tag `<name>`
 - `retain_fraction` f: of the would-be drops (s >= F, modes drop and revise) the share f chosen by
   `pmod(xxhash64(doc_id, name), 10000) < round(f * 10000)` is kept with tag `retained:<name>` instead.
@@ -31,7 +33,19 @@ from pipelines.core.constitution import Constitution
 from pipelines.core.publish import DELETE
 from pipelines.core.stage import BaseStage, Gate, Halt, StageContext
 from schemas import require_columns
-from schemas.vocab import Action, Count, DecidedBy, DupKind, Method, Reason, RevisionStatus, RunStatus, Tag
+from schemas.vocab import (
+    BUDGET_STATUSES,
+    KEPT_ACTIONS,
+    Action,
+    Count,
+    DecidedBy,
+    DupKind,
+    Method,
+    Reason,
+    RevisionStatus,
+    RunStatus,
+    Tag,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -100,8 +114,18 @@ def weight_of(upsample_principles: Column, constitution: Constitution) -> Column
     return F.coalesce(F.array_max(F.transform(upsample_principles, lambda n: F.element_at(lookup, n))), F.lit(1.0))
 
 
-def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.DROP) -> DataFrame:
+def is_kept(action: Column) -> Column:
+    """The action keeps the document in the corpus (keep, revise, tag; not drop, not defer)."""
+    return action.isin(*[str(a) for a in KEPT_ACTIONS])
+
+
+def transform(
+    df: DataFrame, constitution: Constitution, fallback: str = Action.DROP, over_budget: str = Action.DEFER
+) -> DataFrame:
     """Adds `action`, `reasons`, `stage`, `tags`, `weight` and the final `out_text`.
+
+    `fallback` is the action of a flagged document whose revision failed; `over_budget` that of one the run had
+    no budget to revise (status `over_cap` / `over_budget`).
 
     Needs the flag columns from `principle_flags`, `quality_reasons`, `is_duplicate` (null = not
     evaluated), and the revision outcome `revision_status` / `revised_text` (null = not attempted).
@@ -129,6 +153,8 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.
     revised_ok = needs_revision & (F.col("revision_status") == ok)
     rev_failed = needs_revision & ~F.coalesce(F.col("revision_status") == ok, F.lit(False))
     status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
+    no_budget = rev_failed & F.col("revision_status").isin(*[str(s) for s in BUDGET_STATUSES])
+    failed_action = F.when(no_budget, F.lit(str(over_budget))).otherwise(F.lit(str(fallback)))
     tagged = F.size("tag_principles") > 0
     empty = F.array().cast("array<string>")
     upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
@@ -136,7 +162,7 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.
     action = (
         F.when(q_fail | dup | p_drop, str(Action.DROP))
         .when(revised_ok, str(Action.REVISE))
-        .when(rev_failed, F.lit(str(fallback)))
+        .when(rev_failed, failed_action)
         .when(tagged, str(Action.TAG))
         .otherwise(str(Action.KEEP))
     )
@@ -156,7 +182,7 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.
         .when(tagged, prefix(f"{Reason.TAGGED}:", "tag_principles"))
         .otherwise(F.array().cast("array<string>"))
     )
-    kept = action != F.lit(str(Action.DROP))
+    kept = is_kept(action)
     reasons = F.when(
         kept, F.concat(reasons, F.transform(upsampled, lambda n: F.concat(F.lit(f"{Reason.UPSAMPLED}:"), n)))
     ).otherwise(reasons)
@@ -169,7 +195,7 @@ def transform(df: DataFrame, constitution: Constitution, fallback: str = Action.
         .otherwise(str(DecidedBy.PUBLISH))
     )
     unrevised_tags = F.when(
-        rev_failed & (F.lit(str(fallback)) == str(Action.TAG)), prefix(f"{Tag.UNREVISED}:", "revise_principles")
+        rev_failed & (failed_action == str(Action.TAG)), prefix(f"{Tag.UNREVISED}:", "revise_principles")
     )
     tags = F.array_distinct(
         F.concat(F.col("tag_principles"), F.coalesce(unrevised_tags, F.array().cast("array<string>")))
@@ -228,7 +254,7 @@ def changed_decision() -> Column:
     empty = F.array().cast("array<string>")
     tags_now = F.array_sort(F.col("tags"))
     tags_before = F.array_sort(F.coalesce(F.col("prev_tags"), empty))
-    kept = F.col("action") != str(Action.DROP)
+    kept = is_kept(F.col("action"))
     return (F.col("action") != F.col("prev_action")) | (
         kept
         & (
@@ -268,17 +294,17 @@ class Decide(BaseStage):
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
         # the pure transform publishes its `text` column when a document is not revised: here, the cleaned text
-        out = transform(df.withColumnRenamed("clean_text", "text"), ctx.constitution, fallback_action(ctx.cfg.revise))
+        r = ctx.cfg.revise
+        out = transform(df.withColumnRenamed("clean_text", "text"), ctx.constitution, fallback_action(r), r.over_budget)
         out = out.withColumnRenamed("text", "clean_text")
         return out.withColumn("changed", changed_decision()) if self.redecide else out
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         if self.redecide:
-            corpus = corpus_rows(out, ctx.constitution, ctx.run_id).withColumn(
-                DELETE, F.col("action") == str(Action.DROP)
-            )
+            # a deferred document leaves the corpus as a dropped one does: only its latest decision accounts for it
+            corpus = corpus_rows(out, ctx.constitution, ctx.run_id).withColumn(DELETE, ~is_kept(F.col("action")))
         else:
-            corpus = corpus_rows(out.where(F.col("action") != str(Action.DROP)), ctx.constitution, ctx.run_id)
+            corpus = corpus_rows(out.where(is_kept(F.col("action"))), ctx.constitution, ctx.run_id)
         return {"decisions": decision_rows(out, ctx.run_id), "corpus": corpus}
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:

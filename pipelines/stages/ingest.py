@@ -18,11 +18,12 @@ from pyspark.sql.types import LongType, MapType, StringType, StructField, Struct
 
 from expectations import suites
 from pipelines.core.config import IngestConfig
+from pipelines.core.decisions import deferred, latest_decisions
 from pipelines.core.lake import Lake
 from pipelines.core.publish import publish_bronze
 from pipelines.core.stage import BaseStage, Gate, Halt, StageContext
 from schemas import TABLES
-from schemas.vocab import Count, RunStatus
+from schemas.vocab import Action, Count, RunStatus
 from udfs.records import UNSUPPORTED, InputFile, ParseOptions, detect_format
 
 if TYPE_CHECKING:
@@ -269,21 +270,26 @@ def _quarantine_hint(ctx: StageContext, counts: Mapping[str, int]) -> str:
 
 class Undecided(BaseStage):
     """The documents this run decides: every ingested document without a decision yet - this batch's new ones,
-    and those of an earlier run that died before its decisions were published. None left halts the run."""
+    and those of an earlier run that died before its decisions were published - and every document whose latest
+    decision is `defer` (an earlier run had no budget for it; the revision stage takes these first). None left
+    halts the run."""
 
-    name: ClassVar[str] = "undecided_v1"
+    name: ClassVar[str] = "undecided_v2"
     adds: ClassVar[tuple[str, ...]] = tuple(TABLES["raw_docs"].fieldNames())
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         lake = ctx.the_lake
-        decided = lake.read("decisions").select("doc_id").distinct()
-        return lake.read("raw_docs").join(decided, "doc_id", "left_anti")
+        latest = latest_decisions(lake, ("action",))
+        settled = latest.where(F.col("action") != str(Action.DEFER)).select("doc_id")
+        return lake.read("raw_docs").join(settled, "doc_id", "left_anti")
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         return (Gate("pending", lambda _ctx, _counts: suites.pending_docs()),)
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
-        return {Count.PENDING: out.count()}
+        # the earlier nights' backlog among them (the revision stage takes these first)
+        backlog = out.join(deferred(ctx.the_lake), "doc_id", "left_semi").count()
+        return {Count.PENDING: out.count(), Count.PENDING_DEFERRED: backlog}
 
     def halt(self, counts: Mapping[str, int], ctx: StageContext) -> Halt | None:
         return Halt(RunStatus.SUCCESS) if counts[Count.PENDING] == 0 else None

@@ -2,8 +2,10 @@
 
 Only documents in a principle's revise band (and not dropped for another reason) are candidates; at most
 `revise.max_docs` of them per run go to the LLM and `revise.max_excise_docs` to excision (method excise, or
-fallback excise for the ones the LLM did not take), highest score first, so cost is bounded and reruns choose
-the same documents. A document flagged for several principles gets one request carrying all their instructions.
+fallback excise for the ones the LLM did not take), documents an earlier run deferred first, then highest score
+first, so cost is bounded and reruns choose the same documents. A document flagged for several principles gets
+one request carrying all their instructions. What no budget reached takes `revise.over_budget` (default: deferred
+to the next run, pipelines/stages/decide.py).
 
 LLM rewrites (`revise.method: llm`) are validated before acceptance: length ratio, no leaked instructions or
 refusal, meaning preservation (MiniLM embedding cosine to the original within bounds), and a re-score by the
@@ -30,6 +32,7 @@ from pyspark.sql import functions as F
 
 from pipelines.core.config import ReviseConfig, default_cache_dir
 from pipelines.core.constitution import Constitution
+from pipelines.core.decisions import deferred
 from pipelines.core.engine import keepalive
 from pipelines.core.lake import nullable
 from pipelines.core.llm_exec import Send, sender
@@ -187,10 +190,12 @@ class Revise(BaseStage):
             )
         excises = r.method == Method.EXCISE or r.fallback == Method.EXCISE
         outcomes: list[Outcome] = []
-        if self.llm or (r.enabled and excises):
+        # Revision switched off is a choice, not a budget: its band documents get no outcome and take the fallback
+        # (`revision_not_attempted`); only a cap or a time budget makes them `over_cap` / `over_budget` (deferred).
+        if r.enabled and (self.llm or excises):
             outcomes = self._revise(cands, ctx)
-        if prior:  # an untried document keeps its earlier status (null or untried): nothing new happened to it
-            outcomes = [o for o in outcomes if o.status not in UNTRIED]
+        # In iteration an untried document stays untried; one the round's excision cap left out is `over_cap` (not
+        # a null status, which would take the fallback: a cap must not turn into a drop there either).
         schema = nullable(TABLES["revisions"])
         done = ctx.stage(lake.spark.createDataFrame(_outcome_rows(outcomes, ctx.run_id), schema), "revise_outcomes")
         fields = [c for c in schema.fieldNames() if c != "doc_id"]
@@ -213,9 +218,12 @@ class Revise(BaseStage):
         # max_doc_chars bounds what the LLM must write back; excision has no such limit.
         fits = F.length("text") <= r.max_doc_chars if r.method == Method.LLM and self.llm else F.lit(True)
         # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
-        # too_long outcomes): one ordered collect, split here.
-        order = (F.col("score_before").desc(), F.col("doc_id"))
-        ordered = [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).collect()]
+        # too_long outcomes): one ordered collect, split here. Documents an earlier run deferred come first (its
+        # budget ran out before them; tonight's must not push them back again), then the highest scores.
+        backlog = deferred(lake).withColumn("_deferred", F.lit(True))
+        cands = cands.join(backlog, "doc_id", "left").withColumn("_deferred", F.coalesce("_deferred", F.lit(False)))
+        order = (F.col("_deferred").desc(), F.col("score_before").desc(), F.col("doc_id"))
+        ordered = [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).drop("_deferred").collect()]
         if not ordered:
             return []
         to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
