@@ -19,9 +19,8 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
-
 import numpy as np
+import pyarrow as pa
 
 WORD_RE = re.compile(r"[^\W_]+")
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible mod 2^64

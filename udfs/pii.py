@@ -146,7 +146,8 @@ def find(text: str, kinds: tuple[str, ...] = KINDS, options: Options | None = No
             m.span()
             for rx in (IPV4_RE, IPV6_RE)
             for m in rx.finditer(text)
-            if ("." in m.group() or m.group().count(":") >= 2) and _ip_ok(text, m.start(), m.group(), opts.public_ip_only)
+            if ("." in m.group() or m.group().count(":") >= 2)
+            and _ip_ok(text, m.start(), m.group(), opts.public_ip_only)
         ],
         "phone": lambda: [m.span() for m in PHONE_RE.finditer(text) if _phone_ok(m.group())],
     }

@@ -1,6 +1,6 @@
 """`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> pii -> dedup -> decontaminate ->
-classify -> revise -> decide -> audit), run by the executor (pipelines/core/execute.py), which also publishes (pipelines/core/publish.py); a
-successful run gets its HTML report (pipelines/ops/report.py) among its MLflow artifacts.
+classify -> revise -> decide -> audit), run by the executor (pipelines/core/execute.py), which also publishes
+(pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py) among its MLflow artifacts.
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point

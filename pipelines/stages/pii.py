@@ -49,9 +49,10 @@ def redacted(text: Column, ctx: StageContext) -> Column:
 def pii_rows(out: DataFrame, ctx: StageContext) -> DataFrame:
     """The `pii` rows: one per document and kind found, offsets in text order."""
     keep = [k for k, v in _placeholders(ctx).items() if v == KEEP]
-    found = out.select(
-        "doc_id", F.explode(F.arrays_zip(F.col("pii_kinds"), F.col("pii_starts"), F.col("pii_ends"))).alias("f")
-    ).select("doc_id", F.col("f.pii_kinds").alias("kind"), F.struct(F.col("f.pii_starts"), F.col("f.pii_ends")).alias("span"))
+    zipped = F.arrays_zip(F.col("pii_kinds"), F.col("pii_starts"), F.col("pii_ends"))
+    span = F.struct(F.col("f.pii_starts"), F.col("f.pii_ends")).alias("span")
+    found = out.select("doc_id", F.explode(zipped).alias("f"))
+    found = found.select("doc_id", F.col("f.pii_kinds").alias("kind"), span)
     spans = F.array_sort(F.collect_list("span"))
     grouped = found.groupBy("doc_id", "kind").agg(F.count("*").alias("count"), spans.alias("spans"))
     return grouped.select(
