@@ -88,11 +88,13 @@ def target_hashes(text: str, n: int, min_words: int) -> tuple[np.ndarray, int]:
     words, one hash of the whole target (length = its word count); nothing for a shorter one (a three-word answer
     such as "Paris, France" matches too much ordinary text to mean contamination)."""
     ws = words(text)
-    if len(ws) >= n:
-        return np.unique(window_hashes(ws, n)), n
-    if len(ws) >= min_words:
-        return window_hashes(ws, len(ws)), len(ws)
-    return np.zeros(0, dtype=np.int64), 0
+    k = n if len(ws) >= n else len(ws)
+    if k < min_words:
+        return np.zeros(0, dtype=np.int64), 0
+    # A degenerate window ("font font font ...", a HellaSwag answer that is a spam page's markup) matches
+    # boilerplate, not the benchmark: windows with fewer distinct words than half their length are no targets.
+    keep = np.fromiter((2 * len(set(ws[i : i + k])) >= k for i in range(len(ws) - k + 1)), dtype=bool)
+    return np.unique(window_hashes(ws, k)[keep]), k
 
 
 def document_hashes(text: str, lengths: tuple[int, ...]) -> np.ndarray:
@@ -118,14 +120,27 @@ def matched_char_ranges(text: str, matched: set[int], lengths: tuple[int, ...]) 
     return ranges
 
 
-def hashes_udf(lengths: tuple[int, ...]) -> Any:
-    """Iterator Arrow UDF: text -> array<bigint> of `document_hashes(text, lengths)` (empty for a null text)."""
+def known(hashes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The `hashes` that occur in `targets` (sorted, unique): a vectorised membership test."""
+    if not len(hashes) or not len(targets):
+        return np.zeros(0, dtype=np.int64)
+    at = np.minimum(np.searchsorted(targets, hashes), len(targets) - 1)
+    return hashes[targets[at] == hashes]
+
+
+def hashes_udf(lengths: tuple[int, ...], targets: np.ndarray | None = None) -> Any:
+    """Iterator Arrow UDF: text -> array<bigint> of `document_hashes(text, lengths)` (empty for a null text), only
+    those in `targets` (sorted, unique) when given: a document's few hundred window hashes would otherwise all be
+    exploded into rows for the join, almost none of which can match."""
     from pyspark.sql.functions import arrow_udf
 
     @arrow_udf("array<bigint>")  # type: ignore[call-overload]
     def ngram_hashes(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for texts in batches:
-            out = [document_hashes(t, lengths).tolist() if t else [] for t in texts.to_pylist()]
+            out = []
+            for t in texts.to_pylist():
+                h = document_hashes(t, lengths) if t else np.zeros(0, dtype=np.int64)
+                out.append((h if targets is None else known(h, targets)).tolist())
             yield pa.array(out, type=pa.list_(pa.int64()))
 
     return ngram_hashes

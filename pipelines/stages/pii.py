@@ -23,9 +23,8 @@ import great_expectations.expectations as gxe
 from pyspark.sql import functions as F
 
 from pipelines.core.publish import REDACT_BRONZE
-from pipelines.core.stage import BaseStage, Gate, StageContext
+from pipelines.core.stage import BaseStage, Gate, StageContext, decided
 from schemas import TABLES
-from schemas.vocab import Count
 from udfs.pii import KEEP, KINDS, Options, redact_udf
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ class Pii(BaseStage):
 
         def share(_ctx: StageContext, counts: Mapping[str, int]) -> list[gxe.Expectation]:
             # a batch that is mostly personal data is a leaked dump (contact lists, customer tables), not a crawl
-            return [gxe.ExpectTableRowCountToBeBetween(min_value=0, max_value=int(limit * counts[Count.PENDING]))]
+            return [gxe.ExpectTableRowCountToBeBetween(min_value=0, max_value=int(limit * decided(counts)))]
 
         def table(_ctx: StageContext, _counts: Mapping[str, int]) -> list[gxe.Expectation]:
             return [
