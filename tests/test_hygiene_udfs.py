@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.stages.decontaminate import excised
@@ -52,6 +53,17 @@ def test_targets_n_grams_short_items_whole_and_tiny_ones_skipped() -> None:
     got = set(ngrams.document_hashes(doc, (13,)).tolist())
     want = set(ngrams.target_hashes(QUESTION, 13, 8)[0].tolist())
     assert want <= got
+
+
+def test_degenerate_targets_are_skipped_and_membership_is_exact() -> None:
+    # a HellaSwag answer that is a spam page's markup repeated: it would match every such page, not the benchmark
+    assert len(ngrams.target_hashes("font " * 40, 13, 8)[0]) == 0
+    dickens = "it was the best of times it was the worst of times it was"  # 14 words, 7 distinct: 2 windows kept
+    assert len(ngrams.target_hashes(dickens, 13, 8)[0]) == len(dickens.split()) - 12
+    targets = np.array(sorted([5, -3, 900, 2**62]), dtype=np.int64)
+    got = ngrams.known(np.array([7, 900, -3, 2**62, 2**62 + 1, -4], dtype=np.int64), targets)
+    assert sorted(got.tolist()) == [-3, 900, 2**62]
+    assert ngrams.known(np.array([1], dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []
 
 
 def test_matched_ranges_and_excision_remove_the_sentence_holding_the_item() -> None:
