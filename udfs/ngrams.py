@@ -39,6 +39,8 @@ def _norm(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The normalised words of `text`."""
+    if text.isascii():  # most documents: one lowercasing, no per-word work (same words: case never splits one)
+        return WORD_RE.findall(text.lower())
     return [_norm(w) for w in WORD_RE.findall(text)]
 
 
@@ -67,20 +69,31 @@ def _powers(base: np.uint64, count: int) -> np.ndarray:
     return out
 
 
+def _prefix(ws: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, P^i): S[i] = sum_{j<=i} wh[j] * P^-j over the word hashes wh, so that window [i, i+k) hashes to
+    P^(i+k-1) * (S[i+k-1] - S[i-1]) for every k at once."""
+    n = len(ws)
+    wh = np.fromiter((_word_hash(w) for w in ws), dtype=np.uint64, count=n)
+    with np.errstate(over="ignore"):
+        return np.cumsum(wh * _powers(_P_INV, n), dtype=np.uint64), _powers(_P, n)
+
+
+def _windows(s: np.ndarray, pw: np.ndarray, k: int) -> np.ndarray:
+    n = len(s)
+    if k < 1 or n < k:
+        return np.zeros(0, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        prev = np.concatenate((np.zeros(1, dtype=np.uint64), s[: n - k]))
+        h = pw[k - 1 :] * (s[k - 1 :] - prev) + _K_MIX * np.uint64(k)
+    return h.view(np.int64)
+
+
 def window_hashes(ws: list[str], k: int) -> np.ndarray:
     """Signed 64-bit hashes (Spark's LongType) of every window of `k` consecutive words, in order; empty when
     there are fewer than `k` words. Position i of the result is the window that starts at word i."""
-    n = len(ws)
-    if k < 1 or n < k:
+    if k < 1 or len(ws) < k:
         return np.zeros(0, dtype=np.int64)
-    wh = np.fromiter((_word_hash(w) for w in ws), dtype=np.uint64, count=n)
-    with np.errstate(over="ignore"):
-        # S[i] = sum_{j<=i} wh[j] * P^-j, so window [i, i+k) = P^(i+k-1) * (S[i+k-1] - S[i-1])
-        s = np.cumsum(wh * _powers(_P_INV, n), dtype=np.uint64)
-        prev = np.concatenate((np.zeros(1, dtype=np.uint64), s[: n - k]))
-        h = _powers(_P, n)[k - 1 :] * (s[k - 1 :] - prev)
-        h = h + _K_MIX * np.uint64(k)
-    return h.view(np.int64)
+    return _windows(*_prefix(ws), k)
 
 
 def target_hashes(text: str, n: int, min_words: int) -> tuple[np.ndarray, int]:
@@ -100,10 +113,10 @@ def target_hashes(text: str, n: int, min_words: int) -> tuple[np.ndarray, int]:
 def document_hashes(text: str, lengths: tuple[int, ...]) -> np.ndarray:
     """The distinct hashes of every window of each length in `lengths` (n, and the lengths of the short targets)."""
     ws = words(text)
-    parts = [window_hashes(ws, k) for k in lengths if len(ws) >= k]
-    if not parts:
+    if not ws or len(ws) < min(lengths, default=1):
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(parts))
+    s, pw = _prefix(ws)  # once per document, whatever the number of lengths
+    return np.unique(np.concatenate([_windows(s, pw, k) for k in lengths]))
 
 
 def matched_char_ranges(text: str, matched: set[int], lengths: tuple[int, ...]) -> list[tuple[int, int]]:
