@@ -115,7 +115,7 @@ HITS = [
     ("mail me at jo.smith+news@uni-hamburg.de today", "email", "jo.smith+news@uni-hamburg.de"),
     ("call (212) 555-0187 now", "phone", "(212) 555-0187"),
     ("office +44 20 7946 0958.", "phone", "+44 20 7946 0958"),
-    ("server 8.8.4.4 answered", "ip", "8.8.4.4"),
+    ("server 81.2.69.142 answered", "ip", "81.2.69.142"),
     ("v6 host 2606:4700:4700::1111 is up", "ip", "2606:4700:4700::1111"),
     ("card 3782-8224-6310-005 on file", "card", "3782-8224-6310-005"),
     ("pay to DE89 3704 0044 0532 0130 00 please", "iban", "DE89 3704 0044 0532 0130 00"),
@@ -129,6 +129,7 @@ MISSES = [
     "ssh deploy@buildhost and scp a admin@fileserver:/srv",
     "lan 10.0.0.1 and 192.168.1.20 and 127.0.0.1",
     "mac 00:1a:2b:3c:4d:5e",
+    "8.6.4.4. Capture Patterns and 3.3.3.2. Resolving MRO entries",
     "| 4111111111111112 | 89.5 | 2024 |",
     "SSN-like 666-12-3456 and 000-12-3456",
 ]
