@@ -129,7 +129,8 @@ MISSES = [
     "ssh deploy@buildhost and scp a admin@fileserver:/srv",
     "lan 10.0.0.1 and 192.168.1.20 and 127.0.0.1",
     "mac 00:1a:2b:3c:4d:5e",
-    "8.6.4.4. Capture Patterns and 3.3.3.2. Resolving MRO entries",
+    "8.6.4.4. Capture Patterns and 8.6.4.10. Class Patterns and 3.3.3.2. Resolving MRO entries",
+    "the block 2606:4700::/32 and the network 81.2.69.0/24",
     "| 4111111111111112 | 89.5 | 2024 |",
     "SSN-like 666-12-3456 and 000-12-3456",
 ]

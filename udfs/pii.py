@@ -110,9 +110,11 @@ def _ip_ok(text: str, start: int, value: str, public_only: bool) -> bool:
         return False
     if ip.version == 4 and _VERSION_CONTEXT.search(text[max(0, start - 12) : start]):
         return False  # "version 2.0.1.5", "v1.2.3.4": a release number shaped like an address
-    if ip.version == 4 and all(len(o) == 1 for o in value.split(".")):
-        # "8.6.4.4. Capture Patterns": section numbering (the Python docs are full of it). The addresses lost are
-        # public resolvers such as 8.8.8.8 and 1.1.1.1, which identify nobody.
+    if text[start + len(value) : start + len(value) + 1] == "/":
+        return False  # a CIDR network ("64:ff9b:1::/48", "10.0.0.0/8"): an address block, not a host
+    if ip.version == 4 and all(len(o) == 1 for o in value.split(".")[:3]):
+        # "8.6.4.10. Class Patterns": section numbering (the Python docs are full of it). The addresses lost are
+        # mostly public resolvers such as 8.8.8.8 and 1.1.1.1, which identify nobody.
         return False
     return ip.is_global if public_only else True
 
