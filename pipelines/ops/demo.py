@@ -257,7 +257,8 @@ def _plant(fresh: list[_Doc], data: Path, rng: random.Random) -> list[_Doc]:
     forum = [i for i, d in enumerate(out) if d.source == "fiqa"]
     for i, item in zip(rng.sample(news, min(len(news), len(chosen))), chosen, strict=False):
         answer = re.sub(r"^[A-E]\.\s*", "", str(item.get("answer", "")))
-        quiz = f"Quiz of the day: {item['question']} Answer: {answer}"
+        # a terminal full stop: C4's line cleaning (quality stage) removes lines without one, quiz and all
+        quiz = f"Quiz of the day: {item['question']} Answer: {answer.rstrip('.')}."
         out[i] = _Doc(out[i].url, out[i].source, f"{out[i].text}\n\n{quiz}")
     for i, line in zip(rng.sample(forum, min(len(forum), len(PLANTED_PII))), PLANTED_PII, strict=False):
         out[i] = _Doc(out[i].url, out[i].source, f"{out[i].text}\n\n{line}")
