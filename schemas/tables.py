@@ -286,6 +286,51 @@ EVALUATIONS = StructType(
     ]
 )
 
+#: `decontaminate` (pipelines/stages/decontaminate.py): one row per contaminated document and benchmark item, with the
+#: number of distinct target n-grams (or whole short targets) of the item the document holds and what was done.
+CONTAMINATION = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("set", StringType(), False),
+        _f("item", StringType(), False),  # the item's row number in its set's file
+        _f("matched", LongType(), False),
+        _f("action", StringType(), False),  # excise | drop | tag (excise that would leave too little: drop)
+        _f("run_id", StringType(), False),
+        _f("found_at", TimestampType()),
+    ]
+)
+
+#: The decontamination targets: one row per (hash, set, item). `ngram` is the 64-bit hash of `n_words` normalised
+#: words (udfs/ngrams.py); `n_words` is n for n-grams, the word count of a whole short target otherwise. Rows of a
+#: set are written once per `set_version` (its file's digest) and scheme (`scheme`: n, min_words, normalisation).
+BENCHMARK_NGRAMS = StructType(
+    [
+        _f("ngram", LongType(), False),
+        _f("n_words", IntegerType(), False),
+        _f("set", StringType(), False),
+        _f("item", StringType(), False),
+        _f("set_version", StringType(), False),
+        _f("scheme", StringType(), False),
+        _f("run_id", StringType()),
+        _f("built_at", TimestampType()),
+    ]
+)
+
+#: `pii` (pipelines/stages/pii.py): per document and kind, how many values were found and where (character offsets
+#: into the text the stage read: the cleaned text, `quality.clean_text`), never the values themselves.
+PII = StructType(
+    [
+        _f("doc_id", StringType(), False),
+        _f("kind", StringType(), False),  # email | phone | ip | card | iban | ssn
+        _f("count", LongType(), False),
+        _f("starts", ArrayType(IntegerType()), False),
+        _f("ends", ArrayType(IntegerType()), False),
+        _f("redacted", BooleanType(), False),  # false when the kind's placeholder is `keep`
+        _f("run_id", StringType(), False),
+        _f("found_at", TimestampType()),
+    ]
+)
+
 #: Every contract table by its SQL name. `curate sql` exposes exactly these.
 TABLES: dict[str, StructType] = {
     "raw_docs": RAW_DOCS,
@@ -300,6 +345,9 @@ TABLES: dict[str, StructType] = {
     "corpus": CORPUS,
     "runs": RUNS,
     "evaluations": EVALUATIONS,
+    "contamination": CONTAMINATION,
+    "benchmark_ngrams": BENCHMARK_NGRAMS,
+    "pii": PII,
 }
 
 ACTIONS = tuple(a.value for a in Action)

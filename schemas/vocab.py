@@ -75,6 +75,7 @@ class DecidedBy(StrEnum):
     DEDUP = "dedup"
     CLASSIFY = "classify"
     REVISE = "revise"
+    DECONTAMINATE = "decontaminate"
     PUBLISH = "publish"  # nothing stopped it
 
 
@@ -103,6 +104,7 @@ class Reason:
     UPSAMPLED = "upsampled"
     REVISION_FAILED = "revision_"  # + the revision status: revision_rejected, revision_over_cap, ...
     SECRET = "secret"  # + the kind of credential found
+    CONTAMINATED = "contaminated"  # + the benchmark set whose items a document holds
 
     @staticmethod
     def of(prefix: str, name: str) -> str:

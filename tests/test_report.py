@@ -36,7 +36,19 @@ COUNCIL = f"{REPORT} {PAYLOAD}"
 SHORT = "Too short to be a page."
 PRINCIPLES = ["toxicity", "violence", "deception", "misaligned_ai", "aligned_ai"]  # the packaged constitution's
 # the nightly chain's gates (pipelines/*.py `gates`): a successful run passed every one
-GATES = {"ingest", "pending", "quality", "secrets", "dedup", "scores", "decisions", "corpus"}
+GATES = {
+    "ingest",
+    "pending",
+    "quality",
+    "secrets",
+    "pii",
+    "pii_table",
+    "dedup",
+    "decontaminate",
+    "scores",
+    "decisions",
+    "corpus",
+}
 
 
 def settings(constitution: Path) -> dict[str, object]:

@@ -53,6 +53,8 @@ from pipelines.stages import quality
 from pipelines.stages.audit import KEPT, TeacherAudit, flagged_key
 from pipelines.stages.classify import Classify
 from pipelines.stages.decide import Decide
+from pipelines.stages.decontaminate import Decontaminate
+from pipelines.stages.pii import Pii
 from pipelines.stages.revise import Revise
 from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, Reason, RunStatus, Tag
 
@@ -280,6 +282,10 @@ ROUND = Chain(
     name="iterate",
     stages=(
         Redecidable(),
+        # the text re-read from `quality` is the cleaned text before redaction and excision: redo both, or a round
+        # would publish personal data and benchmark passages the nightly run had removed
+        Pii(),
+        Decontaminate(),
         Relabel(),
         Retrain(),
         Classify(),

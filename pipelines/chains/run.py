@@ -1,6 +1,6 @@
-"""`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> dedup -> classify -> revise ->
-decide -> audit), run by the executor (pipelines/core/execute.py), which also publishes (pipelines/core/publish.py); a
-successful run gets its HTML report (pipelines/ops/report.py) among its MLflow artifacts.
+"""`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> pii -> dedup -> decontaminate ->
+classify -> revise -> decide -> audit), run by the executor (pipelines/core/execute.py), which also publishes
+(pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py) among its MLflow artifacts.
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point
@@ -26,7 +26,9 @@ from pipelines.stages import ingest
 from pipelines.stages.audit import TeacherAudit
 from pipelines.stages.classify import Classify
 from pipelines.stages.decide import Decide
+from pipelines.stages.decontaminate import Decontaminate
 from pipelines.stages.dedup import Dedup
+from pipelines.stages.pii import Pii
 from pipelines.stages.quality import Quality
 from pipelines.stages.revise import Revise
 from pipelines.stages.secrets import Secrets
@@ -44,7 +46,9 @@ NIGHTLY = Chain(
         ingest.Undecided(),
         Quality(),
         Secrets(),
+        Pii(),
         Dedup(),
+        Decontaminate(),
         Classify(),
         Revise(),
         Decide(),

@@ -32,8 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines.core.engine import EngineError
         from pipelines.core.lake import LakeError
         from pipelines.stages.ingest import IngestError
+        from udfs.benchmarks import BenchmarkError  # a configured benchmark set that is missing or unreadable
 
-        if isinstance(exc, (IngestError, LakeError, EngineError)):
+        if isinstance(exc, (IngestError, LakeError, EngineError, BenchmarkError)):
             print(f"curate: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, GateFailed):

@@ -16,6 +16,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from pipelines.core.config_hygiene import DecontaminateConfig, PiiConfig
+from pipelines.core.config_types import ConfigError
+from pipelines.core.config_types import str_tuple as _str_tuple
 from udfs.llm import LLMConfig
 from udfs.records import ParseOptions
 
@@ -23,10 +26,6 @@ from udfs.records import ParseOptions
 def default_cache_dir() -> Path:
     """Where downloaded or converted models live between runs (`CURATE_CACHE`, else ~/.cache/curate)."""
     return Path(os.environ.get("CURATE_CACHE", Path.home() / ".cache" / "curate"))
-
-
-class ConfigError(ValueError):
-    """The configuration names an unknown key or holds a value of the wrong kind."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +49,6 @@ class IngestConfig(ParseOptions):
 
     # A crawl whose malformed share exceeds this is not a crawl we should publish from.
     max_quarantine_fraction: float = 0.5
-
-
-def _str_tuple(obj: object, name: str, value: object) -> None:
-    """YAML gives a list, `--set` a comma-separated string: store either as a tuple of strings."""
-    if isinstance(value, str):
-        value = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"config key '{name}' must be a list of strings, got {value!r}")
-    object.__setattr__(obj, name.rsplit(".", 1)[-1], tuple(value))
 
 
 @dataclass(frozen=True)
@@ -436,6 +426,8 @@ class RunConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     label: LabelConfig = field(default_factory=LabelConfig)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 #: A boolean column of `corpus` rows: true = delete the document from the corpus (iteration drops it).
 DELETE = "_delete"
+#: Not a table: the `raw_docs` rows whose text the pii stage redacted, written over the originals when
+#: `pii.redact_bronze` is on (before `corpus` and `decisions`, so a rerun after a crash finds them redacted).
+REDACT_BRONZE = "raw_docs:redacted"
 
 #: table -> (key, update existing rows?). Insert-only tables keep the first row written for a key.
 KEYS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -30,17 +33,37 @@ KEYS: dict[str, tuple[tuple[str, ...], bool]] = {
     "quality": (("doc_id",), True),
     "dedup": (("doc_id",), True),
     "minhash_index": (("doc_id", "band"), False),
+    "benchmark_ngrams": (("ngram", "set", "item", "set_version", "scheme"), False),
+    "contamination": (("doc_id", "set", "item"), True),
+    "pii": (("doc_id", "kind"), True),
+    # bronze redaction (pii.redact_bronze): raw_docs rows with the redacted text, updating the originals
+    REDACT_BRONZE: (("doc_id",), True),
     "scores": (("doc_id", "principle"), True),
     "revisions": (("doc_id", "run_id"), True),
     "corpus": (("doc_id",), True),
     "decisions": (("doc_id", "run_id"), False),
 }
 BRONZE = ("raw_docs", "quarantine")
-ORDER = ("quality", "dedup", "minhash_index", "scores", "revisions", "corpus", "decisions")
+ORDER = (
+    "quality",
+    "dedup",
+    "minhash_index",
+    "benchmark_ngrams",
+    "contamination",
+    "pii",
+    REDACT_BRONZE,
+    "scores",
+    "revisions",
+    "corpus",
+    "decisions",
+)
 
 
 def _write(lake: Lake, table: str, df: DataFrame) -> None:
     keys, update = KEYS[table]
+    if table == REDACT_BRONZE:
+        lake.merge(df, "raw_docs", keys)
+        return
     if DELETE in df.columns:
         lake.merge_with_deletes(df, table, keys, DELETE)
     elif update:

@@ -154,6 +154,14 @@ class BaseStage:
         return {}
 
 
+def decided(counts: Mapping[str, int]) -> int:
+    """The documents the chain decides: `pending` in a nightly run, `redecided` in an iteration round (the
+    denominator of a gate that bounds a batch's share of flagged documents)."""
+    from schemas.vocab import Count
+
+    return counts.get(Count.PENDING, counts.get(Count.REDECIDED, 0))
+
+
 def check_columns(stage: Stage, columns: list[str], which: str) -> None:
     """`which` is `reads` (the input) or `adds` (the output)."""
     declared = stage.reads if which == "reads" else stage.adds

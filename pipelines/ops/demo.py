@@ -57,6 +57,12 @@ counted in ``docs_per_night``), so that the demo shows the quarantine working:
    the line is not valid UTF-8.
 6. ``oversized``: ``text`` of more than 1 MiB (a real BBC article repeated, like a spider trap).
 
+Planted on the first night, so that the hygiene stages have something to find (pipelines/stages/decontaminate.py,
+pipelines/stages/pii.py): ``PLANTED_QUESTIONS`` benchmark items (long MMLU questions, each with its answer, as a
+"quiz of the day" line) appended to as many ``xsum`` articles, and one contact line holding a value of each
+personal-data kind (email, phone, public IP, card, IBAN, SSN: ``PLANTED_PII``) appended to as many ``fiqa``
+posts. They come from their own random stream, so every other choice above is the same as without them.
+
 Fresh text is sampled without replacement across nights; the bundled data supports about 3,300 fresh
 documents in total (the small dialogue and plot-summary pools run out first) and more raises ValueError.
 """
@@ -218,6 +224,8 @@ def build_demo_crawls(out_dir: Path, *, seed: int = 7, docs_per_night: tuple[int
                 )
             fresh.extend(pools[name][i] for i in orders[name][start:stop])
             cursors[name] = stop
+        if night == 0:
+            fresh = _plant(fresh, data, random.Random(seed + 23))
         docs = recrawled + fresh
         rng.shuffle(docs)
         lines = [_encode(doc, crawl_date) for doc in docs]
@@ -227,6 +235,34 @@ def build_demo_crawls(out_dir: Path, *, seed: int = 7, docs_per_night: tuple[int
         paths.append(path)
         previous = docs
     return paths
+
+
+PLANTED_QUESTIONS = 4
+# Values of the personal-data kinds, in the formats their checks accept: a Luhn-valid test card, a checksum-valid
+# IBAN (the IBAN registry's German example), an SSN the SSA could issue, a public (global) IPv4 address.
+PLANTED_PII = (
+    "Reach the author at jan.hartmann@postfach.de or +49 30 901820 47.",
+    "The login came from 81.2.69.142 last night.",
+    "Refund to card 4111 1111 1111 1111 or IBAN DE89 3704 0044 0532 0130 00.",
+    "My SSN 219-09-9999 was on the form they lost.",
+)
+
+
+def _plant(fresh: list[_Doc], data: Path, rng: random.Random) -> list[_Doc]:
+    """`fresh` with benchmark items appended to a few news articles and personal data to a few forum posts."""
+    items = [r for r in _read_jsonl(data / "MMLU" / "test.jsonl") if len(str(r.get("question", "")).split()) >= 25]
+    chosen = rng.sample(items, PLANTED_QUESTIONS)
+    out = list(fresh)
+    news = [i for i, d in enumerate(out) if d.source == "xsum"]
+    forum = [i for i, d in enumerate(out) if d.source == "fiqa"]
+    for i, item in zip(rng.sample(news, min(len(news), len(chosen))), chosen, strict=False):
+        answer = re.sub(r"^[A-E]\.\s*", "", str(item.get("answer", "")))
+        # a terminal full stop: C4's line cleaning (quality stage) removes lines without one, quiz and all
+        quiz = f"Quiz of the day: {item['question']} Answer: {answer.rstrip('.')}."
+        out[i] = _Doc(out[i].url, out[i].source, f"{out[i].text}\n\n{quiz}")
+    for i, line in zip(rng.sample(forum, min(len(forum), len(PLANTED_PII))), PLANTED_PII, strict=False):
+        out[i] = _Doc(out[i].url, out[i].source, f"{out[i].text}\n\n{line}")
+    return out
 
 
 def _recrawl(previous: list[_Doc], n_docs: int, crawl_date: str, rng: random.Random) -> list[_Doc]:

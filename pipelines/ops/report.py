@@ -398,6 +398,26 @@ def _trend(data: ReportData) -> str:
     return f'<div class="fig">{trend_svg(data.trend)}</div>{table}'
 
 
+def _hygiene(data: ReportData) -> str:
+    """Benchmark contamination per set and action, personal data per kind: from the run's counts."""
+    c = data.counts
+    rows = [
+        f'<tr id="hygiene-{e(k)}"><td>{e(label)}</td><td>{e(k.split(":", 1)[1])}</td><td class="n">{_n(v)}</td></tr>'
+        for prefix, label in (
+            ("contaminated:", "contaminated documents by benchmark set"),
+            ("decontaminate:", "decontamination action"),
+            ("pii:", "personal data values redacted, by kind"),
+        )
+        for k, v in sorted(c.items())
+        if k.startswith(prefix)
+    ]
+    summary = (
+        f'<p class="meta">{_n(c.get("contaminated", 0))} contaminated documents (rows of <code>contamination</code>); '
+        f"{_n(c.get('pii_docs', 0))} documents with personal data (offsets in <code>pii</code>, never the values).</p>"
+    )
+    return summary + (_table(["what", "which", "count"], rows, {2}) if rows else "")
+
+
 def render(data: ReportData) -> str:
     run, c = data.run, data.counts
     status = str(run.get("status"))
@@ -438,6 +458,7 @@ MLflow run <code>{e(run.get("mlflow_run_id") or "-")}</code></div>
 {error}<div class="cards">{card_html}</div>
 <p class="meta" id="invariant">Accounting invariant {e(invariant)}.</p>{notes}
 <h2>Funnel</h2>{_funnel(data)}
+<h2>Benchmark contamination and personal data</h2>{_hygiene(data)}
 <h2>Scores</h2>{_scores(data)}
 <h2>Scoring cascade</h2>{_cascade(data)}
 <h2>Revisions</h2>{_revisions(data)}

@@ -1,7 +1,11 @@
 """Score first, decide once: turn quality reasons, dedup flags, principle scores and revision outcomes
 into one `action` per document, with reasons and the stage that decided.
 
-Precedence: quality -> duplicate -> principle drop -> revision -> tag -> keep. Everything is a native
+Precedence: quality -> duplicate -> contaminated drop -> principle drop -> revision -> excision -> tag -> keep.
+Decontamination (pipelines/stages/decontaminate.py, optional columns `decont_action` / `contaminated_sets`): a
+`drop` is a drop with the reasons `contaminated:<set>`; an `excise` (the text already excised) makes a document
+that would be kept a `revise` (its published text differs from the cleaned text); a `tag` tags it
+`contaminated:<set>`; a kept contaminated document carries the `contaminated:<set>` reasons too. Everything is a native
 expression over columns, so the same decisions come out on every engine, and a threshold can be re-tuned
 by re-running this step alone.
 
@@ -158,18 +162,24 @@ def transform(
     tagged = F.size("tag_principles") > 0
     empty = F.array().cast("array<string>")
     upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
+    decont = F.col("decont_action") if "decont_action" in df.columns else F.lit(None).cast("string")
+    c_drop, c_excise, c_tag = (F.coalesce(decont == a, F.lit(False)) for a in ("drop", "excise", "tag"))
+    sets = F.col("contaminated_sets") if "contaminated_sets" in df.columns else empty
+    contaminated = F.transform(F.coalesce(sets, empty), lambda x: F.concat(F.lit(f"{Reason.CONTAMINATED}:"), x))
 
     action = (
-        F.when(q_fail | dup | p_drop, str(Action.DROP))
+        F.when(q_fail | dup | c_drop | p_drop, str(Action.DROP))
         .when(revised_ok, str(Action.REVISE))
         .when(rev_failed, failed_action)
-        .when(tagged, str(Action.TAG))
+        .when(c_excise, str(Action.REVISE))
+        .when(tagged | c_tag, str(Action.TAG))
         .otherwise(str(Action.KEEP))
     )
     prefix = lambda pre, col: F.transform(F.col(col), lambda x: F.concat(F.lit(pre), x))  # noqa: E731
     reasons = (
         F.when(q_fail, F.col("quality_reasons"))
         .when(dup, F.array(F.col("dup_kind") if "dup_kind" in df.columns else F.lit(str(DupKind.EXACT))))
+        .when(c_drop, contaminated)
         .when(p_drop, prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"))
         .when(revised_ok, prefix(f"{Reason.REVISED}:", "revise_principles"))
         .when(
@@ -183,22 +193,28 @@ def transform(
         .otherwise(F.array().cast("array<string>"))
     )
     kept = is_kept(action)
-    reasons = F.when(
-        kept, F.concat(reasons, F.transform(upsampled, lambda n: F.concat(F.lit(f"{Reason.UPSAMPLED}:"), n)))
-    ).otherwise(reasons)
+    upsampled_reasons = F.transform(upsampled, lambda n: F.concat(F.lit(f"{Reason.UPSAMPLED}:"), n))
+    reasons = F.when(kept, F.concat(reasons, contaminated, upsampled_reasons)).otherwise(reasons)
     stage = (
         F.when(q_fail, str(DecidedBy.QUALITY))
         .when(dup, str(DecidedBy.DEDUP))
+        .when(c_drop, str(DecidedBy.DECONTAMINATE))
         .when(p_drop, str(DecidedBy.CLASSIFY))
         .when(needs_revision, str(DecidedBy.REVISE))
+        .when(c_excise, str(DecidedBy.DECONTAMINATE))
         .when(tagged, str(DecidedBy.CLASSIFY))
+        .when(c_tag, str(DecidedBy.DECONTAMINATE))
         .otherwise(str(DecidedBy.PUBLISH))
     )
     unrevised_tags = F.when(
         rev_failed & (failed_action == str(Action.TAG)), prefix(f"{Tag.UNREVISED}:", "revise_principles")
     )
     tags = F.array_distinct(
-        F.concat(F.col("tag_principles"), F.coalesce(unrevised_tags, F.array().cast("array<string>")))
+        F.concat(
+            F.col("tag_principles"),
+            F.coalesce(unrevised_tags, F.array().cast("array<string>")),
+            F.when(c_tag, contaminated).otherwise(empty),
+        )
     )
     return (
         df.withColumn("action", action)

@@ -52,6 +52,8 @@ from pipelines.stages.revision import Outcome, document_embedder, revise
 def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
     """Documents that need a rewrite: in a revise band, not dropped for quality, duplication or a principle."""
     names = F.array(*[F.lit(n) for n in constitution.names])
+    if "decont_action" not in df.columns:  # the iteration chain has no decontamination stage
+        df = df.withColumn("decont_action", F.lit(None).cast("string"))
     max_flagged = F.array_max(
         F.transform(
             F.col("revise_principles"),
@@ -64,6 +66,8 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
             & (F.size("drop_principles") == 0)
             & (F.size("revise_principles") > 0)
+            # a document decontamination drops is not worth an LLM call
+            & ~F.coalesce(F.col("decont_action") == "drop", F.lit(False))
         )
         .withColumn("score_before", max_flagged)
         .select("doc_id", F.col("clean_text").alias("text"), "revise_principles", "principle_scores", "score_before")

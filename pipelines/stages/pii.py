@@ -1,0 +1,120 @@
+"""Personal data redaction: email addresses, phone numbers, public IP addresses, payment cards, IBANs and US SSNs
+are replaced in the text by placeholders (`<EMAIL_ADDRESS>`, ...; udfs/pii.py finds and checks them).
+
+It runs right after the quality and secrets stages, so that every later stage - dedup, decontamination, the
+classifier and the LLM reviser (a remote endpoint) - already reads the redacted text, and the corpus can only
+ever publish it. What is where (the README's "Personal data" section):
+
+- `corpus.text`: redacted. The `pii` table: per document and kind, the count and the character offsets into the
+  cleaned text the stage read (`quality.clean_text`), never the values.
+- `raw_docs.text` (bronze) keeps the original as ingested, unless `pii.redact_bronze: true`: then the stage's
+  `raw_docs:redacted` rows replace the bronze text of the documents it found personal data in, at publish time.
+- `quality.clean_text` is the quality stage's output, written before redaction: it holds the values too.
+
+Score first, decide once: nothing is dropped here; a batch that is mostly personal data fails the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+import great_expectations.expectations as gxe
+from pyspark.sql import functions as F
+
+from pipelines.core.publish import REDACT_BRONZE
+from pipelines.core.stage import BaseStage, Gate, StageContext, decided
+from schemas import TABLES
+from udfs.pii import KEEP, KINDS, Options, redact_udf
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+
+def _placeholders(ctx: StageContext) -> dict[str, str]:
+    return ctx.cfg.pii.placeholders.as_map() if ctx.cfg.pii.enabled else {}
+
+
+def _options(ctx: StageContext) -> Options:
+    cfg = ctx.cfg.pii
+    return Options(public_ip_only=cfg.public_ip_only, keep_email_domains=cfg.keep_email_domains)
+
+
+def redacted(text: Column, ctx: StageContext) -> Column:
+    """struct<text, kinds, starts, ends> of `text` (udfs/pii.py's `redact` on the engine's workers)."""
+    return redact_udf(_placeholders(ctx), _options(ctx))(text)
+
+
+def pii_rows(out: DataFrame, ctx: StageContext) -> DataFrame:
+    """The `pii` rows: one per document and kind found, offsets in text order."""
+    keep = [k for k, v in _placeholders(ctx).items() if v == KEEP]
+    zipped = F.arrays_zip(F.col("pii_kinds"), F.col("pii_starts"), F.col("pii_ends"))
+    span = F.struct(F.col("f.pii_starts"), F.col("f.pii_ends")).alias("span")
+    found = out.select("doc_id", F.explode(zipped).alias("f"))
+    found = found.select("doc_id", F.col("f.pii_kinds").alias("kind"), span)
+    spans = F.array_sort(F.collect_list("span"))
+    grouped = found.groupBy("doc_id", "kind").agg(F.count("*").alias("count"), spans.alias("spans"))
+    return grouped.select(
+        "doc_id",
+        "kind",
+        "count",
+        F.transform("spans", lambda s: s.getField("pii_starts")).alias("starts"),
+        F.transform("spans", lambda s: s.getField("pii_ends")).alias("ends"),
+        (~F.col("kind").isin(*keep) if keep else F.lit(True)).alias("redacted"),
+        F.lit(ctx.run_id).alias("run_id"),
+        F.current_timestamp().alias("found_at"),
+    )
+
+
+class Pii(BaseStage):
+    """Replaces `clean_text` by its redacted form and adds `pii_kinds`, `pii_starts`, `pii_ends` (one entry per
+    value found, offsets into the text as it came in); returns the `pii` rows and, with `pii.redact_bronze`,
+    the redacted `raw_docs` rows."""
+
+    name: ClassVar[str] = "pii_v1"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "clean_text")
+    adds: ClassVar[tuple[str, ...]] = ("pii_kinds", "pii_starts", "pii_ends")
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        red = redacted(F.col("clean_text"), ctx)
+        return (
+            df.withColumn("_pii", red)
+            .withColumn("clean_text", F.col("_pii.text"))
+            .withColumn("pii_kinds", F.col("_pii.kinds"))
+            .withColumn("pii_starts", F.col("_pii.starts"))
+            .withColumn("pii_ends", F.col("_pii.ends"))
+            .drop("_pii")
+        )
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        tables = {"pii": pii_rows(out, ctx)}
+        if ctx.cfg.pii.enabled and ctx.cfg.pii.redact_bronze:
+            # the bronze text itself, not the cleaned text: C4 may have removed a line that held the value
+            raw = ctx.the_lake.read("raw_docs").join(out.select("doc_id"), "doc_id", "left_semi")
+            raw = raw.withColumn("_pii", redacted(F.col("text"), ctx)).where(F.size("_pii.kinds") > 0)
+            cols = [F.col("_pii.text").alias("text") if c == "text" else F.col(c) for c in TABLES["raw_docs"].names]
+            tables[REDACT_BRONZE] = raw.select(*cols)
+        return tables
+
+    def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
+        limit = ctx.cfg.pii.max_fraction
+
+        def share(_ctx: StageContext, counts: Mapping[str, int]) -> list[gxe.Expectation]:
+            # a batch that is mostly personal data is a leaked dump (contact lists, customer tables), not a crawl
+            return [gxe.ExpectTableRowCountToBeBetween(min_value=0, max_value=int(limit * decided(counts)))]
+
+        def table(_ctx: StageContext, _counts: Mapping[str, int]) -> list[gxe.Expectation]:
+            return [
+                gxe.ExpectColumnValuesToNotBeNull(column="doc_id"),
+                gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=list(KINDS)),
+                gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1),
+            ]
+
+        return (Gate("pii", share, where="size(pii_kinds) > 0"), Gate("pii_table", table, on="pii"))
+
+    def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
+        found = out.select(F.explode("pii_kinds").alias("kind")).groupBy("kind").count().collect()
+        counts = {f"pii:{r['kind']}": int(r["count"]) for r in found}
+        counts["pii_docs"] = out.where(F.size("pii_kinds") > 0).count()
+        return counts
