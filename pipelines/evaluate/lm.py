@@ -354,19 +354,24 @@ class DocLikelihood:
     correct: int  # tokens the model ranked first (next-token accuracy)
 
 
-def likelihood(model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int) -> list[DocLikelihood]:
+def likelihood(
+    model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int, prefix: str = ""
+) -> list[DocLikelihood]:
     """Per document: NLL and top-1 hits of its first `max_tokens` tokens, in windows of the model's context.
 
-    Each document starts after `<|endoftext|>` (as in training), so its first token is scored too.
+    Each document starts after `<|endoftext|>` (as in training), so its first token is scored too. With `prefix`
+    (a tag token and its separator, as export writes them) the prefix is read as context but not scored, so the
+    same tokens are scored with and without it.
     """
     import torch
 
     device = next(model.parameters()).device
     eos = tok.token_to_id(EOS)
     ctx = model.config.n_positions
+    head = tok.encode(prefix).ids if prefix else []
     out = []
     for text in texts:
-        ids = [eos, *tok.encode(text).ids[:max_tokens]]
+        ids = [eos, *head, *tok.encode(text).ids[:max_tokens]]
         nll = 0.0
         tokens = correct = 0
         for s in range(0, len(ids) - 1, ctx - 1):
@@ -376,12 +381,32 @@ def likelihood(model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: 
             with torch.no_grad():
                 logits = model(input_ids=window).logits[0, :-1].float()
             target = window[0, 1:]
-            logp = torch.log_softmax(logits, dim=-1)
-            nll -= float(logp.gather(1, target[:, None]).sum())
-            correct += int((logits.argmax(-1) == target).sum())
-            tokens += int(target.numel())
+            # target j sits at position s + 1 + j of `ids`; the prefix occupies positions 1 .. len(head)
+            scored = torch.arange(s + 1, s + 1 + target.numel(), device=device) > len(head)
+            logp = torch.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
+            nll -= float(logp[scored].sum())
+            correct += int(((logits.argmax(-1) == target) & scored).sum())
+            tokens += int(scored.sum())
         out.append(DocLikelihood(nll, tokens, correct))
     return out
+
+
+def hidden_means(model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int) -> np.ndarray:
+    """(texts, layers + 1, d_model): each layer's hidden state averaged over a text's tokens (the embedding output
+    first, the last block's after the final layer norm last) - what a linear probe reads."""
+    import torch
+
+    device = next(model.parameters()).device
+    eos = tok.token_to_id(EOS)
+    keep = min(max_tokens, model.config.n_positions - 1)
+    out = []
+    for text in texts:
+        ids = [eos, *tok.encode(text).ids[:keep]]
+        with torch.no_grad():
+            hs = model(input_ids=torch.tensor([ids], device=device), output_hidden_states=True).hidden_states
+        # position 0 is <|endoftext|>, the same for every text: the mean is over the text's own tokens
+        out.append(torch.stack([h[0, 1:].float().mean(0) if len(ids) > 1 else h[0, 0].float() for h in hs]))
+    return torch.stack(out).cpu().numpy() if out else np.zeros((0, 0, 0))
 
 
 def cloze(model: Any, tok: Tokenizer, items: Sequence[tuple[str, str]]) -> list[bool]:
