@@ -249,6 +249,14 @@ def test_prefix_is_read_not_scored(tok: Any) -> None:
     tagged = lm.likelihood(model, tok, [text], max_tokens=256, prefix="<|toxicity|>\n")[0]
     assert plain.tokens == tagged.tokens == n  # the same tokens scored: the text's own
     assert plain.nll != tagged.nll  # but read after different context
+    import torch
+
+    ids = torch.tensor([[tok.token_to_id(lm.EOS), *tok.encode(text).ids]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+    by_hand = -float(logp.gather(1, ids[0, 1:, None]).sum())  # one document alone, unpadded
+    batched = lm.likelihood(model, tok, ["The museum opened a new wing.", text], max_tokens=256)[1]
+    assert batched.nll == pytest.approx(by_hand, rel=1e-5) and plain.nll == pytest.approx(by_hand, rel=1e-5)
     feats = lm.hidden_means(model, tok, [text, "The museum opened."], max_tokens=32)
     assert feats.shape == (2, 3, 32)  # embedding output + 2 blocks, d_model 32 (micro)
 

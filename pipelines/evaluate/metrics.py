@@ -97,7 +97,9 @@ def _as_groups(groups: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def hbootstrap(groups: Sequence[np.ndarray], stat: Stat, *, reps: int, seed: int, confidence: float) -> Estimate:
+def hbootstrap(
+    groups: Sequence[np.ndarray], stat: Stat, *, reps: int, seed: int, confidence: float, spread: bool = True
+) -> Estimate:
     """Hierarchical percentile bootstrap of `stat` over `groups` (each `(seeds, items, columns)`).
 
     The value is the mean over seeds of `stat` on each seed's items. A resample draws seeds with replacement, then
@@ -127,6 +129,8 @@ def hbootstrap(groups: Sequence[np.ndarray], stat: Stat, *, reps: int, seed: int
     if n_seeds == 1:
         item_sd = float(np.nanstd(draws, ddof=1)) if reps > 1 else None
         seed_sd = None
+    elif not spread:  # the item spread costs ITEM_SPREAD_REPS more resamples per seed: asked for differences only
+        item_sd, seed_sd = None, float(np.std(per_seed, ddof=1))
     else:
         spreads = [np.nanstd([stat(items_of(s)) for _ in range(ITEM_SPREAD_REPS)], ddof=1) for s in range(n_seeds)]
         item_sd = float(np.mean(spreads))
@@ -161,7 +165,7 @@ def compare_models(
     one), and the models none of their own.
     """
     kw = {"reps": reps, "seed": seed, "confidence": confidence}
-    out = {} if pair_stat else {lab: hbootstrap(groups, stat, **kw) for lab, groups in items.items()}
+    out = {} if pair_stat else {lab: hbootstrap(groups, stat, spread=False, **kw) for lab, groups in items.items()}
     for x, y in pairs:
         gx, gy = _as_groups(items[x]), _as_groups(items[y])
         if [g.shape for g in gx] != [g.shape for g in gy]:
