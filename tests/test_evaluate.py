@@ -392,20 +392,14 @@ def _protocol_cfg(tmp_path: Path) -> Any:
     )
 
 
-@pytest.mark.slow
-def test_evaluate_is_deterministic(built: Any, tmp_path: Path) -> None:
-    """The whole command twice: the same weights per seed and the same numbers (about 2 x 1-2 minutes)."""
+def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> None:
     cfg = _protocol_cfg(tmp_path)
     first = models.evaluate_models(built, cfg, heldout=HELDOUT)
     second = models.evaluate_models(built, cfg, heldout=HELDOUT)
-    for label in ("A", "B", "C"):
+    for label in ("A", "B", "C"):  # the same seed and inputs: the same weights, per seed, and the same numbers
         assert first.models[label].hashes == second.models[label].hashes
     for name, by in first.metrics.items():
         assert by == second.metrics[name], name
-
-
-def test_evaluate_end_to_end(built: Any, tmp_path: Path) -> None:
-    first = models.evaluate_models(built, _protocol_cfg(tmp_path), heldout=HELDOUT)
 
     a, b, c = first.models["A"], first.models["B"], first.models["C"]
     assert a.data.name == f"raw_docs@{built.version('raw_docs')}" and b.data.name == f"corpus@{built.version('corpus')}"
