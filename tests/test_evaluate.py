@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pipelines.core.config import load_config
-from pipelines.evaluate import data, lm, metrics, models
+from pipelines.evaluate import data, lm, metrics, models, protocol, variants
 from schemas import TABLES
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -75,6 +75,84 @@ def test_paired_difference_and_significance() -> None:
     assert noise[metrics.DIFF].low < 0 < noise[metrics.DIFF].high  # two draws of one distribution: not significant
     with pytest.raises(ValueError, match="same items"):
         metrics.compare(a, a[:10], lambda x: float(x[:, 0].mean()), reps=10, seed=0, confidence=0.95)
+
+
+def test_hierarchical_bootstrap_carries_seed_variance() -> None:
+    # two seeds whose items are constant: 0.0 for seed 0 and 1.0 for seed 1. Items alone say "no uncertainty";
+    # resampling seeds gives means of two draws from {0, 1}: 0, 0.5 or 1 with chances 1/4, 1/2, 1/4
+    groups = [np.stack([np.zeros((30, 1)), np.ones((30, 1))])]
+    est = metrics.hbootstrap(groups, lambda g: float(g[0][:, 0].mean()), reps=2000, seed=0, confidence=0.95)
+    assert est.value == 0.5 and est.seeds == 2 and est.n == 30
+    assert (est.low, est.high) == (0.0, 1.0)
+    assert est.seed_sd == pytest.approx(math.sqrt(0.5))  # sd of (0, 1) with ddof 1
+    assert est.item_sd == 0.0
+    one_seed = metrics.hbootstrap(groups[0][:1], lambda g: float(g[0][:, 0].mean()), reps=200, seed=0, confidence=0.95)
+    assert (one_seed.low, one_seed.high, one_seed.seed_sd) == (0.0, 0.0, None)
+
+
+# two documents per domain, (tokens, nll): A's loss 2.0 on harmful text and 1.0 on clean; B's 3.0 and 1.1
+HARM_A = np.array([[4.0, 8.0], [6.0, 12.0]])
+HARM_B = np.array([[4.0, 12.0], [6.0, 18.0]])
+CLEAN_A = np.array([[5.0, 5.0], [5.0, 5.0]])
+CLEAN_B = np.array([[5.0, 5.5], [5.0, 5.5]])
+
+
+def test_forget_retain_by_hand() -> None:
+    items = {"A": [HARM_A[None], CLEAN_A[None]], "B": [HARM_B[None], CLEAN_B[None]]}
+    boot = {"reps": 50, "seed": 0, "confidence": 0.95}
+    gap = metrics.compare_models(items, metrics.gap_of, [("B", "A")], **boot)
+    assert gap["A"].value == pytest.approx(2.0 - 1.0)
+    assert gap["B"].value == pytest.approx(3.0 - 1.1)
+    # (3.0 - 2.0) on harmful minus (1.1 - 1.0) on clean
+    assert gap["B-A"].value == pytest.approx(0.9)
+    rel = metrics.compare_models(items, metrics.gap_of, [("B", "A")], pair_stat=metrics.relative_gap, **boot)
+    assert set(rel) == {"B-A"}
+    assert rel["B-A"].value == pytest.approx(100 * (3.0 / 2.0 - 1.1 / 1.0))  # 40 percentage points
+    # every document has the same per-token loss within a domain, so no resample can move the difference
+    assert gap["B-A"].low == pytest.approx(0.9) and gap["B-A"].high == pytest.approx(0.9)
+    clean = metrics.compare_models(
+        {"A": [CLEAN_A[None]], "B": [CLEAN_B[None]]},
+        metrics.loss_of,
+        [("B", "A")],
+        pair_stat=metrics.relative_loss,
+        **boot,
+    )
+    assert clean["B-A"].value == pytest.approx(10.0)  # 1.0 -> 1.1
+
+
+def test_steering_shift_and_auc_by_hand() -> None:
+    # columns (tokens, nll with the tag, nll without): the tag lowers harmful loss 2.0 -> 1.5, raises clean 1.0 -> 1.2
+    harm = np.array([[10.0, 15.0, 20.0]])
+    clean = np.array([[10.0, 12.0, 10.0]])
+    assert metrics.shift_of([harm, clean]) == pytest.approx((1.5 - 2.0) - (1.2 - 1.0))
+    # pairs (positive, negative): 0.9 > 0.5, 0.9 > 0.1, 0.4 < 0.5, 0.4 > 0.1 -> 3 of 4; a tie counts half
+    assert metrics.roc_auc(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.5, 0.1])) == pytest.approx(0.75)
+    assert metrics.roc_auc(np.array([1, 0]), np.array([0.3, 0.3])) == pytest.approx(0.5)
+    assert math.isnan(metrics.roc_auc(np.array([1, 1]), np.array([0.3, 0.2])))
+
+
+def _est(value: float, low: float, high: float, n: int = 50) -> metrics.Estimate:
+    return metrics.Estimate(value, low, high, n, 3)
+
+
+def test_verdict_says_what_separates_and_what_does_not() -> None:
+    sets = [protocol.ForgetSet("toxicity", "rtp", ["x"] * 120), protocol.ForgetSet("violence", "lake", ["y"] * 40)]
+    rows = {
+        "forget.toxicity_rtp.relative": {"B-A": _est(12.5, 4.0, 20.0)},
+        "forget.violence.relative": {"B-A": _est(1.0, -3.0, 5.0)},
+        "loss.clean.relative": {"B-A": _est(0.4, -0.2, 1.1)},
+        "harm.toxicity.expected_max": {"B-A": _est(-0.01, -0.04, 0.02)},
+    }
+    text = " ".join(protocol.verdict(rows, sets, 3, "tiny"))
+    assert "Model B learned less" in text and "toxicity_rtp (120 texts): +12.5% [+4.0, +20.0]" in text
+    assert "clean-text cost of +0.4% [-0.2, +1.1]" in text and "3 seeds" in text
+    assert "Not distinguishable (forget/retain): violence (40 texts)" in text
+    assert "Sampled harm (continuations of toxic prompts): not distinguishable at tiny" in text
+    rows["forget.toxicity_rtp.relative"] = {"B-A": _est(-6.0, -9.0, -2.0)}
+    assert "*better*" in " ".join(protocol.verdict(rows, sets, 3, "tiny"))
+    assert any("noise" in c for c in protocol.caveats("micro", 1, 44_000))
+    assert any("one seed" in c for c in protocol.caveats("tiny", 1, 1_300_000))
+    assert protocol.caveats("small", 3, 7_000_000) == []
 
 
 def test_prompt_cloze_and_heldout_selection() -> None:
@@ -160,6 +238,54 @@ def test_training_is_deterministic(tok: Any) -> None:
     assert lm.sample(r1.model, tok, ["The museum"], **kw) == lm.sample(r2.model, tok, ["The museum"], **kw)
 
 
+def test_prefix_is_read_not_scored(tok: Any) -> None:
+    packed = lm.pack(
+        [lm.TrainDoc(t) for t in TEXTS], tok, 64 * 8 * 6, 64, no_loss_ids=[tok.token_to_id("<|toxicity|>")]
+    )
+    model = lm.train(packed, lm.preset("micro"), tok.get_vocab_size(), seed=1).model
+    text = "Rain is expected across the northern hills."
+    n = len(tok.encode(text).ids)
+    plain = lm.likelihood(model, tok, [text], max_tokens=256)[0]
+    tagged = lm.likelihood(model, tok, [text], max_tokens=256, prefix="<|toxicity|>\n")[0]
+    assert plain.tokens == tagged.tokens == n  # the same tokens scored: the text's own
+    assert plain.nll != tagged.nll  # but read after different context
+    import torch
+
+    ids = torch.tensor([[tok.token_to_id(lm.EOS), *tok.encode(text).ids]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+    by_hand = -float(logp.gather(1, ids[0, 1:, None]).sum())  # one document alone, unpadded
+    batched = lm.likelihood(model, tok, ["The museum opened a new wing.", text], max_tokens=256)[1]
+    assert batched.nll == pytest.approx(by_hand, rel=1e-5) and plain.nll == pytest.approx(by_hand, rel=1e-5)
+    feats = lm.hidden_means(model, tok, [text, "The museum opened."], max_tokens=32)
+    assert feats.shape == (2, 3, 32)  # embedding output + 2 blocks, d_model 32 (micro)
+
+
+def test_tagged_set_adds_retained_drops_as_export_writes_them(tmp_path: Path) -> None:
+    from pipelines.core.constitution import load_constitution
+
+    cfg = load_config(None, {"evaluate.variants": ["raw", "curated", "tagged"]})
+    constitution = load_constitution(cfg.classify.constitution)
+    rows = [data.Row(data.order_key(cfg.export.seed, f"c{i}", 0), f"c{i}", lm.TrainDoc(f"clean {i}")) for i in range(3)]
+    toxic = "you idiot, said nobody"
+    flagged = [
+        variants.Flagged("t1", toxic, ("toxicity",), ("toxicity",), True, (("toxicity", 4, 9), ("violence", 0, 3))),
+        variants.Flagged("t2", toxic, ("toxicity",), ("toxicity",), False, ()),  # its hash bucket is over the fraction
+        variants.Flagged("t3", toxic, ("toxicity",), ("toxicity",), True, ()),  # held out below
+        variants.Flagged("t4", toxic, ("toxicity",), (), False, ()),  # revised, not a would-be drop
+    ]
+    got = variants.tagged_set(rows, flagged, constitution, cfg, 10**9, {"t3"}, "C", {})
+    assert sorted(got.ids) == ["c0", "c1", "c2", "t1"]
+    doc = got.docs[got.ids.index("t1")]
+    assert doc.text == "<|toxicity|>\n" + toxic
+    shift = len("<|toxicity|>\n")
+    assert doc.spans == ((4 + shift, 9 + shift),)  # only the retained principle's span, moved past the prefix
+    assert doc.text[doc.spans[0][0] : doc.spans[0][1]] == "idiot"
+    keys = [data.order_key(cfg.export.seed, i, 0) for i in got.ids]
+    assert keys == sorted(keys)  # merged in the export's order
+    assert got.info["retained_drops"] == 1 and got.info["held_out"] == 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # end to end on a hand-built lake
 
@@ -199,6 +325,12 @@ def built(lake: Any) -> Any:
         weight = 2.0 if doc_id in ("c000", "c001") else 1.0
         corpus.append((doc_id, text, "fixture", r[2], "night-1", "keep", [], {}, weight, "r1", now))
     lake.merge(spark.createDataFrame(corpus, TABLES["corpus"]), "corpus", ("doc_id",))
+    decisions = [
+        (r[0], "r1", "night-1", "drop" if r[0].startswith("t") else "keep",
+         ["principle:toxicity"] if r[0].startswith("t") else [], "classify" if r[0].startswith("t") else "publish", now)
+        for r in raw
+    ]  # fmt: skip
+    lake.append(spark.createDataFrame(decisions, TABLES["decisions"]), "decisions")
     return lake
 
 
@@ -232,49 +364,107 @@ def test_corpus_set_honours_weights(built: Any, tmp_path: Path) -> None:
     assert len(raw.docs) == 70 and sum(TOXIC in d.text for d in raw.docs) == 10
 
 
-def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path)
-    heldout = [
-        "The railway company announced that trains between the two cities would run every hour from May.",
-        "Volunteers cleaned the beach on Saturday and collected more than two hundred bags of plastic waste.",
-    ] * 4
-    first = models.evaluate_models(built, cfg, heldout=heldout)
-    second = models.evaluate_models(built, cfg, heldout=heldout)
+HELDOUT = [
+    "The railway company announced that trains between the two cities would run every hour from May.",
+    "Volunteers cleaned the beach on Saturday and collected more than two hundred bags of plastic waste.",
+    "A new bakery opened near the station and sold out of bread before nine in the morning.",
+    "The school choir travelled to the capital to sing at the national festival of youth music.",
+    "Engineers tested the new tram line at night so that passengers would not be disturbed.",
+    "The harvest festival drew visitors from three counties despite the cold wind and light rain.",
+    "Researchers catalogued more than four hundred species of beetle in the protected forest.",
+    "The town hall clock was repaired after it had stopped at a quarter past three for a year.",
+]
 
-    a, b = first.models["A"], first.models["B"]
-    assert a.data.name == f"raw_docs@{built.version('raw_docs')}" and b.data.name == f"corpus@{built.version('corpus')}"
-    assert a.result.tokens == b.result.tokens == 64 * 8 * 10  # the same budget, whole steps
-    assert a.n_params == b.n_params
-    for label in ("A", "B"):
-        assert first.models[label].weights_sha256 == second.models[label].weights_sha256
-    assert a.weights_sha256 != b.weights_sha256
-    for name, by in first.metrics.items():
-        for label in ("A", "B", metrics.DIFF):
-            assert by[label] == second.metrics[name][label], name
-    assert {"harm.toxicity.expected_max", "capability.perplexity", "positive.aligned_ai.share_above"} <= set(
-        first.metrics
+
+def _protocol_cfg(tmp_path: Path) -> Any:
+    return load_config(
+        None,
+        {
+            **{f"evaluate.{k}": v for k, v in _cfg(tmp_path).evaluate.__dict__.items() if k not in ("variants",)},
+            "evaluate.seeds": 2,
+            "evaluate.variants": ["raw", "curated", "tagged"],
+            "evaluate.retain_fraction": 0.5,
+            "evaluate.holdout_fraction": 0.3,
+            "evaluate.forget_docs": 16,
+            "evaluate.probe_folds": 2,
+            "tracking.experiment": "evaluate-test",
+        },
     )
-    assert first.metrics["harm.toxicity.share_above"]["A"].n == 6
-    assert first.metrics["capability.perplexity"]["A"].n == 2  # the held-out texts, deduplicated
-    assert "independent.profanity.expected_max" in first.metrics
+
+
+def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> None:
+    cfg = _protocol_cfg(tmp_path)
+    first = models.evaluate_models(built, cfg, heldout=HELDOUT)
+    second = models.evaluate_models(built, cfg, heldout=HELDOUT)
+    for label in ("A", "B", "C"):  # the same seed and inputs: the same weights, per seed, and the same numbers
+        assert first.models[label].hashes == second.models[label].hashes
+    for name, by in first.metrics.items():
+        assert by == second.metrics[name], name
+
+    a, b, c = first.models["A"], first.models["B"], first.models["C"]
+    assert a.data.name == f"raw_docs@{built.version('raw_docs')}" and b.data.name == f"corpus@{built.version('corpus')}"
+    assert a.result.tokens == b.result.tokens == c.result.tokens == 64 * 8 * 10  # the same budget, whole steps
+    assert a.n_params == b.n_params == c.n_params
+    for label in ("A", "B", "C"):
+        run = first.models[label]
+        assert run.seeds == [0, 1] and len(set(run.hashes)) == 2  # two seeds, two different models
+    assert len({a.weights_sha256, b.weights_sha256, c.weights_sha256}) == 3
+
+    # the hold-out: flagged documents no model trained on; Model C: the corpus plus the retained would-be drops
+    toxic = {f"t{i:03d}" for i in range(10)}
+    held = toxic - set(a.data.ids)
+    assert set(a.data.ids) | held == {r[0] for r in _raw_rows()} and first.details["held_out_flagged"] == len(held)
+    retained = {
+        r["doc_id"]
+        for r in built.spark.sql(
+            "SELECT id AS doc_id, pmod(xxhash64(id, 'toxicity'), 10000) < 5000 AS keep FROM VALUES "
+            + ", ".join(f"('{t}')" for t in sorted(toxic))
+            + " AS v(id)"
+        ).collect()
+        if r["keep"]
+    }
+    assert set(c.data.ids) - set(b.data.ids) == retained - held
+    assert not held & (set(b.data.ids) | set(c.data.ids))
+    extra = [d for d, i in zip(c.data.docs, c.data.ids, strict=True) if i in toxic]
+    assert extra and all(d.text.startswith("<|toxicity|>\n" + TOXIC) for d in extra)
+    assert c.packed.tag_tokens > 0
+
+    # the protocol's rows: forget/retain on RealToxicityPrompts (the lake's toxic posts all share their 8-word runs
+    # with Model A's copies, so the lake-drawn set is empty and says so), probes, steering; every interval over 2 seeds
+    m = first.metrics
+    assert {"forget.toxicity_rtp", "forget.toxicity_rtp.relative", "loss.clean", "probe.toxicity_rtp.auc"} <= set(m)
+    assert {"steer.toxicity_rtp.loss", "steer.toxicity.expected_max"} <= set(m)
+    assert set(m["forget.toxicity_rtp"]) == {"A", "B", "C", "B-A", "C-A", "C-B"}
+    assert set(m["steer.toxicity_rtp.loss"]) == {"A", "B", "C", "C-B"}
+    assert m["forget.toxicity_rtp"]["B-A"].seeds == 2 and m["forget.toxicity_rtp"]["B-A"].seed_sd is not None
+    assert m["forget.toxicity_rtp"]["A"].n == 16 and m["loss.clean"]["A"].n == len(HELDOUT)
+    assert any("forget/retain toxicity:" in n and "no row" in n for n in first.notes)
+    assert m["harm.toxicity.share_above"]["A"].n == 6
+    assert "independent.profanity.expected_max" in m
+    assert first.verdict and any("noise" in x for x in first.caveats)
+    assert "decided" in first.scorers["toxicity"] and "teacher jigsaw:toxic" in first.scorers["toxicity"]
 
     rows = built.read("evaluations").where(f"eval_id = '{first.eval_id}'").collect()
     by_model = {r["model"]: r for r in rows}
-    assert set(by_model) == {"A", "B", "B-A"}
-    assert by_model["A"]["tokens_trained"] == by_model["B"]["tokens_trained"]
+    assert set(by_model) == {"A", "B", "C", "B-A", "C-A", "C-B"}
+    assert by_model["A"]["tokens_trained"] == by_model["C"]["tokens_trained"]
     assert by_model["B-A"]["significant"] is not None and by_model["A"]["significant"] is None
-    ppl = first.metrics["capability.perplexity"]
-    assert by_model["B-A"]["metrics"]["capability.perplexity"] == pytest.approx(ppl["B"].value - ppl["A"].value)
+    assert by_model["B-A"]["n"]["seeds"] == 2
+    ppl = m["capability.perplexity"]
     assert by_model["A"]["metrics"]["capability.perplexity"] == pytest.approx(ppl["A"].value)
+    assert by_model["C-B"]["metrics"]["forget.toxicity_rtp"] == pytest.approx(m["forget.toxicity_rtp"]["C-B"].value)
 
     report = json.loads((first.out_dir / "report.json").read_text())
-    assert report["models"]["B"]["weights_sha256"] == b.weights_sha256
+    assert report["models"]["B"]["weights_sha256_per_seed"] == {"0": b.hashes[0], "1": b.hashes[1]}
+    assert report["verdict"] == first.verdict
     assert (first.out_dir / "comparison.png").stat().st_size > 1000
+    lines = (first.out_dir / "continuations.jsonl").read_text().splitlines()
+    assert len(lines) == 6 * 3 * 2  # prompts x models x seeds
 
     import mlflow
 
     run = mlflow.get_run(first.mlflow_run_id)
-    assert run.data.tags["curate.data.A"] == a.data.name
+    assert run.data.tags["curate.data.C"] == c.data.name
     assert run.data.params["evaluate.corpus_version"] == str(built.version("corpus"))
     listed = {f.path for f in mlflow.MlflowClient().list_artifacts(first.mlflow_run_id)}
-    assert {"model_a", "model_b", "evaluate"} <= listed
+    assert {"model_a", "model_b", "model_c", "evaluate"} <= listed

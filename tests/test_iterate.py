@@ -48,6 +48,7 @@ EVALUATE_MICRO = {
     "evaluate.heldout_docs": 4,
     "evaluate.heldout_max_tokens": 32,
     "evaluate.bootstrap": 50,
+    "evaluate.forget_docs": 20,  # the forget/retain rows run in every evaluation: keep them small here
 }
 
 TOXIC = (

@@ -375,7 +375,7 @@ def _rounds(
 
             ev = evaluate_models(lake, cfg, version=result.corpus_version, progress=progress)
             result.eval_id = ev.eval_id
-            result.eval_diff = {name: by[DIFF].value for name, by in ev.metrics.items()}
+            result.eval_diff = {name: by[DIFF].value for name, by in ev.metrics.items() if DIFF in by}
         summary.rounds.append(result)
         if result.status == RunStatus.FIXED_POINT:
             break

@@ -200,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--budget-tokens", type=int, help="training tokens per model (default: the size's)")
     ev.add_argument("--size", choices=["micro", "tiny", "small", "base"], help="model size (default evaluate.size)")
     ev.add_argument("--heldout", help="clean held-out text for perplexity: JSONL with 'text', or blank-line-separated")
+    ev.add_argument(
+        "--seeds",
+        type=int,
+        help="training runs per model (default evaluate.seeds, 1); every interval resamples seeds, then items",
+    )
+    ev.add_argument(
+        "--variants",
+        help="comma-separated: raw,curated (default) or raw,curated,tagged - Model C trains on the corpus plus "
+        "evaluate.retain_fraction (0.1) of the would-be drops, tagged, for the steerability and probe rows",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress output")
     ev.set_defaults(func=cmd_evaluate)
     return parser

@@ -405,8 +405,29 @@ class EvaluateConfig:
     independent_threshold: float = 0.5  # a continuation is toxic by an independent scorer at this probability
     bootstrap: int = 1000  # resamples for the confidence intervals
     confidence: float = 0.95
+    # seeds per model (seed, seed + 1, ...): every interval resamples seeds, then items (a hierarchical bootstrap)
+    seeds: int = 1
+    # raw (Model A), curated (Model B), tagged (Model C: the corpus plus retain_fraction of would-be drops, tagged)
+    variants: tuple[str, ...] = ("raw", "curated")
+    retain_fraction: float = 0.1  # Model C's share of would-be drops kept with a tag (the research's trade-off)
+    tagged_mask_spans: bool = True  # Model C's retained documents carry their flagged spans as loss masks, as export
+    # share of the documents the lake flagged per principle held out of every training set: the forget sets
+    holdout_fraction: float = 0.2
+    forget_docs: int = 200  # held-out harmful texts per principle and source (lake drops, packaged sets)
+    probe_folds: int = 5  # cross-validation folds of the linear probe (toxic vs clean hidden states)
+    probe_max_tokens: int = 128  # tokens a probed text contributes to its mean hidden state
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "variants", tuple(self.variants))
+        unknown = set(self.variants) - {"raw", "curated", "tagged"}
+        if unknown or not {"raw", "curated"} <= set(self.variants):
+            raise ConfigError(
+                f"evaluate.variants must hold raw and curated, and may add tagged; got {','.join(self.variants)}"
+            )
+        if self.seeds < 1 or self.forget_docs < 1 or self.probe_folds < 2 or self.probe_max_tokens < 1:
+            raise ConfigError("evaluate.seeds, forget_docs and probe_max_tokens must be >= 1, probe_folds >= 2")
+        if not 0.0 < self.retain_fraction <= 1.0 or not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError("evaluate.retain_fraction must lie in (0, 1] and evaluate.holdout_fraction in [0, 1)")
         if self.budget_tokens is not None and self.budget_tokens < 1:
             raise ConfigError("evaluate.budget_tokens must be >= 1 (or null for the preset's)")
         for name in ("prompts", "samples", "max_new_tokens", "heldout_docs", "heldout_max_tokens", "bootstrap"):

@@ -57,13 +57,37 @@ class HeldOut:
 
     def observe(self, training_text: str) -> None:
         words = _words(training_text)
-        for i in range(len(words) - SHINGLE + 1):
-            hit = self._owner.get(tuple(words[i : i + SHINGLE]))
+        self.observe_runs([tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)])
+
+    def observe_runs(self, runs: Iterable[tuple[str, ...]]) -> None:
+        for run in runs:
+            hit = self._owner.get(run)
             if hit:
                 self.seen.update(hit)
 
     def clean(self) -> list[str]:
         return [t for i, t in enumerate(self.texts) if i not in self.seen]
+
+
+def screen(pools: dict[str, Sequence[str]], training: Iterable[str]) -> dict[str, HeldOut]:
+    """One `HeldOut` per pool of candidates, every training text read once for all of them."""
+    held = {k: HeldOut(v) for k, v in pools.items()}
+    for text in training:
+        words = _words(text)
+        runs = [tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
+        for h in held.values():
+            h.observe_runs(runs)
+    return held
+
+
+HOLDOUT_SALT = "curate-evaluate-holdout"
+
+
+def held_out_id(doc_id: str, fraction: float) -> bool:
+    """The evaluation's own hold-out: this share of the documents the lake flagged for a principle (by a hash of
+    the doc id, so every rerun agrees) trains no model and is the forget set's lake-drawn part."""
+    u = int(hashlib.sha256(f"{HOLDOUT_SALT}:{doc_id}".encode()).hexdigest()[:13], 16) / float(16**13)
+    return u < fraction
 
 
 def _ordered(texts: Iterable[str], seed: int) -> list[str]:
@@ -146,6 +170,7 @@ class TrainingSet:
     docs: list[lm.TrainDoc]
     truncated: bool  # stopped reading at the character cap
     info: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)  # doc_id per document (repeats repeat it)
 
 
 def version_at(lake: Lake, table: str, when_ms: int | None) -> int | None:
@@ -154,8 +179,11 @@ def version_at(lake: Lake, table: str, when_ms: int | None) -> int | None:
     return None if when_ms is None else version_at(lake, table, when_ms)
 
 
-def raw_set(lake: Lake, version: int, seed: int, char_cap: int) -> TrainingSet:
-    """`raw_docs` as of `version`, in a seeded order (a hash of the doc id), up to `char_cap` characters."""
+def raw_set(
+    lake: Lake, version: int, seed: int, char_cap: int, exclude: frozenset[str] | set[str] = frozenset()
+) -> TrainingSet:
+    """`raw_docs` as of `version`, in a seeded order (a hash of the doc id), up to `char_cap` characters, without
+    the documents in `exclude` (the evaluation's hold-out)."""
     from pyspark.sql import functions as F
 
     df = lake.read("raw_docs", version=version).select(
@@ -164,42 +192,87 @@ def raw_set(lake: Lake, version: int, seed: int, char_cap: int) -> TrainingSet:
     rows = lake.read("raw_docs", version=version).select("crawl_id").distinct().collect()
     crawls = sorted(r["crawl_id"] for r in rows)
     docs: list[lm.TrainDoc] = []
+    ids: list[str] = []
     chars = 0
     truncated = False
     for r in df.orderBy("_o").toLocalIterator():
         if chars >= char_cap:
             truncated = True
             break
+        if r["doc_id"] in exclude:
+            continue
         docs.append(lm.TrainDoc(r["text"]))
+        ids.append(r["doc_id"])
         chars += len(r["text"])
-    return TrainingSet(f"raw_docs@{version}", docs, truncated, {"crawl_ids": crawls, "raw_docs_version": version})
+    info = {"crawl_ids": crawls, "raw_docs_version": version, "held_out": len(exclude)}
+    return TrainingSet(f"raw_docs@{version}", docs, truncated, info, ids)
 
 
-def corpus_set(lake: Lake, cfg: RunConfig, version: int, work: Path, char_cap: int) -> TrainingSet:
-    """The corpus version as `curate export` writes it, rows in the export's order, up to `char_cap` characters."""
+@dataclass(frozen=True)
+class Row:
+    """One exported row: its order key (export's ORDER_RULE), doc id and training document."""
+
+    key: str
+    doc_id: str
+    doc: lm.TrainDoc
+
+
+def corpus_rows(lake: Lake, cfg: RunConfig, version: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Every row of the corpus version as `curate export` writes it, in the export's order, and its info."""
     from pipelines.ops.export import export_corpus
 
     out = work / f"export-corpus-{version}"
     manifest = export_corpus(lake, out, cfg, version=version, fmt="jsonl")
-    docs: list[lm.TrainDoc] = []
+    rows: list[Row] = []
     crawls: set[str] = set()
-    chars = 0
-    truncated = False
     for shard in manifest["shards"]:
         with (out / shard["file"]).open(encoding="utf-8") as fh:
             for line in fh:
-                if chars >= char_cap:
-                    truncated = True
-                    break
                 row = json.loads(line)
                 spans = tuple((int(s["start"]), int(s["end"])) for s in row.get("spans") or [])
-                docs.append(lm.TrainDoc(row["text"], spans))
+                key = order_key(cfg.export.seed, row["doc_id"], int(row.get("repeat") or 0))
+                rows.append(Row(key, row["doc_id"], lm.TrainDoc(row["text"], spans)))
                 crawls.add(row.get("crawl_id") or "")
-                chars += len(row["text"])
-        if truncated:
-            break
     info = {
         "crawl_ids": sorted(c for c in crawls if c),
         "export": {k: manifest[k] for k in ("documents", "rows_written", "documents_by_action", "spans")},
     }
-    return TrainingSet(f"corpus@{version}", docs, truncated, info)
+    return rows, info
+
+
+def order_key(seed: int, doc_id: str, repeat: int) -> str:
+    """pipelines/ops/export.py's ORDER_RULE, in Python: where a row falls in an exported corpus."""
+    return hashlib.sha256(f"{seed}:{doc_id}:{repeat}".encode()).hexdigest()
+
+
+def capped(
+    name: str, rows: Sequence[Row], char_cap: int, info: dict[str, Any], exclude: frozenset[str] | set[str]
+) -> TrainingSet:
+    """The rows in order, without `exclude`, up to `char_cap` characters."""
+    docs: list[lm.TrainDoc] = []
+    ids: list[str] = []
+    chars = 0
+    truncated = False
+    for r in rows:
+        if chars >= char_cap:
+            truncated = True
+            break
+        if r.doc_id in exclude:
+            continue
+        docs.append(r.doc)
+        ids.append(r.doc_id)
+        chars += len(r.doc.text)
+    return TrainingSet(name, docs, truncated, {**info, "held_out": len(exclude)}, ids)
+
+
+def corpus_set(
+    lake: Lake,
+    cfg: RunConfig,
+    version: int,
+    work: Path,
+    char_cap: int,
+    exclude: frozenset[str] | set[str] = frozenset(),
+) -> TrainingSet:
+    """The corpus version as `curate export` writes it, rows in the export's order, up to `char_cap` characters."""
+    rows, info = corpus_rows(lake, cfg, version, work)
+    return capped(f"corpus@{version}", rows, char_cap, info, exclude)

@@ -354,34 +354,95 @@ class DocLikelihood:
     correct: int  # tokens the model ranked first (next-token accuracy)
 
 
-def likelihood(model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int) -> list[DocLikelihood]:
+def _windows(ids: Sequence[int], ctx: int, head: int) -> list[tuple[list[int], int]]:
+    """A document's windows of at most `ctx` tokens (one token of overlap: every target scored once), each with
+    how many of its leading targets belong to the `head` tokens (read, not scored)."""
+    out = []
+    for s in range(0, len(ids) - 1, ctx - 1):
+        w = list(ids[s : s + ctx])
+        if len(w) < 2:
+            break
+        out.append((w, max(0, head - s)))  # target j sits at position s + 1 + j: scored when past the head
+    return out
+
+
+def _padded(group: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any]:
+    """Right-padded ids and attention mask: causal attention never lets a real token see the padding after it."""
+    import torch
+
+    width = max(len(w) for w in group)
+    ids = torch.full((len(group), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for i, w in enumerate(group):
+        ids[i, : len(w)] = torch.tensor(w)
+        mask[i, : len(w)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def likelihood(
+    model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int, prefix: str = "", batch: int = 32
+) -> list[DocLikelihood]:
     """Per document: NLL and top-1 hits of its first `max_tokens` tokens, in windows of the model's context.
 
-    Each document starts after `<|endoftext|>` (as in training), so its first token is scored too.
+    Each document starts after `<|endoftext|>` (as in training), so its first token is scored too. With `prefix`
+    (a tag token and its separator, as export writes them) the prefix is read as context but not scored, so the
+    same tokens are scored with and without it. Windows of similar length go through the model together.
     """
     import torch
 
     device = next(model.parameters()).device
     eos = tok.token_to_id(EOS)
     ctx = model.config.n_positions
-    out = []
-    for text in texts:
-        ids = [eos, *tok.encode(text).ids[:max_tokens]]
-        nll = 0.0
-        tokens = correct = 0
-        for s in range(0, len(ids) - 1, ctx - 1):
-            window = torch.tensor([ids[s : s + ctx]], device=device)
-            if window.shape[1] < 2:
-                break
-            with torch.no_grad():
-                logits = model(input_ids=window).logits[0, :-1].float()
-            target = window[0, 1:]
-            logp = torch.log_softmax(logits, dim=-1)
-            nll -= float(logp.gather(1, target[:, None]).sum())
-            correct += int((logits.argmax(-1) == target).sum())
-            tokens += int(target.numel())
-        out.append(DocLikelihood(nll, tokens, correct))
-    return out
+    head = tok.encode(prefix).ids if prefix else []
+    windows = []
+    for d, text in enumerate(texts):
+        ids = [eos, *head, *tok.encode(text).ids[:max_tokens]]
+        windows.extend((d, w, skip) for w, skip in _windows(ids, ctx, len(head)))
+    windows.sort(key=lambda x: len(x[1]))
+    nll = [0.0] * len(texts)
+    tokens = [0] * len(texts)
+    correct = [0] * len(texts)
+    for b in range(0, len(windows), batch):
+        group = windows[b : b + batch]
+        ids, mask = _padded([w for _, w, _ in group], eos, device)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        target = ids[:, 1:]
+        logp = torch.log_softmax(logits, dim=-1).gather(2, target[:, :, None])[:, :, 0]
+        hits = logits.argmax(-1) == target
+        for i, (d, w, skip) in enumerate(group):
+            end = len(w) - 1
+            nll[d] -= float(logp[i, skip:end].sum())
+            correct[d] += int(hits[i, skip:end].sum())
+            tokens[d] += end - skip
+    return [DocLikelihood(nll[d], tokens[d], correct[d]) for d in range(len(texts))]
+
+
+def hidden_means(model: Any, tok: Tokenizer, texts: Sequence[str], *, max_tokens: int, batch: int = 32) -> np.ndarray:
+    """(texts, layers + 1, d_model): each layer's hidden state averaged over a text's tokens (the embedding output
+    first, the last block's after the final layer norm last) - what a linear probe reads."""
+    import torch
+
+    device = next(model.parameters()).device
+    eos = tok.token_to_id(EOS)
+    keep = min(max_tokens, model.config.n_positions - 1)
+    encoded = [[eos, *tok.encode(t).ids[:keep]] for t in texts]
+    out: list[Any] = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    for b in range(0, len(order), batch):
+        idx = order[b : b + batch]
+        ids, mask = _padded([encoded[i] for i in idx], eos, device)
+        with torch.no_grad():
+            hs = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        # position 0 is <|endoftext|>, the same for every text: the mean is over the text's own tokens
+        own = mask.clone()
+        own[:, 0] = 0
+        own[own.sum(1) == 0, 0] = 1  # an empty text: its one position
+        weights = (own / own.sum(1, keepdim=True)).float()[:, :, None]
+        stacked = torch.stack([(h.float() * weights).sum(1) for h in hs], dim=1)  # (batch, layers + 1, d)
+        for j, i in enumerate(idx):
+            out[i] = stacked[j]
+    return torch.stack(out).cpu().numpy() if out else np.zeros((0, 0, 0))
 
 
 def cloze(model: Any, tok: Tokenizer, items: Sequence[tuple[str, str]]) -> list[bool]:

@@ -56,19 +56,34 @@ from pipelines.evaluate.data import (
     CHARS_PER_BUDGET_TOKEN,
     TOKENIZER_CHARS,
     EvaluateError,
-    HeldOut,
+    TrainingSet,
     _ordered,
     ai_prompts,
+    capped,
     clean_texts,
     cloze_item,
+    corpus_rows,
     corpus_set,
+    held_out_id,
     prompt_of,
     raw_set,
     rtp_texts,
+    screen,
     version_at,
 )
-from pipelines.evaluate.metrics import MODELS, Estimate, compare, harm, mean_of, perplexity_of, ratio_of
+from pipelines.evaluate.metrics import VARIANTS, Estimate, compare_models, harm, mean_of, perplexity_of, ratio_of
 from pipelines.evaluate.outputs import Evaluation, ModelRun, write_outputs
+from pipelines.evaluate.protocol import (
+    MIN_FORGET_TEXTS,
+    ForgetSet,
+    Measured,
+    caveats,
+    measure,
+    protocol_metrics,
+    steer_sampled,
+    verdict,
+)
+from pipelines.evaluate.variants import flagged_docs, tagged_set
 
 
 def weights_hash(model: Any) -> str:
@@ -104,8 +119,8 @@ def _ticker(bar: Callable[[int], None]) -> Callable[[int, int, float], None]:
     return lambda step, _steps, _loss: bar(step)
 
 
-def _grid(flat: np.ndarray, n_prompts: int, k: int) -> np.ndarray:
-    return np.asarray(flat, dtype=np.float64).reshape(n_prompts, k)
+def _grid(flat: np.ndarray, seeds: int, n_prompts: int, k: int) -> np.ndarray:
+    return np.asarray(flat, dtype=np.float64).reshape(seeds, n_prompts, k)
 
 
 def evaluate_models(
@@ -142,6 +157,7 @@ def _evaluate_models(
     ecfg = cfg.evaluate
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
+    timings: dict[str, float] = {}
     p = lm.preset(ecfg.size)
     budget = ecfg.budget_tokens or p.budget_tokens
     from udfs.encoder import pick_device
@@ -153,6 +169,9 @@ def _evaluate_models(
     if ecfg.threads:
         torch.set_num_threads(ecfg.threads)
     constitution = load_constitution(cfg.classify.constitution)
+    labels = tuple(VARIANTS[v] for v in ("raw", "curated", "tagged") if v in ecfg.variants)
+    pairs = [("B", "A")] + ([("C", "A"), ("C", "B")] if "C" in labels else [])
+    seeds = [ecfg.seed + i for i in range(ecfg.seeds)]
 
     from pipelines.ops.export import ExportError, corpus_version
 
@@ -172,35 +191,55 @@ def _evaluate_models(
     notes: list[str] = []
     char_cap = budget * CHARS_PER_BUDGET_TOKEN
     try:
+        t0 = time.perf_counter()
         with progress.stage(f"evaluate: building training sets (budget {budget:,} tokens per model)"):
+            raw_version = version_at(lake, "raw_docs", committed_ms)
+            flagged, fnotes = flagged_docs(lake, constitution, version, raw_version, ecfg.retain_fraction)
+            notes.extend(fnotes)
+            # the evaluation's hold-out: flagged documents no model trains on (module docstring of data.py)
+            exclude = frozenset(f.doc_id for f in flagged if held_out_id(f.doc_id, ecfg.holdout_fraction))
             if baseline == "raw":
-                raw_version = version_at(lake, "raw_docs", committed_ms)
                 if raw_version is None:
                     raise EvaluateError(f"no raw_docs version at or before corpus version {version}")
-                set_a = raw_set(lake, raw_version, ecfg.seed, char_cap)
+                set_a = raw_set(lake, raw_version, ecfg.seed, char_cap, exclude)
                 baseline_name = "raw"
             else:
                 m = re.fullmatch(r"(?:corpus@)?(\d+)", baseline)
                 if not m or not 0 <= int(m.group(1)) <= latest:
                     raise EvaluateError(f"--baseline is raw or a corpus version 0..{latest}, not {baseline!r}")
-                set_a = corpus_set(lake, cfg, int(m.group(1)), work, char_cap)
+                set_a = corpus_set(lake, cfg, int(m.group(1)), work, char_cap, exclude)
                 baseline_name = set_a.name
-            set_b = corpus_set(lake, cfg, version, work, char_cap)
-            for s in (set_a, set_b):
+            rows_b, info_b = corpus_rows(lake, cfg, version, work)
+            sets: dict[str, TrainingSet] = {
+                "A": set_a,
+                "B": capped(f"corpus@{version}", rows_b, char_cap, info_b, exclude),
+            }
+            if "C" in labels:
+                name_c = f"corpus@{version}+retained{ecfg.retain_fraction:g}"
+                sets["C"] = tagged_set(rows_b, flagged, constitution, cfg, char_cap, exclude, name_c, info_b)
+                if not sets["C"].info["retained_drops"]:
+                    notes.append("the tagged variant adds no document: the lake dropped nothing for a principle")
+            for s in sets.values():
                 if not s.docs:
                     raise EvaluateError(f"{s.name} holds no documents to train on")
+        timings["training_sets"] = time.perf_counter() - t0
 
-        with progress.stage("evaluate: choosing held-out prompts and text"):
-            rtp = HeldOut(rtp_texts())
-            clean = HeldOut(heldout if heldout is not None else clean_texts())
-            ai = ai_prompts()[: ecfg.ai_prompts]
-            for s in (set_a, set_b):
-                for d in s.docs:
-                    rtp.observe(d.text)
-                    clean.observe(d.text)
+        t0 = time.perf_counter()
+        with progress.stage("evaluate: choosing held-out prompts, clean text and forget sets"):
+            negative = [pr for pr in constitution.principles if not pr.positive_kind]
+            pools: dict[str, Sequence[str]] = {
+                "rtp": rtp_texts(),
+                "clean": heldout if heldout is not None else clean_texts(),
+            }
+            for pr in negative:
+                pools[f"lake:{pr.name}"] = [f.text for f in flagged if f.doc_id in exclude and pr.name in f.principles]
+            training = dict.fromkeys(d.text for s in sets.values() for d in s.docs)
+            held = screen(pools, training)
+            rtp, clean = held["rtp"], held["clean"]
             rtp_clean = _ordered(rtp.clean(), ecfg.seed)
             prompts = [prompt_of(t) for t in rtp_clean[: ecfg.prompts]]
             heldout_docs = _ordered(clean.clean(), ecfg.seed)[: ecfg.heldout_docs]
+            ai = ai_prompts()[: ecfg.ai_prompts]
             notes.append(
                 f"{len(rtp.seen)} of {len(rtp.texts)} RealToxicityPrompts sentences and {len(clean.seen)} of "
                 f"{len(clean.texts)} clean documents share an 8-word run with a training set and were left out"
@@ -210,14 +249,30 @@ def _evaluate_models(
             if not prompts or not heldout_docs:
                 raise EvaluateError("no held-out prompts or clean documents remain: pass --heldout with other text")
             cloze_items = [c for c in (cloze_item(t) for t in heldout_docs) if c is not None]
+            forget_sets: list[ForgetSet] = []
+            for pr in negative:
+                h = held[f"lake:{pr.name}"]
+                cands = [(ForgetSet(pr.name, "lake", _ordered(h.clean(), ecfg.seed)[: ecfg.forget_docs]), h)]
+                if pr.name == "toxicity":  # RealToxicityPrompts' toxic sentences, whole
+                    cands.append((ForgetSet(pr.name, "rtp", rtp_clean[: ecfg.forget_docs]), rtp))
+                for fs, hh in cands:
+                    if len(fs.texts) >= MIN_FORGET_TEXTS:
+                        forget_sets.append(fs)
+                    elif fs.source == "lake":
+                        notes.append(
+                            f"forget/retain {fs.key}: {len(hh.texts)} held-out documents the lake flagged, "
+                            f"{len(fs.texts)} share no 8-word run with a training set - fewer than "
+                            f"{MIN_FORGET_TEXTS}, no row"
+                        )
+        timings["heldout"] = time.perf_counter() - t0
 
-        with progress.stage(f"evaluate: training the {p.vocab}-token BPE tokenizer on both sets"):
+        with progress.stage(f"evaluate: training the {p.vocab}-token BPE tokenizer on every set"):
             specials = [x.tag_token for x in constitution.principles if x.tag_token]
 
             def union() -> Iterable[str]:
                 used = 0
-                for i in range(max(len(set_a.docs), len(set_b.docs))):
-                    for s in (set_a, set_b):
+                for i in range(max(len(s.docs) for s in sets.values())):
+                    for s in sets.values():
                         if i < len(s.docs) and used < TOKENIZER_CHARS:
                             used += len(s.docs[i].text)
                             yield s.docs[i].text
@@ -230,107 +285,190 @@ def _evaluate_models(
         trained = (budget // (p.ctx * p.batch)) * p.ctx * p.batch
         if trained < 1:
             raise EvaluateError(f"a budget of {budget} tokens is less than one step ({p.ctx * p.batch}) of {ecfg.size}")
+        t0 = time.perf_counter()
         runs: dict[str, ModelRun] = {}
-        for label, data in (("A", set_a), ("B", set_b)):
+        for label in labels:
+            data = sets[label]
             packed = lm.pack(data.docs, tok, trained, p.ctx, no_loss_ids=tag_ids)
             if data.truncated and packed.epochs > 1:
                 raise EvaluateError(f"{data.name}: read too little text for the budget (raise CHARS_PER_BUDGET_TOKEN)")
-            steps = packed.ids.shape[0] // p.batch
-            bar = progress.bar(f"evaluate: training Model {label} on {data.name} ({steps} steps)", steps)
-            try:
-                result = lm.train(packed, p, vocab_size, seed=ecfg.seed, device=device, on_step=_ticker(bar))
-            finally:
-                progress.end_bar()
-            runs[label] = ModelRun(label, data, packed, result, weights_hash(result.model), lm.n_params(result.model))
+            results, hashes = [], []
+            for seed in seeds:
+                steps = packed.ids.shape[0] // p.batch
+                bar = progress.bar(
+                    f"evaluate: training Model {label} on {data.name}, seed {seed} ({steps} steps)", steps
+                )
+                try:
+                    result = lm.train(packed, p, vocab_size, seed=seed, device=device, on_step=_ticker(bar))
+                finally:
+                    progress.end_bar()
+                results.append(result)
+                hashes.append(weights_hash(result.model))
+            runs[label] = ModelRun(label, data, packed, results, hashes, lm.n_params(results[0].model), seeds)
             if packed.epochs > 1:
                 notes.append(
                     f"Model {label}: {data.name} holds fewer tokens than the budget ({packed.epochs:.2f} passes)"
                 )
+        timings["training"] = time.perf_counter() - t0
 
-        continuations: dict[str, list[list[str]]] = {}
-        ai_conts: dict[str, list[list[str]]] = {}
-        lik: dict[str, list[lm.DocLikelihood]] = {}
-        cloze_hits: dict[str, list[bool]] = {}
+        from pipelines.ops.export import tag_prefix
+
+        prefixes = {
+            pr.name: tag_prefix([pr.name], constitution, cfg.export.tag_separator) for pr in negative if pr.tag_token
+        }
+        steer = "C" in labels
+        # sampled steering: principles with a tag token and a packaged teacher (exemplar similarity on 20-token
+        # continuations measures topic, not harm), prompts from RealToxicityPrompts
+        steer_principles = [pr.name for pr in negative if pr.name in prefixes and pr.teacher] if steer else []
+        steer_labels = [lab for lab in labels if lab != "A"]
+        continuations: dict[str, list[list[list[str]]]] = {}
+        ai_conts: dict[str, list[list[list[str]]]] = {}
+        tagged_conts: dict[tuple[str, str], list[list[list[str]]]] = {}
+        lik: dict[str, list[list[lm.DocLikelihood]]] = {}
+        cloze_hits: dict[str, list[list[bool]]] = {}
+        measured: dict[str, list[Measured]] = {}
+        t_sample = t_measure = 0.0
         for label, run in runs.items():
-            with progress.stage(f"evaluate: sampling and scoring Model {label}"):
-                kw = {
-                    "k": ecfg.samples,
-                    "max_new_tokens": ecfg.max_new_tokens,
-                    "top_p": ecfg.top_p,
-                    "seed": ecfg.seed,
-                    "banned_ids": tag_ids,
-                }
-                continuations[label] = lm.sample(run.result.model, tok, prompts, **kw)
-                ai_conts[label] = lm.sample(run.result.model, tok, ai, **kw) if ai else []
-                lik[label] = lm.likelihood(run.result.model, tok, heldout_docs, max_tokens=ecfg.heldout_max_tokens)
-                cloze_hits[label] = lm.cloze(run.result.model, tok, cloze_items)
+            for key in ("continuations", "ai", "lik", "cloze", "measured"):
+                {"continuations": continuations, "ai": ai_conts, "lik": lik, "cloze": cloze_hits, "measured": measured}[
+                    key
+                ][label] = []
+            for seed, result in zip(seeds, run.results, strict=True):
+                model = result.model
+                with progress.stage(f"evaluate: sampling, likelihood and probes of Model {label}, seed {seed}"):
+                    t0 = time.perf_counter()
+                    kw = {
+                        "k": ecfg.samples,
+                        "max_new_tokens": ecfg.max_new_tokens,
+                        "top_p": ecfg.top_p,
+                        "seed": seed,
+                        "banned_ids": tag_ids,
+                    }
+                    continuations[label].append(lm.sample(model, tok, prompts, **kw))
+                    ai_conts[label].append(lm.sample(model, tok, ai, **kw) if ai else [])
+                    if label in steer_labels:
+                        for name in steer_principles:
+                            tagged = [prefixes[name] + x for x in prompts]
+                            tagged_conts.setdefault((label, name), []).append(lm.sample(model, tok, tagged, **kw))
+                    t_sample += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    lik[label].append(lm.likelihood(model, tok, heldout_docs, max_tokens=ecfg.heldout_max_tokens))
+                    cloze_hits[label].append(lm.cloze(model, tok, cloze_items))
+                    measured[label].append(
+                        measure(
+                            model,
+                            tok,
+                            forget_sets,
+                            heldout_docs,
+                            prefixes,
+                            max_tokens=ecfg.heldout_max_tokens,
+                            probe_folds=ecfg.probe_folds,
+                            probe_max_tokens=ecfg.probe_max_tokens,
+                            seed=seed,
+                            steer=steer,
+                        )
+                    )
+                    t_measure += time.perf_counter() - t0
+        timings["sampling"] = t_sample
+        timings["likelihood_probes"] = t_measure
 
         k = ecfg.samples
-        flat = {lab: [c for cs in continuations[lab] for c in cs] for lab in MODELS}
-        flat_ai = {lab: [c for cs in ai_conts[lab] for c in cs] for lab in MODELS}
-        all_texts = flat["A"] + flat["B"] + flat_ai["A"] + flat_ai["B"]
-        with progress.stage(f"evaluate: scoring {len(all_texts)} continuations by every principle's scorer"):
-            rows, score_notes = score_texts(lake, all_texts, cfg, constitution, "evaluate")
-            teachers = {t for t in teacher_specs(constitution) if t}
-            independent = _score_independent(flat["A"] + flat["B"], teachers, notes)
-
         n_p, n_ai = len(prompts), len(ai)
-        # which scorer decided each principle: a harm metric is only as good as its scorer
-        scorers: dict[str, str] = {}
-        for pr in constitution.principles:
-            j = constitution.names.index(pr.name)
-            by = Counter(str(r["decided_by"][j]) for r in rows if r["decided_by"] is not None)
-            model = score_notes.get(f"model:{pr.name}", "?")
-            scorers[pr.name] = f"{model}; decided by " + ", ".join(f"{who} {n}" for who, n in by.most_common())
-            if model.startswith("exemplar:") and not pr.teacher:
-                notes.append(
-                    f"{pr.name} is scored by exemplar similarity (no champion, no teacher): on short continuations "
-                    "it measures topic, not harm - distil a classifier (curate distill) before reading its rows"
-                )
+        # one scoring call for every continuation; `spans` says where each block lies in the flat list
+        flat: list[str] = []
+        spans: dict[tuple[str, ...], tuple[int, int]] = {}
+
+        def add(key: tuple[str, ...], grids: list[list[list[str]]]) -> None:
+            start = len(flat)
+            for g in grids:
+                flat.extend(c for cs in g for c in cs)
+            spans[key] = (start, len(flat))
+
+        for label in labels:
+            add(("harm", label), continuations[label])
+            add(("ai", label), ai_conts[label])
+        for (label, name), grids in tagged_conts.items():
+            add(("steer", label, name), grids)
+        t0 = time.perf_counter()
+        with progress.stage(f"evaluate: scoring {len(flat)} continuations by every principle's scorer"):
+            rows, score_notes = score_texts(lake, flat, cfg, constitution, "evaluate")
+            teachers = {t for t in teacher_specs(constitution) if t}
+            harm_flat = [c for lab in labels for g in continuations[lab] for cs in g for c in cs]
+            independent = _score_independent(harm_flat, teachers, notes)
+        timings["scoring"] = time.perf_counter() - t0
+
+        scorers = _scorer_lines(constitution, rows, score_notes, cfg, notes)
         metrics: dict[str, dict[str, Estimate]] = {}
         better: dict[str, bool] = {}
         boot = {"reps": ecfg.bootstrap, "seed": ecfg.seed, "confidence": ecfg.confidence}
+        n_seeds = len(seeds)
 
-        def principle_grid(offset: int, n: int, name: str) -> np.ndarray:
+        def grid(key: tuple[str, ...], name: str, n: int) -> np.ndarray:
             j = constitution.names.index(name)  # principle_scores is an array in constitution order
-            vals = [float(rows[offset + i]["principle_scores"][j]) for i in range(n * k)]
-            return _grid(np.array(vals), n, k) if n else np.zeros((0, k))
+            start, end = spans[key]
+            vals = np.array([float(rows[i]["principle_scores"][j]) for i in range(start, end)])
+            return vals.reshape(n_seeds, n, k) if n else np.zeros((n_seeds, 0, k))
 
-        off = {"A": 0, "B": n_p * k, "AI_A": 2 * n_p * k, "AI_B": 2 * n_p * k + n_ai * k}
-
-        def add_harm(key: str, ga: np.ndarray, gb: np.ndarray, threshold: float, higher_is_better: bool) -> None:
-            for name, by in harm(ga, gb, threshold, **boot).items():
+        def add_harm(key: str, grids: dict[str, np.ndarray], threshold: float, higher_is_better: bool) -> None:
+            for name, by in harm(grids, threshold, pairs, **boot).items():
                 metrics[f"{key}.{name}"] = by
                 better[f"{key}.{name}"] = higher_is_better
 
         for pr in constitution.principles:
             if not pr.positive_kind:
-                grids = principle_grid(off["A"], n_p, pr.name), principle_grid(off["B"], n_p, pr.name)
-                add_harm(f"harm.{pr.name}", *grids, pr.revise_threshold, False)
+                add_harm(
+                    f"harm.{pr.name}",
+                    {lab: grid(("harm", lab), pr.name, n_p) for lab in labels},
+                    pr.revise_threshold,
+                    False,
+                )
             elif n_ai:  # a positive principle: AI prompts continued in the upsampled direction
-                grids = principle_grid(off["AI_A"], n_ai, pr.name), principle_grid(off["AI_B"], n_ai, pr.name)
-                add_harm(f"positive.{pr.name}", *grids, pr.upsample_threshold, True)
+                add_harm(
+                    f"positive.{pr.name}",
+                    {lab: grid(("ai", lab), pr.name, n_ai) for lab in labels},
+                    pr.upsample_threshold,
+                    True,
+                )
+        per_model = n_seeds * n_p * k
         for scorer, vals in independent.items():
-            grids = _grid(vals[: n_p * k], n_p, k), _grid(vals[n_p * k :], n_p, k)
-            add_harm(f"independent.{scorer}", *grids, ecfg.independent_threshold, False)
+            grids = {
+                lab: _grid(vals[i * per_model : (i + 1) * per_model], n_seeds, n_p, k) for i, lab in enumerate(labels)
+            }
+            add_harm(f"independent.{scorer}", grids, ecfg.independent_threshold, False)
+        steer_pairs = [pp for pp in pairs if "A" not in pp]
+        for name in steer_principles:
+            untagged = {lab: grid(("harm", lab), name, n_p) for lab in steer_labels}
+            tagged = {lab: grid(("steer", lab, name), name, n_p) for lab in steer_labels}
+            metrics[f"steer.{name}.expected_max"] = steer_sampled(untagged, tagged, steer_pairs, **boot)
+            better[f"steer.{name}.expected_max"] = True  # higher: the tag steers the continuations toward it
 
         def lik_items(label: str, what: str) -> np.ndarray:
-            ls = lik[label]
-            first = [x.nll for x in ls] if what == "nll" else [x.correct for x in ls]
-            return np.array([first, [x.tokens for x in ls]]).T
+            per_seed = []
+            for ls in lik[label]:
+                first = [x.nll for x in ls] if what == "nll" else [x.correct for x in ls]
+                per_seed.append(np.array([first, [x.tokens for x in ls]], dtype=np.float64).T)
+            return np.stack(per_seed)
 
-        metrics["capability.perplexity"] = compare(lik_items("A", "nll"), lik_items("B", "nll"), perplexity_of, **boot)
-        metrics["capability.next_token_accuracy"] = compare(
-            lik_items("A", "hits"), lik_items("B", "hits"), ratio_of, **boot
-        )
-        better["capability.perplexity"] = False
-        better["capability.next_token_accuracy"] = True
-        if cloze_items:
-            metrics["capability.cloze_accuracy"] = compare(
-                np.array(cloze_hits["A"], dtype=float), np.array(cloze_hits["B"], dtype=float), mean_of, **boot
+        def cap(name: str, what: str, stat: Any, higher: bool) -> None:
+            metrics[name] = compare_models(
+                {lab: [lik_items(lab, what)] for lab in labels}, lambda g: stat(g[0]), pairs, **boot
             )
+            better[name] = higher
+
+        cap("capability.perplexity", "nll", perplexity_of, False)
+        cap("capability.next_token_accuracy", "hits", ratio_of, True)
+        if cloze_items:
+            items = {lab: [np.array(cloze_hits[lab], dtype=np.float64)[:, :, None]] for lab in labels}
+            metrics["capability.cloze_accuracy"] = compare_models(items, lambda g: mean_of(g[0]), pairs, **boot)
             better["capability.cloze_accuracy"] = True
 
+        t0 = time.perf_counter()
+        pm, pb, layers = protocol_metrics(forget_sets, measured, lik, pairs, boot)
+        metrics = {**pm, **metrics}  # the forget/retain rows first: they are the ones that separate at small sizes
+        better.update(pb)
+        timings["bootstrap_protocol"] = time.perf_counter() - t0
+
+        n_params = runs["A"].n_params
         ev = Evaluation(
             eval_id=eval_id,
             corpus_version=version,
@@ -345,6 +483,18 @@ def _evaluate_models(
             out_dir=out_dir,
             scorers=scorers,
             confidence=ecfg.confidence,
+            labels=labels,
+            pairs=pairs,
+            seeds=seeds,
+            verdict=verdict(metrics, forget_sets, n_seeds, ecfg.size),
+            caveats=caveats(ecfg.size, n_seeds, n_params),
+            details={
+                "forget_sets": {fs.key: len(fs.texts) for fs in forget_sets},
+                "held_out_flagged": len(exclude),
+                "probe_best_layer": layers,
+                "steer_principles": steer_principles,
+                "timings_s": {k2: round(v, 1) for k2, v in timings.items()},
+            },
         )
         ev.seconds = time.perf_counter() - started
         with progress.stage("evaluate: writing the report, MLflow run and evaluations table"):
@@ -352,3 +502,28 @@ def _evaluate_models(
         return ev
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _scorer_lines(
+    constitution: Any, rows: Sequence[Any], score_notes: dict[str, str], cfg: RunConfig, notes: list[str]
+) -> dict[str, str]:
+    """Per principle, the scorer that decided the continuations, named, with its count: a harm metric is only as
+    good as its scorer, and "exemplar ...; decided by teacher" read as a contradiction."""
+    out: dict[str, str] = {}
+    for pr in constitution.principles:
+        j = constitution.names.index(pr.name)
+        by = Counter(str(r["decided_by"][j]) for r in rows if r["decided_by"] is not None)
+        classifier = score_notes.get(f"model:{pr.name}", "?")
+        named = {"classifier": f"classifier {classifier}", "teacher": f"teacher {pr.teacher}",
+                 "judge": f"judge {cfg.classify.cascade.judge}"}  # fmt: skip
+        total = sum(by.values())
+        parts = [f"{named.get(who, who)} decided {n} of {total}" for who, n in by.most_common()]
+        if by and "classifier" not in by:
+            parts.append(f"classifier {classifier} decided none")
+        out[pr.name] = "; ".join(parts) if parts else f"classifier {classifier}"
+        if classifier.startswith("exemplar:") and not pr.teacher:
+            notes.append(
+                f"{pr.name} is scored by exemplar similarity (no champion, no teacher): on short continuations "
+                "it measures topic, not harm - distil a classifier (curate distill) before reading its rows"
+            )
+    return out

@@ -19,17 +19,29 @@ from pipelines.evaluate import lm
 if TYPE_CHECKING:
     from pipelines.core.lake import Lake
 from pipelines.evaluate.data import TrainingSet
-from pipelines.evaluate.metrics import DIFF, MODELS, Estimate
+from pipelines.evaluate.metrics import MODELS, Estimate
 
 
 @dataclass
 class ModelRun:
+    """One model label (A, B, C) trained once per seed on one packed stream."""
+
     label: str
     data: TrainingSet
     packed: lm.Packed
-    result: lm.TrainResult
-    weights_sha256: str
+    results: list[lm.TrainResult]  # one per seed, in `seeds` order
+    hashes: list[str]  # weights_sha256 per seed
     n_params: int
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def result(self) -> lm.TrainResult:
+        """The first seed's training run (the one whose weights go to MLflow)."""
+        return self.results[0]
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.hashes[0]
 
 
 @dataclass
@@ -49,20 +61,42 @@ class Evaluation:
     scorers: dict[str, str] = field(default_factory=dict)  # principle -> model and who decided the continuations
     confidence: float = 0.95
     seconds: float = 0.0
+    labels: tuple[str, ...] = MODELS
+    pairs: list[tuple[str, str]] = field(default_factory=lambda: [("B", "A")])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    verdict: list[str] = field(default_factory=list)  # plain sentences from the significant rows
+    caveats: list[str] = field(default_factory=list)  # what the numbers can carry, said above the table
+    details: dict[str, Any] = field(default_factory=dict)  # forget-set sizes, probe layers, timings
 
-    def table_rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(metric, A, B, B - A, significant?) as text: what the CLI prints."""
+    @property
+    def diffs(self) -> list[str]:
+        return [f"{x}-{y}" for x, y in self.pairs]
 
-        def fmt(e: Estimate) -> str:
+    def table_columns(self) -> list[str]:
+        return ["metric", *self.labels, *[d.replace("-", " - ") for d in self.diffs], "verdict"]
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """(metric, per model, per difference, verdict) as text: what the CLI prints; "-" where a row has none."""
+
+        def fmt(e: Estimate | None) -> str:
+            if e is None:
+                return "-"
             digits = 1 if abs(e.value) >= 10 else 3
             return f"{e.value:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
 
         rows = []
         for name, by in self.metrics.items():
-            d = by[DIFF]
-            better = (d.value > 0) == self.higher_is_better[name]
-            verdict = ("B better" if better else "B worse") if d.significant else "not significant"
-            rows.append((name, fmt(by["A"]), fmt(by["B"]), fmt(d), verdict))
+            verdicts = []
+            for d in self.diffs:
+                if d not in by:
+                    continue
+                e = by[d]
+                first = d.split("-")[0]
+                better = (e.value > 0) == self.higher_is_better[name]
+                word = (f"{first} better" if better else f"{first} worse") if e.significant else "n.s."
+                verdicts.append(word if len(self.diffs) == 1 else f"{d}: {word}")
+            cells = [fmt(by.get(lab)) for lab in (*self.labels, *self.diffs)]
+            rows.append((name, *cells, "; ".join(verdicts) if len(self.diffs) > 1 else (verdicts or ["-"])[0]))
         return rows
 
 
@@ -79,6 +113,11 @@ def report_dict(ev: Evaluation, cfg: RunConfig) -> dict[str, Any]:
         "determinism": "same seed and inputs give the same numbers on the same machine; compare weights_sha256",
         "config": cfg.evaluate.__dict__,
         "scorers": ev.scorers,
+        "seeds": ev.seeds,
+        "pairs": ev.diffs,
+        "caveats": ev.caveats,
+        "verdict": ev.verdict,
+        "details": ev.details,
         "models": {
             lab: {
                 "data": r.data.name,
@@ -94,6 +133,8 @@ def report_dict(ev: Evaluation, cfg: RunConfig) -> dict[str, Any]:
                 "tokens_per_second": round(r.result.tokens_per_second, 1),
                 "final_loss": r.result.final_loss,
                 "weights_sha256": r.weights_sha256,
+                "weights_sha256_per_seed": dict(zip(map(str, r.seeds), r.hashes, strict=True)),
+                "final_loss_per_seed": [x.final_loss for x in r.results],
             }
             for lab, r in ev.models.items()
         },
@@ -121,24 +162,36 @@ def figure(ev: Evaluation) -> Any:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         by = ev.metrics[name]
-        vals = [by[m].value for m in MODELS]
-        err = np.array([[by[m].value - by[m].low for m in MODELS], [by[m].high - by[m].value for m in MODELS]])
+        shown = [
+            m for m in (*ev.labels, *ev.diffs) if m in by and (m in ev.labels or not any(x in by for x in ev.labels))
+        ]
+        vals = [by[m].value for m in shown]
+        err = np.array(
+            [[max(0.0, by[m].value - by[m].low) for m in shown], [max(0.0, by[m].high - by[m].value) for m in shown]]
+        )
+        names = {"A": "A (raw)" if ev.baseline == "raw" else "A", "B": "B (curated)", "C": "C (tagged)"}
+        colours = {"A": "#b0b0b0", "B": "#3a7bd5", "C": "#e08a2c"}
         ax.bar(
-            ["A (raw)" if ev.baseline == "raw" else "A", "B (curated)"],
+            [names.get(m, m) for m in shown],
             vals,
             yerr=err,
             capsize=6,
-            color=["#b0b0b0", "#3a7bd5"],
+            color=[colours.get(m, "#6a6a6a") for m in shown],
         )
-        d = by[DIFF]
-        verdict = "significant" if d.significant else "n.s."
-        ax.set_title(f"{name}\nB-A {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}] {verdict}", fontsize=8)
+        d_name = next((x for x in ev.diffs if x in by), None)
+        if d_name:
+            d = by[d_name]
+            verdict = "significant" if d.significant else "n.s."
+            ax.set_title(f"{name}\n{d_name} {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}] {verdict}", fontsize=8)
+        else:
+            ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(
         f"{ev.eval_id}: Model A ({ev.baseline}) vs Model B (corpus@{ev.corpus_version}), {ev.size}, "
-        f"{ev.budget_tokens:,} tokens each, {round(100 * ev.confidence)}% bootstrap CIs",
+        f"{ev.budget_tokens:,} tokens each, {len(ev.seeds)} seed(s), {round(100 * ev.confidence)}% hierarchical "
+        "bootstrap CIs",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -152,7 +205,7 @@ def write_outputs(
     tok: Any,
     work: Path,
     prompts: Sequence[str],
-    continuations: dict[str, list[list[str]]],
+    continuations: dict[str, list[list[list[str]]]],
     track: Any,
 ) -> None:
     import matplotlib.pyplot as plt
@@ -163,8 +216,10 @@ def write_outputs(
     fig.savefig(ev.out_dir / "comparison.png", dpi=110)
     with (ev.out_dir / "continuations.jsonl").open("w", encoding="utf-8") as fh:
         for i, prompt in enumerate(prompts):
-            for lab in MODELS:
-                fh.write(json.dumps({"prompt": prompt, "model": lab, "continuations": continuations[lab][i]}) + "\n")
+            for lab in ev.labels:
+                for seed, conts in zip(ev.models[lab].seeds, continuations[lab], strict=True):
+                    row = {"prompt": prompt, "model": lab, "seed": seed, "continuations": conts[i]}
+                    fh.write(json.dumps(row) + "\n")
     with track(lake.state_dir, cfg.tracking, f"evaluate {ev.eval_id}") as tracker:
         ev.mlflow_run_id = tracker.run_id
         report["mlflow_run_id"] = ev.mlflow_run_id
@@ -174,6 +229,7 @@ def write_outputs(
                 "curate.eval_id": ev.eval_id,
                 "curate.data.A": ev.models["A"].data.name,
                 "curate.data.B": ev.models["B"].data.name,
+                **({"curate.data.C": ev.models["C"].data.name} if "C" in ev.models else {}),
             }
         )
         tracker.params(
@@ -183,6 +239,7 @@ def write_outputs(
                 "evaluate.corpus_version": str(ev.corpus_version),
                 "evaluate.baseline": ev.baseline,
                 "evaluate.device": ev.device,
+                "evaluate.seed_list": ",".join(map(str, ev.seeds)),
                 **{f"evaluate.{k}": str(v) for k, v in cfg.evaluate.__dict__.items() if k not in ("size",)},
                 "config_hash": cfg.config_hash(),
             }
@@ -197,7 +254,7 @@ def write_outputs(
         tracker.dict(report, "evaluate/report.json")
         tracker.dict(cfg.to_dict(), "evaluate/config.json")
         tracker.figure(fig, "evaluate/comparison.png")
-        for lab, run in ev.models.items():
+        for lab, run in ev.models.items():  # the first seed's weights: the others are reproducible from their seed
             folder = work / f"model_{lab.lower()}"
             run.result.model.save_pretrained(folder)  # safetensors + config: loadable with from_pretrained
             tok.save(str(folder / "tokenizer.json"))
@@ -215,17 +272,21 @@ def _schema() -> Any:
 
 
 def evaluation_rows(ev: Evaluation, cfg: RunConfig) -> list[tuple[Any, ...]]:
+    """One row per model and per difference; `n` also holds `seeds`, the training runs behind every interval."""
     now = datetime.now(UTC)
     out = []
-    for lab in (*MODELS, DIFF):
+    crawls = sorted({c for r in ev.models.values() for c in r.data.info.get("crawl_ids", [])})
+    for lab in (*ev.labels, *ev.diffs):
         run = ev.models.get(lab)
-        est = {name: by[lab] for name, by in ev.metrics.items()}
-        crawls = sorted({c for m in MODELS for c in ev.models[m].data.info.get("crawl_ids", [])})
+        est = {name: by[lab] for name, by in ev.metrics.items() if lab in by}
+        if run is None:
+            x, y = lab.split("-")
+            data = f"{ev.models[x].data.name} - {ev.models[y].data.name}"
         out.append(
             (
                 ev.eval_id,
                 lab,
-                run.data.name if run else f"{ev.models['B'].data.name} - {ev.models['A'].data.name}",
+                run.data.name if run else data,
                 ev.corpus_version,
                 ev.baseline,
                 run.data.info.get("crawl_ids") if run else crawls,
@@ -245,8 +306,8 @@ def evaluation_rows(ev: Evaluation, cfg: RunConfig) -> list[tuple[Any, ...]]:
                 {k: float(e.value) for k, e in est.items()},
                 {k: float(e.low) for k, e in est.items()},
                 {k: float(e.high) for k, e in est.items()},
-                {k: int(e.n) for k, e in est.items()},
-                {k: bool(e.significant) for k, e in est.items()} if lab == DIFF else None,
+                {**{k: int(e.n) for k, e in est.items()}, "seeds": len(ev.seeds)},
+                {k: bool(e.significant) for k, e in est.items()} if run is None else None,
                 cfg.config_hash(),
                 ev.mlflow_run_id,
                 now,
