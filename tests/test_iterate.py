@@ -250,15 +250,10 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
     assert any(n == 2 for n in want.values())  # the upweighted documents appear twice
 
 
-def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
-    night: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipelines.core.execute import check_accounting
-
-    lake = night
-    path, _, _ = _retuned(tmp_path, lake, _redecidable(lake))
-    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none"})
-    insert_new = Lake.insert_new  # `decisions` is insert-only (pipelines/core/publish.py KEYS)
+def _iterate_killed_before_decisions(monkeypatch: pytest.MonkeyPatch, lake: Lake, cfg: Any, rounds: int) -> None:
+    """`iterate` dying between a round's corpus and decisions commits: a fault, not a mock (`decisions` is
+    insert-only, pipelines/core/publish.py KEYS, so `Lake.insert_new` raises on it); the real method is back after."""
+    insert_new = Lake.insert_new
 
     def killed(self: Lake, df: Any, table: str, keys: tuple[str, ...]) -> None:
         if table == "decisions":
@@ -267,8 +262,19 @@ def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
 
     monkeypatch.setattr(Lake, "insert_new", killed)
     with pytest.raises(RuntimeError, match="killed"):
-        iterate(lake, cfg, rounds=2)
+        iterate(lake, cfg, rounds=rounds)
     monkeypatch.setattr(Lake, "insert_new", insert_new)
+
+
+def test_a_round_killed_before_its_decisions_is_repaired_by_the_next(
+    night: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.core.execute import check_accounting
+
+    lake = night
+    path, _, _ = _retuned(tmp_path, lake, _redecidable(lake))
+    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none"})
+    _iterate_killed_before_decisions(monkeypatch, lake, cfg, rounds=2)
     broken = check_accounting(lake)
     assert broken["unaccounted"] + broken["double_counted"] >= 1  # the corpus moved, the decisions did not
     assert [x.status for x in lake.read("runs").where("crawl_id = 'iterate'").collect()] == ["failed"]
@@ -425,17 +431,7 @@ def test_the_champion_moves_only_with_a_published_round_and_restore_moves_it_bac
 
     # a fault, not a mock of the registry: the round dies between its corpus and decisions commits, after Retrain
     # chose a new model (the same fault as the repaired-round test above: Lake.insert_new raising on `decisions`)
-    insert_new = Lake.insert_new
-
-    def killed(self: Lake, df: Any, table: str, keys: tuple[str, ...]) -> None:
-        if table == "decisions":
-            raise RuntimeError("killed between the corpus and the decisions commits")
-        insert_new(self, df, table, keys)
-
-    monkeypatch.setattr(Lake, "insert_new", killed)
-    with pytest.raises(RuntimeError, match="killed"):
-        iterate(lake, cfg, rounds=1)
-    monkeypatch.setattr(Lake, "insert_new", insert_new)
+    _iterate_killed_before_decisions(monkeypatch, lake, cfg, rounds=1)
     (failed,) = lake.read("runs").where("crawl_id = 'iterate'").collect()
     assert failed.status == "failed" and "champion:toxicity" not in failed.counts
     assert _alias(lake, cfg) == 0  # version 1 was registered and scored with, but the night keeps no champion
