@@ -166,6 +166,12 @@ SCORES = StructType(
         _f("judge_score", DoubleType()),
         _f("judge_model", StringType()),
         _f("decided_by", StringType()),  # classifier | teacher | judge: whose score is `score`
+        # the window (character range of the scored text) whose score is `score` (pipelines/judgement/windowed.py)
+        _f("window_start", IntegerType()),
+        _f("window_end", IntegerType()),
+        # whose judgement the spans are: the decider's sentences over the span threshold, or, where no single
+        # sentence crosses it, the deciding window itself (`<decider>:window`); null where not flagged
+        _f("spans_by", StringType()),
     ]
 )
 

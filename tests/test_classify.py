@@ -64,7 +64,7 @@ def test_positive_principles_get_no_spans() -> None:
     scores = scorer.score([text])
     sentence_scores = scorer.score([text.split(". ")[0] + "."])
     assert sentence_scores[0, aligned] >= constitution.get("aligned_ai").spans_from  # it would be a span
-    spans = scorer.spans([text], scores)[0]
+    spans = scorer.spans([text], scores)[0][0]
     assert spans[aligned] == []
     assert spans[constitution.names.index("toxicity")] != []
 

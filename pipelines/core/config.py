@@ -234,7 +234,17 @@ class ClassifyConfig:
     registry_uri: str | None = None
     model_prefix: str = "curate"
     spans: bool = True  # sentence-level spans for documents at or above a principle's span threshold
+    # A document is scored as the maximum over sentence-aligned windows of `window_words` words (0 = what fits
+    # max_tokens). The encoder reads every window (`all`) or the first and the top_k - 1 the cheap tier ranks
+    # highest (`top_k`); `auto` = all on a GPU, top_k on CPU (pipelines/judgement/windowed.py).
+    windows: str = "auto"
+    top_k: int = 3
+    window_words: int = 0
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.window_words < 0:
+            raise ConfigError("classify.top_k must be >= 1 and classify.window_words >= 0 (0 = what fits max_tokens)")
 
 
 @dataclass(frozen=True)
@@ -416,6 +426,7 @@ class RunConfig:
 _ALLOWED = {
     ("engine", "kind"): {"sail", "remote", "classic"},
     ("classify", "device"): {"auto", "cpu", "cuda"},
+    ("classify", "windows"): {"auto", "all", "top_k"},
     ("revise", "fallback"): {"excise", "drop", "tag"},
     ("revise", "over_budget"): {"defer", "tag", "drop"},
     ("revise", "method"): {"llm", "excise"},

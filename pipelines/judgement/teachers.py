@@ -11,24 +11,39 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipelines.judgement.windowed import Windowed, plan, window_max
 from udfs.teachers import TEACHERS, check_teacher
+from udfs.windows import words_for_tokens
 
 if TYPE_CHECKING:
     from pipelines.core.constitution import Constitution
 
 
-class TeacherScorer:
-    """All packaged teachers a constitution names, loaded once per process (on first use); the Jigsaw BiLSTM scores a
-    document by its window maximum, the stack as udfs/stack_teacher.py's `MODE` says."""
+#: Teachers cheap enough to read every window of every document (the others read the planned windows).
+CHEAP_TEACHERS = frozenset({"jigsaw"})
+#: Window settings of a scorer built without a run's configuration: `classify`'s defaults.
+DEFAULT_WINDOW_WORDS = words_for_tokens(128)
+DEFAULT_TOP_K = 3
 
-    def __init__(self, specs: Sequence[str | None]) -> None:
+
+class TeacherScorer:
+    """All packaged teachers a constitution names, loaded once per process (on first use). A document's score is
+    the maximum over its windows (pipelines/judgement/windowed.py): the Jigsaw BiLSTM reads every window, the stack
+    teachers the first and the `top_k - 1` the cheap tier ranks highest (`top_k` 0: every window)."""
+
+    def __init__(
+        self, specs: Sequence[str | None], window_words: int = DEFAULT_WINDOW_WORDS, top_k: int = DEFAULT_TOP_K
+    ) -> None:
         self.specs = list(specs)
+        self.window_words = window_words
+        self.top_k = top_k
         for spec in self.specs:
             if spec is not None:
                 check_teacher(spec)
 
     def _outputs(self, name: str, texts: list[str]) -> np.ndarray:
-        """(len(texts), len(TEACHERS[name])): the teacher's document scores, columns in TEACHERS order."""
+        """(len(texts), len(TEACHERS[name])): the teacher's scores of each text read as one passage, columns in
+        TEACHERS order."""
         if name == "stack":
             from udfs.stack_teacher import StackTeacher
 
@@ -37,41 +52,91 @@ class TeacherScorer:
 
         return JigsawClassifier.load().predict_windows(texts)
 
-    def score(self, texts: Sequence[str], need: np.ndarray | None = None) -> np.ndarray:
-        """(n_docs, n_principles): the teacher's document score where `need` (default: every principle with a
-        teacher), NaN elsewhere. Each teacher sees only the documents some principle needs it for."""
-        n, m = len(texts), len(self.specs)
-        out = np.full((n, m), np.nan)
-        has = np.array([s is not None for s in self.specs], dtype=bool)
-        need = np.broadcast_to(has, (n, m)) if need is None else need & has
+    def _by_name(self) -> dict[str, list[int]]:
         by_name: dict[str, list[int]] = {}
         for j, spec in enumerate(self.specs):
             if spec is not None:
                 by_name.setdefault(check_teacher(spec)[0], []).append(j)
-        for name, cols in by_name.items():
+        return by_name
+
+    def _need(self, n: int, need: np.ndarray | None) -> np.ndarray:
+        has = np.array([s is not None for s in self.specs], dtype=bool)
+        return np.broadcast_to(has, (n, len(self.specs))) if need is None else need & has
+
+    def _columns(self, name: str, values: np.ndarray, cols: list[int]) -> np.ndarray:
+        out = np.full((len(values), len(self.specs)), np.nan)
+        for j in cols:
+            out[:, j] = values[:, TEACHERS[name].index(check_teacher(self.specs[j])[1])]  # type: ignore[arg-type]
+        return out
+
+    def score_passages(self, texts: Sequence[str], need: np.ndarray | None = None) -> np.ndarray:
+        """(n_texts, n_principles): each text scored as one passage where `need` (default: every principle with a
+        teacher), NaN elsewhere (sentences of a span, windows)."""
+        n = len(texts)
+        out = np.full((n, len(self.specs)), np.nan)
+        need = self._need(n, need)
+        for name, cols in self._by_name().items():
             rows = np.flatnonzero(need[:, cols].any(axis=1))
             if not len(rows):
                 continue
-            values = self._outputs(name, [texts[i] for i in rows])
+            got = self._columns(name, self._outputs(name, [texts[i] for i in rows]), cols)
             for j in cols:
-                col = TEACHERS[name].index(check_teacher(self.specs[j])[1])  # type: ignore[arg-type]
                 hit = need[rows, j]
-                out[rows[hit], j] = values[hit, col]
+                out[rows[hit], j] = got[hit, j]
         return out
+
+    def score_windowed(self, texts: Sequence[str], need: np.ndarray | None = None) -> Windowed:
+        """Document scores as the maximum over windows, with the deciding window's range; NaN where not needed."""
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        n, m = len(texts), len(self.specs)
+        out = Windowed.empty(n, m)
+        need = self._need(n, need)
+        by_name = self._by_name()
+        if not n or not by_name:
+            return out
+        window_plan = plan(texts, self.window_words, self.top_k)
+        for name, cols in by_name.items():
+            rows = [int(i) for i in np.flatnonzero(need[:, cols].any(axis=1))]
+            if not rows:
+                continue
+            which = "all" if name in CHEAP_TEACHERS else "read"
+            got = window_max(
+                texts,
+                window_plan,
+                lambda ps, name=name, cols=cols: self._columns(name, self._outputs(name, ps), cols),
+                m,
+                which,
+                rows,
+            )
+            for j in cols:
+                hit = need[:, j]
+                out.scores[hit, j], out.starts[hit, j], out.ends[hit, j] = (
+                    got.scores[hit, j],
+                    got.starts[hit, j],
+                    got.ends[hit, j],
+                )
+        return out
+
+    def score(self, texts: Sequence[str], need: np.ndarray | None = None) -> np.ndarray:
+        """(n_docs, n_principles): the teacher's document score where `need` (default: every principle with a
+        teacher), NaN elsewhere. Each teacher sees only the documents some principle needs it for."""
+        return self.score_windowed(texts, need).scores
 
 
 _LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=4)
-def _scorer(specs: tuple[str | None, ...]) -> TeacherScorer:
-    return TeacherScorer(specs)
+@lru_cache(maxsize=8)
+def _scorer(specs: tuple[str | None, ...], window_words: int, top_k: int) -> TeacherScorer:
+    return TeacherScorer(specs, window_words, top_k)
 
 
-def shared_scorer(specs: tuple[str | None, ...]) -> TeacherScorer:
-    """One scorer per process and teacher list (UDF partitions are threads of one process on Sail)."""
+def shared_scorer(
+    specs: tuple[str | None, ...], window_words: int = DEFAULT_WINDOW_WORDS, top_k: int = DEFAULT_TOP_K
+) -> TeacherScorer:
+    """One scorer per process, teacher list and window setting (UDF partitions are threads of one process)."""
     with _LOCK:
-        return _scorer(specs)
+        return _scorer(specs, window_words, top_k)
 
 
 def teacher_specs(constitution: Constitution) -> list[str | None]:
@@ -80,8 +145,8 @@ def teacher_specs(constitution: Constitution) -> list[str | None]:
     return [None if p.positive_kind else p.teacher for p in constitution.principles]
 
 
-def teacher_scorer(constitution: Constitution) -> TeacherScorer:
-    return shared_scorer(tuple(teacher_specs(constitution)))
+def teacher_scorer(constitution: Constitution, top_k: int = DEFAULT_TOP_K) -> TeacherScorer:
+    return shared_scorer(tuple(teacher_specs(constitution)), DEFAULT_WINDOW_WORDS, top_k)
 
 
 def has_teachers(constitution: Constitution) -> bool:
@@ -97,7 +162,8 @@ def local_scores(
     if not has_teachers(constitution):
         return dict(classifier)
     keys = list(classifier)
-    teacher = teacher_scorer(constitution).score([texts[k] for k in keys])
+    # every window: a revision is accepted only when no passage of it is still over a threshold
+    teacher = teacher_scorer(constitution, top_k=0).score([texts[k] for k in keys])
     out = {}
     for k, row in zip(keys, teacher, strict=True):
         out[k] = [c if np.isnan(t) else float(t) for c, t in zip(classifier[k], row, strict=True)]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, DoubleType
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -37,18 +37,55 @@ if TYPE_CHECKING:
     from pipelines.core.constitution import Constitution, Principle
     from pipelines.core.stage import StageContext
 from pipelines.judgement.teachers import shared_scorer, teacher_specs
+from pipelines.judgement.windowed import resolve_top_k
+from udfs.windows import with_context, words_for_tokens
 
 
 def teacher_column(text: Column, need: Column, specs: str) -> Column:
-    @pandas_udf(ArrayType(DoubleType()))  # type: ignore[call-overload]
-    def teach(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-        scorer = shared_scorer(tuple(json.loads(specs)))  # once per worker, before the loop
+    """The teachers' window-max scores (null where not needed) and each deciding window's range."""
+
+    @pandas_udf(SCORED)  # type: ignore[call-overload]
+    def teach(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        spec = json.loads(specs)
+        top_k = resolve_top_k(spec["windows"], spec["top_k"], spec["device"])
+        scorer = shared_scorer(tuple(spec["teachers"]), spec["window_words"], top_k)  # once per worker
         for texts, needs in batches:
             mask = np.array([list(x) for x in needs], dtype=bool).reshape(len(texts), -1)
-            values = scorer.score([t if isinstance(t, str) else "" for t in texts], mask)
-            yield pd.Series([[None if np.isnan(v) else float(v) for v in row] for row in values])
+            got = scorer.score_windowed([t if isinstance(t, str) else "" for t in texts], mask)
+            yield pd.DataFrame(
+                {
+                    "scores": [[None if np.isnan(v) else float(v) for v in row] for row in got.scores],
+                    "starts": [row.tolist() for row in got.starts],
+                    "ends": [row.tolist() for row in got.ends],
+                }
+            )
 
     return teach(text, need)
+
+
+#: What a window-max scoring UDF returns per document (the classifier's and the teachers'): per principle the
+#: document score (the maximum over its windows) and the range of the window that gave it.
+SCORED = StructType(
+    [
+        StructField("scores", ArrayType(DoubleType())),
+        StructField("starts", ArrayType(IntegerType())),
+        StructField("ends", ArrayType(IntegerType())),
+    ]
+)
+
+
+def _windows_after(df: DataFrame, scores: str, starts: str, ends: str, n: int) -> DataFrame:
+    """`window_starts`/`window_ends` of the stage that scored `scores` where it did, the earlier ones elsewhere."""
+    if "window_starts" not in df.columns:  # scores that came without windows (a caller's own classifier scores)
+        zeros = F.array(*[F.lit(None).cast("int") for _ in range(n)])
+        df = df.withColumn("window_starts", zeros).withColumn("window_ends", zeros)
+    pick = [_at(scores, i).isNotNull() for i in range(n)]
+    return df.withColumn(
+        "window_starts",
+        F.array(*[F.when(pick[i], _at(starts, i)).otherwise(_at("window_starts", i)) for i in range(n)]),
+    ).withColumn(
+        "window_ends", F.array(*[F.when(pick[i], _at(ends, i)).otherwise(_at("window_ends", i)) for i in range(n)])
+    )
 
 
 def _at(column: str, i: int) -> Column:
@@ -107,17 +144,36 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
         chosen = (
             wanted.orderBy("_dist", "doc_id").limit(cfg.teacher_max_docs).select("doc_id", F.lit(True).alias("_go"))
         )
-        specs = json.dumps([p.teacher if teach[i] else None for i, p in enumerate(principles)])
-        out = out.join(chosen, "doc_id", "left").withColumn(
-            "teacher_scores",
-            F.when(F.col("_go"), teacher_column(F.col("text"), F.col("_need"), specs)).otherwise(nulls),
+        ccfg = ctx.cfg.classify
+        specs = json.dumps(
+            {
+                "teachers": [p.teacher if teach[i] else None for i, p in enumerate(principles)],
+                "window_words": ccfg.window_words or words_for_tokens(ccfg.max_tokens),
+                "windows": ccfg.windows,
+                "top_k": ccfg.top_k,
+                "device": ccfg.device,
+            },
+            sort_keys=True,
+        )
+        out = (
+            out.join(chosen, "doc_id", "left")
+            # the condition on each field: Sail keeps a struct's fields when a CASE WHEN without ELSE yields null
+            .withColumn("_taught", teacher_column(F.col("text"), F.col("_need"), specs))
+            .withColumn("teacher_scores", F.when(F.col("_go"), F.col("_taught.scores")).otherwise(nulls))
+            .withColumn("_t_starts", F.when(F.col("_go"), F.col("_taught.starts")))
+            .withColumn("_t_ends", F.when(F.col("_go"), F.col("_taught.ends")))
+            .drop("_taught")
         )
         out = ctx.stage(out.drop("_go"), "cascade_teacher")
     else:
-        out = out.withColumn("teacher_scores", nulls)
+        no_window = F.lit(None).cast("array<int>")
+        out = (
+            out.withColumn("teacher_scores", nulls).withColumn("_t_starts", no_window).withColumn("_t_ends", no_window)
+        )
     # per-index arrays: Sail has no zip_with
     after_teacher = F.array(*[F.coalesce(_at("teacher_scores", i), _at("classifier_scores", i)) for i in range(n)])
     out = out.withColumn("principle_scores", after_teacher)
+    out = _windows_after(out, "teacher_scores", "_t_starts", "_t_ends", n).drop("_t_starts", "_t_ends")
     out = _judge(out, ctx)
     final = F.array(*[F.coalesce(_at("judge_scores", i), _at("principle_scores", i)) for i in range(n)])
     decided = F.array(
@@ -143,28 +199,37 @@ def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
         return df.withColumn("judge_scores", nulls)
     lake = ctx.the_lake
     judged = {p.name: {} for p in constitution.principles}  # principle -> doc_id -> score
+    seen: dict[tuple[str, int], tuple[int, int]] = {}  # (doc_id, principle index) -> the range the judge read
     labeler = open_labeler(cfg.judge, ctx.cfg.label, lake)
     try:
         for i, p in enumerate(constitution.principles):
             if p.positive_kind or (cfg.judge_principles and p.name not in cfg.judge_principles):
                 continue
             s = F.element_at("principle_scores", i + 1)
-            rows = (
+            picked = (
                 df.where(_in_band(s, p, cfg.band))
                 .orderBy(_distance(s, p), "doc_id")
                 .limit(cfg.judge_max_docs)
-                .select("doc_id", "text", F.lit(None).cast("string").alias("source"))
+                .select("doc_id", "text", _at("window_starts", i).alias("ws"), _at("window_ends", i).alias("we"))
                 .collect()
             )
-            if not rows:
+            if not picked:
                 continue
+            # the judge reads the deciding window with a sentence of context each side, not a truncated head
+            rows = []
+            for r in picked:
+                text = r["text"] or ""
+                lo, hi = (r["ws"], r["we"]) if r["ws"] is not None and (r["we"] or 0) > r["ws"] else (0, len(text))
+                lo, hi = with_context(text, lo, hi)
+                seen[(r["doc_id"], i)] = (lo, hi)
+                rows.append({"doc_id": r["doc_id"], "text": text[lo:hi], "source": None})
             # the scores come back from the call, keyed by these rows' doc_ids and looked up by their texts' hashes:
             # never read back from `labels` by doc_id, where an id may have labelled another text
             got = label_documents(
                 lake,
                 p,
                 labeler,
-                [r.asDict() for r in rows],
+                rows,
                 chunk_size=ctx.cfg.label.chunk_size,
                 write=cfg.judge_writes_labels,
             )
@@ -173,17 +238,25 @@ def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
             ctx.notes[f"judge:{p.name}"] = f"{labeler.name} ({version})"
     finally:
         labeler.close()
-    flat = [(d, i, v) for i, p in enumerate(constitution.principles) for d, v in judged[p.name].items()]
+    flat = [(d, i, v, *seen[(d, i)]) for i, p in enumerate(constitution.principles) for d, v in judged[p.name].items()]
     if not flat:
         return df.withColumn("judge_scores", nulls)
     spark = lake.spark
-    j = spark.createDataFrame(flat, "doc_id string, i int, score double")
-    per_doc = j.groupBy("doc_id").agg(F.map_from_entries(F.collect_list(F.struct("i", "score"))).alias("_j"))
+    j = spark.createDataFrame(flat, "doc_id string, i int, score double, lo int, hi int")
+    per_doc = j.groupBy("doc_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("i", "score"))).alias("_j"),
+        F.map_from_entries(F.collect_list(F.struct("i", "lo"))).alias("_jlo"),
+        F.map_from_entries(F.collect_list(F.struct("i", "hi"))).alias("_jhi"),
+    )
     arr = F.array(*[F.element_at(F.col("_j"), F.lit(i)) for i in range(n)])
-    return (
+    out = (
         df.join(per_doc, "doc_id", "left")
         .withColumn("judge_scores", F.when(F.col("_j").isNotNull(), arr).otherwise(nulls))
-        .drop("_j")
+        .withColumn("_j_starts", F.array(*[F.element_at(F.col("_jlo"), F.lit(i)) for i in range(n)]))
+        .withColumn("_j_ends", F.array(*[F.element_at(F.col("_jhi"), F.lit(i)) for i in range(n)]))
+    )
+    return _windows_after(out, "judge_scores", "_j_starts", "_j_ends", n).drop(
+        "_j", "_jlo", "_jhi", "_j_starts", "_j_ends"
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, DoubleType
+from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from expectations import suites
 from pipelines.core.config import ClassifyConfig
@@ -29,6 +29,7 @@ from pipelines.core.constitution import Constitution
 from pipelines.core.registry import Champion
 from pipelines.core.stage import BaseStage, Gate, StageContext
 from pipelines.stages import cascade
+from pipelines.stages.cascade import SCORED
 from schemas import require_columns
 from schemas.tables import SPAN
 from schemas.vocab import Count
@@ -46,27 +47,49 @@ def _texts(series: pd.Series) -> list[str]:
     return [t if isinstance(t, str) else "" for t in series]
 
 
+#: What the spans UDF returns per document: per principle the spans and whose judgement they are.
+SPANS_BY = StructType([StructField("spans", ArrayType(ArrayType(SPAN))), StructField("by", ArrayType(StringType()))])
+
+
 def score_column(text: Column, spec: str) -> Column:
-    @pandas_udf(ArrayType(DoubleType()))  # type: ignore[call-overload]
-    def score(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    @pandas_udf(SCORED)  # type: ignore[call-overload]
+    def score(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         scorer = load_scorer(spec)  # once per worker, before the loop
         for texts in batches:
-            values = scorer.score(_texts(texts))
-            yield pd.Series([row.tolist() for row in values])
+            got = scorer.score_windowed(_texts(texts))
+            scores = np.nan_to_num(got.scores, nan=0.0)
+            yield pd.DataFrame(
+                {
+                    "scores": [row.tolist() for row in scores],
+                    "starts": [row.tolist() for row in got.starts],
+                    "ends": [row.tolist() for row in got.ends],
+                }
+            )
 
     return score(text)
 
 
-def spans_column(text: Column, scores: Column, spec: str) -> Column:
-    @pandas_udf(ArrayType(ArrayType(SPAN)))  # type: ignore[call-overload]
-    def spans(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-        scorer = load_scorer(spec)
-        for texts, rows in batches:
-            n = len(scorer.names)
-            matrix = np.array([list(r) if r is not None else [0.0] * n for r in rows], dtype=float).reshape(-1, n)
-            yield pd.Series(scorer.spans(_texts(texts), matrix))
+def _matrix(values: pd.Series, fill: Any, n: int) -> list[list[Any]]:
+    """Arrays of a column as lists of `n`, nulls (whole rows or entries) as `fill`."""
+    return [[fill if x is None else x for x in r] if r is not None else [fill] * n for r in values]
 
-    return spans(text, scores)
+
+def spans_column(text: Column, scores: Column, decided: Column, starts: Column, ends: Column, spec: str) -> Column:
+    @pandas_udf(SPANS_BY)  # type: ignore[call-overload]
+    def spans(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
+        scorer = load_scorer(spec)
+        n = len(scorer.names)
+        for texts, rows, deciders, lo, hi in batches:
+            got, by = scorer.spans(
+                _texts(texts),
+                np.array(_matrix(rows, 0.0, n), dtype=float).reshape(-1, n),
+                _matrix(deciders, "classifier", n),
+                np.array(_matrix(lo, 0, n), dtype=np.int64).reshape(-1, n),
+                np.array(_matrix(hi, 0, n), dtype=np.int64).reshape(-1, n),
+            )
+            yield pd.DataFrame({"spans": got, "by": by})
+
+    return spans(text, scores, decided, starts, ends)
 
 
 def transform(
@@ -84,8 +107,13 @@ def transform(
     fallback = model_uri(constitution)
     uris = [champions[n].model_uri if n in champions else fallback for n in constitution.names]
     spec = scorer_spec(constitution, cfg, champions)
-    return df.withColumn("principle_scores", score_column(F.col("text"), spec)).withColumn(
-        "principle_models", F.array(*[F.lit(u) for u in uris])
+    return (
+        df.withColumn("_scored", score_column(F.col("text"), spec))
+        .withColumn("principle_scores", F.col("_scored.scores"))
+        .withColumn("window_starts", F.col("_scored.starts"))
+        .withColumn("window_ends", F.col("_scored.ends"))
+        .withColumn("principle_models", F.array(*[F.lit(u) for u in uris]))
+        .drop("_scored")
     )
 
 
@@ -105,11 +133,17 @@ def to_scores_table(
     names = F.array(*[F.lit(n) for n in constitution.names])
     # one (empty) span list per principle: element_at past the end of an array fails under ANSI mode
     empty = F.array(*[F.array().cast(ArrayType(SPAN)) for _ in constitution.names])
+    n = len(constitution.names)
+    int_nulls = F.array(*[F.lit(None).cast("int") for _ in range(n)])
+    starts = F.col("window_starts") if "window_starts" in df.columns else int_nulls
+    ends = F.col("window_ends") if "window_ends" in df.columns else int_nulls
+    deciders = F.col("decided_by") if "decided_by" in df.columns else F.array(*[F.lit("classifier")] * n)
     if "text" in df.columns and cfg is not None and cfg.spans:
         spec = scorer_spec(constitution, cfg, champions)
-        df = df.withColumn("_spans", spans_column(F.col("text"), F.col("principle_scores"), spec))
+        got = spans_column(F.col("text"), F.col("principle_scores"), deciders, starts, ends, spec)
+        df = df.withColumn("_sp", got).withColumn("_spans", F.col("_sp.spans")).withColumn("_by", F.col("_sp.by"))
     else:
-        df = df.withColumn("_spans", empty)
+        df = df.withColumn("_spans", empty).withColumn("_by", F.array(*[F.lit(None).cast("string")] * n))
     uris = (
         F.col("principle_models")
         if "principle_models" in df.columns
@@ -128,6 +162,9 @@ def to_scores_table(
         "doc_id",
         F.posexplode("principle_scores").alias("_i", "score"),
         F.col("_spans").alias("_all_spans"),
+        F.col("_by").alias("_all_by"),
+        starts.alias("_ws"),
+        ends.alias("_we"),
         uris.alias("_uris"),
         stage["classifier_scores"].alias("_c"),
         stage["teacher_scores"].alias("_t"),
@@ -148,6 +185,9 @@ def to_scores_table(
         .when(teacher.isNotNull(), "teacher")
         .otherwise("classifier")
         .alias("decided_by"),
+        F.element_at("_ws", i).alias("window_start"),
+        F.element_at("_we", i).alias("window_end"),
+        F.element_at("_all_by", i).alias("spans_by"),
     )
 
 
@@ -214,7 +254,7 @@ def score_texts(
 HIST_BINS = 20
 
 
-CASCADE_COLUMNS = ("classifier_scores", "teacher_scores", "judge_scores", "decided_by")
+CASCADE_COLUMNS = ("classifier_scores", "teacher_scores", "judge_scores", "decided_by", "window_starts", "window_ends")
 
 
 def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constitution) -> Any:
