@@ -13,6 +13,8 @@ input order.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,38 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
+class EmbeddingCache:
+    """The most recent embeddings of this process, by (model, token ids, padded length).
+
+    A window is embedded by the classifier, then by the stack teachers that judge it, and again by the audit of the
+    kept text: the same ids give the same embedding (padding is set by the ids alone), so the later passes reuse
+    it. Bounded (`MAX_ENTRIES` x 384 float32 = 48 MB); thread-safe (UDF partitions are threads on Sail)."""
+
+    MAX_ENTRIES = 32_768
+
+    def __init__(self) -> None:
+        self._rows: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], out: np.ndarray, i: int) -> bool:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                return False
+            self._rows.move_to_end(key)
+        out[i] = row
+        return True
+
+    def put(self, key: tuple[Any, ...], row: np.ndarray) -> None:
+        with self._lock:
+            self._rows[key] = row.copy()
+            if len(self._rows) > self.MAX_ENTRIES:
+                self._rows.popitem(last=False)
+
+
+_CACHE = EmbeddingCache()
+
+
 class Encoder:
     def __init__(
         self,
@@ -93,6 +127,8 @@ class Encoder:
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         # bf16 halves memory traffic on GPUs; CPUs without bf16 units get slower, so fp32 there.
         self.dtype = torch.bfloat16 if self.device == "cuda" else None
+        # an embedding is a function of the model, the device's precision, the token ids and the padded length
+        self._identity = (str(path), self.device, str(self.dtype))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -102,8 +138,10 @@ class Encoder:
         tokens = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
         lengths = np.array([padded_length(len(ids), self.max_tokens) for ids in tokens["input_ids"]])
         out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        for length in np.unique(lengths):  # ascending
-            same = np.flatnonzero(lengths == length)
+        keys = [(self._identity, int(n), tuple(ids)) for n, ids in zip(lengths, tokens["input_ids"], strict=True)]
+        missing = np.array([not _CACHE.get(k, out, i) for i, k in enumerate(keys)], dtype=bool)
+        for length in np.unique(lengths[missing]):  # ascending
+            same = np.flatnonzero((lengths == length) & missing)
             for start in range(0, len(same), self.batch_size):
                 idx = same[start : start + self.batch_size]
                 batch = self.tokenizer.pad(
@@ -118,6 +156,8 @@ class Encoder:
                 ):
                     hidden = self.model(**batch).last_hidden_state
                 out[idx] = mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
+                for i in idx:
+                    _CACHE.put(keys[i], out[i])
         return out
 
 

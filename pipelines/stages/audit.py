@@ -8,7 +8,6 @@ of `curate iterate` this is the harmful share "as the teacher sees it": it must 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,7 +15,7 @@ from pyspark.sql import functions as F
 
 from pipelines.core.stage import BaseStage, StageContext
 from pipelines.judgement.teachers import teacher_specs
-from pipelines.stages.cascade import teacher_column
+from pipelines.stages.cascade import teacher_column, teacher_udf_spec
 from schemas.vocab import KEPT_ACTIONS
 
 if TYPE_CHECKING:
@@ -45,8 +44,8 @@ class TeacherAudit(BaseStage):
             return df.withColumn("audit_scores", nulls)
         need = F.array(*[F.lit(s is not None) for s in specs])
         kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
-        teach = teacher_column(F.col("out_text"), need, json.dumps(specs))
-        return df.withColumn("audit_scores", F.when(kept, teach).otherwise(nulls))
+        teach = teacher_column(F.col("out_text"), need, teacher_udf_spec(specs, ctx.cfg.classify))
+        return df.withColumn("audit_scores", F.when(kept, teach.getField("scores")).otherwise(nulls))
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         kept = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))

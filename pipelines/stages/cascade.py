@@ -34,11 +34,26 @@ from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, S
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+    from pipelines.core.config import ClassifyConfig
     from pipelines.core.constitution import Constitution, Principle
     from pipelines.core.stage import StageContext
 from pipelines.judgement.teachers import shared_scorer, teacher_specs
 from pipelines.judgement.windowed import resolve_top_k
 from udfs.windows import with_context, words_for_tokens
+
+
+def teacher_udf_spec(teachers: list[str | None], cfg: ClassifyConfig) -> str:
+    """What a worker needs to build the teachers: their names and the window settings of `classify`."""
+    return json.dumps(
+        {
+            "teachers": teachers,
+            "window_words": cfg.window_words or words_for_tokens(cfg.max_tokens),
+            "windows": cfg.windows,
+            "top_k": cfg.top_k,
+            "device": cfg.device,
+        },
+        sort_keys=True,
+    )
 
 
 def teacher_column(text: Column, need: Column, specs: str) -> Column:
@@ -144,17 +159,7 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
         chosen = (
             wanted.orderBy("_dist", "doc_id").limit(cfg.teacher_max_docs).select("doc_id", F.lit(True).alias("_go"))
         )
-        ccfg = ctx.cfg.classify
-        specs = json.dumps(
-            {
-                "teachers": [p.teacher if teach[i] else None for i, p in enumerate(principles)],
-                "window_words": ccfg.window_words or words_for_tokens(ccfg.max_tokens),
-                "windows": ccfg.windows,
-                "top_k": ccfg.top_k,
-                "device": ccfg.device,
-            },
-            sort_keys=True,
-        )
+        specs = teacher_udf_spec([p.teacher if teach[i] else None for i, p in enumerate(principles)], ctx.cfg.classify)
         out = (
             out.join(chosen, "doc_id", "left")
             # the condition on each field: Sail keeps a struct's fields when a CASE WHEN without ELSE yields null
