@@ -426,3 +426,30 @@ def test_a_revision_is_judged_by_its_worst_sentence(constitution, rescore) -> No
     (reason,) = dirty
     kind, principle, index, snippet = reason.split(":", 3)
     assert (kind, principle, index) == ("sentence_flagged", "toxicity", "1") and snippet == insult
+
+
+# A long page (about 450 words of council news) with the insult in its middle.
+PAGE_SENTENCES = [COUNCIL, RESIDENTS, FESTIVAL, TICKETS, HARBOUR] * 8
+LONG_PAGE = " ".join([*PAGE_SENTENCES[:20], INSULT, *PAGE_SENTENCES[20:]])
+
+
+def test_an_llm_rewrites_the_flagged_passage_of_a_long_page_not_the_page(constitution, rescore, embed) -> None:
+    """Issue 21: the rewrite is of the deciding window in context; the rest of the page stays byte for byte."""
+    lo = LONG_PAGE.index(INSULT)
+    row = {**_row("page", LONG_PAGE), "passage_start": lo - len(HARBOUR) - 1, "passage_end": lo + len(INSULT)}
+
+    def answer(system: str, user: str) -> str:
+        body = user.removeprefix("<document>\n").removesuffix("\n</document>")
+        return body.replace(INSULT, "A resident disagreed with the plan.")
+
+    with canned_llm(answer) as (url, seen):
+        client = LLMClient(LLMConfig(base_url=url, model="canned", max_retries=0))
+        (o,) = revise([row], constitution, ReviseConfig(), rescore, embed, client, "canned")
+        client.close()
+    (request,) = seen
+    # the model saw the passage (the window plus a sentence each side), not the 450-word page
+    assert INSULT in request["user"] and len(request["user"]) < 600 < len(LONG_PAGE)
+    assert f"{TICKETS} {HARBOUR} {INSULT} {COUNCIL}" in request["user"] and request["user"].count(FESTIVAL) == 0
+    assert o.status == "ok", o.reject_reasons
+    assert o.revised_text == LONG_PAGE.replace(INSULT, "A resident disagreed with the plan.")
+    assert o.score_after < 0.5

@@ -43,7 +43,7 @@ from schemas import TABLES
 from schemas.vocab import UNTRIED, Method, RevisionStatus
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from udfs.llm import LLMClient, LLMConfig
 from pipelines.stages.revision import Outcome, document_embedder, revise
@@ -60,6 +60,18 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             lambda n: F.element_at(F.col("principle_scores"), F.array_position(names, n).cast("int")),
         )
     )
+    # the passage an LLM rewrites: from the first to the last deciding window of the principles it is revised for
+    if "window_starts" in df.columns:
+
+        def bound(column: str) -> Column:
+            return F.transform(
+                F.col("revise_principles"),
+                lambda n: F.element_at(F.col(column), F.array_position(names, n).cast("int")),
+            )
+
+        first, last = F.array_min(bound("window_starts")), F.array_max(bound("window_ends"))
+    else:
+        first = last = F.lit(None).cast("int")
     return (
         df.where(
             (F.size("quality_reasons") == 0)
@@ -70,7 +82,15 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             & ~F.coalesce(F.col("decont_action") == "drop", F.lit(False))
         )
         .withColumn("score_before", max_flagged)
-        .select("doc_id", F.col("clean_text").alias("text"), "revise_principles", "principle_scores", "score_before")
+        .select(
+            "doc_id",
+            F.col("clean_text").alias("text"),
+            "revise_principles",
+            "principle_scores",
+            "score_before",
+            first.alias("passage_start"),
+            last.alias("passage_end"),
+        )
     )
 
 
@@ -220,7 +240,11 @@ class Revise(BaseStage):
         lake, r, progress = ctx.the_lake, ctx.cfg.revise, ctx.progress or Progress(enabled=False)
         spark = lake.spark
         # max_doc_chars bounds what the LLM must write back; excision has no such limit.
-        fits = F.length("text") <= r.max_doc_chars if r.method == Method.LLM and self.llm else F.lit(True)
+        # A long page is rewritten passage by passage (the deciding windows), so the limit is on the passage.
+        passage = F.when(
+            F.col("passage_end") > F.col("passage_start"), F.col("passage_end") - F.col("passage_start")
+        ).otherwise(F.length("text"))
+        fits = passage <= r.max_doc_chars if r.method == Method.LLM and self.llm else F.lit(True)
         # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
         # too_long outcomes): one ordered collect, split here. Documents an earlier run deferred come first (its
         # budget ran out before them; tonight's must not push them back again), then the highest scores.
@@ -233,9 +257,12 @@ class Revise(BaseStage):
         to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
         constitution = ctx.constitution
 
+        # a revision is accepted only when no window of it is over a threshold: the encoder reads them all
+        every_window = replace(ctx.cfg.classify, windows="all")
+
         def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
             frame = spark.createDataFrame(pairs, "doc_id string, text string")
-            rows = score(frame, constitution, ctx.cfg.classify, ctx.champions).select("doc_id", "principle_scores")
+            rows = score(frame, constitution, every_window, ctx.champions).select("doc_id", "principle_scores")
             found = {x["doc_id"]: list(x["principle_scores"]) for x in rows.collect()}
             if not ctx.cfg.classify.cascade.enabled:
                 return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,6 +64,14 @@ class Outcome:
     fallback_from: str | None = None
     llm_rewrite: str | None = None
     error: str | None = None
+    # The range of original_text an LLM rewrites (the deciding windows with a sentence of context); None = all.
+    passage: tuple[int, int] | None = None
+
+    def split(self) -> tuple[str, str, str]:
+        """(before, passage, after) of the original text."""
+        lo, hi = self.passage or (0, len(self.original_text))
+        t = self.original_text
+        return t[:lo], t[lo:hi], t[hi:]
 
 
 @dataclass
@@ -100,7 +108,7 @@ def local_rescorer(
     pipeline re-scores through Spark with the same scorer spec."""
     from pipelines.judgement.scorers import load_scorer, scorer_spec
 
-    spec = scorer_spec(constitution, cfg, champions)
+    spec = scorer_spec(constitution, replace(cfg, windows="all"), champions)  # every window, as the stage does
 
     def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
         values = load_scorer(spec).score([t for _, t in pairs])
@@ -228,6 +236,7 @@ def revise(
             original_text=str(row["text"]),
             method=cfg.method,
             score_before=float(row["score_before"]),  # type: ignore[arg-type]
+            passage=_passage(row),
         )
         for row in rows
     ]
@@ -242,6 +251,17 @@ def revise(
     clock.t.docs += len(outcomes)
     clock.t.total_s += time.perf_counter() - t0
     return outcomes
+
+
+def _passage(row: Mapping[str, object]) -> tuple[int, int] | None:
+    """The deciding windows of a candidate widened by a sentence each side; None when it is the whole text."""
+    from udfs.windows import with_context
+
+    text, lo, hi = str(row["text"]), row.get("passage_start"), row.get("passage_end")
+    if not isinstance(lo, int) or not isinstance(hi, int) or hi <= lo:
+        return None
+    lo, hi = with_context(text, lo, hi)
+    return None if text[:lo].strip() == "" and text[hi:].strip() == "" else (lo, hi)
 
 
 def _llm(
@@ -265,13 +285,14 @@ def _llm(
             for p in out.principles
         ]
         out.model, out.prompt_version = model, prompt_version(tasks)
-        m = build_messages(out.original_text, tasks)
+        m = build_messages(out.split()[1], tasks)  # the passage, not the page
         systems.append(m[0]["content"])
         messages.append(m)
     t0 = time.perf_counter()
     results = send(messages, progress) if send is not None else within_budget(client, messages, cfg, progress)
     clock.t.llm_s += time.perf_counter() - t0
     answered: list[Outcome] = []
+    rewrites: dict[str, tuple[str, str]] = {}
     for out, system, res in zip(outcomes, systems, results, strict=True):
         if res is None:
             out.status = RevisionStatus.OVER_BUDGET
@@ -280,17 +301,20 @@ def _llm(
             out.status, out.error = res.status, res.error
             continue
         rewrite = clean_output(res.text)
-        out.revised_text = rewrite
-        out.length_ratio = length_ratio(out.original_text, rewrite)
+        before, passage, after = out.split()
+        out.revised_text = before + rewrite + after
+        # the checks compare the passage with its rewrite: the rest of the page is unchanged by construction
+        out.length_ratio = length_ratio(passage, rewrite)
         out.reject_reasons = check_rewrite(
-            out.original_text, rewrite, system, min_ratio=cfg.min_length_ratio, max_ratio=cfg.max_length_ratio
+            passage, rewrite, system, min_ratio=cfg.min_length_ratio, max_ratio=cfg.max_length_ratio
         )
         if rewrite.strip():
             answered.append(out)
+            rewrites[out.doc_id] = (passage, rewrite)
         else:
             out.status = RevisionStatus.REJECTED
     # Rejected rewrites are re-scored and compared too: the audit (and the benchmark) reads their scores.
-    sims = _similarities(clock, embed, [(o.original_text, o.revised_text or "") for o in answered])
+    sims = _similarities(clock, embed, [rewrites[o.doc_id] for o in answered])
     new_scores = clock.score(rescore, [(o.doc_id, o.revised_text or "") for o in answered])
     sentence_reasons = sentence_check(
         rescore, constitution, [(o.revised_text or "", o.principles) for o in answered], clock
