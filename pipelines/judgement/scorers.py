@@ -17,7 +17,7 @@ import numpy as np
 from pipelines.core.config import ClassifyConfig
 from pipelines.core.constitution import Constitution
 from pipelines.core.registry import Champion
-from udfs.excise import split_sentences  # the spans' sentences are the ones excision removes
+from udfs.sentences import split_sentences  # the spans' sentences are the ones excision removes
 
 if TYPE_CHECKING:
     pass
