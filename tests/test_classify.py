@@ -21,7 +21,7 @@ from pipelines.judgement.label import import_human_labels
 from pipelines.stages import classify
 from tests.fixtures import ARTICLES
 from tests.test_distill import _labelled_rows
-from udfs.excise import split_sentences
+from udfs.sentences import split_sentences
 
 TOXIC_DOC = "The library opens at nine. You are a worthless idiot and a pathetic moron! The bus leaves at ten."
 

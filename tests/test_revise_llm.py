@@ -14,7 +14,7 @@ from pipelines.core.constitution import load_constitution
 from pipelines.core.lake import Lake
 from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import TOXIC
-from udfs.excise import split_sentences
+from udfs.sentences import split_sentences
 
 pytestmark = pytest.mark.llm
 

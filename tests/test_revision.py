@@ -17,7 +17,7 @@ from pipelines.core.constitution import Constitution, load_constitution
 from pipelines.stages.decide import fallback_action
 from pipelines.stages.revision import Outcome, document_embedder, local_rescorer, revise
 from tests.fixtures import send_chat_completion
-from udfs.excise import excise, flagged_sentences, removal_plan, split_sentences
+from udfs.excise import excise, flagged_sentences, removal_plan
 from udfs.llm import LLMClient, LLMConfig
 from udfs.revision import (
     PROMPT_CANARY,
@@ -34,6 +34,7 @@ from udfs.revision import (
     similarity_reasons,
     system_prompt,
 )
+from udfs.sentences import split_sentences
 
 TASKS = [
     RevisionTask("toxicity", "Remove insults and slurs, keep the facts.", "toxicity-revise-v1"),

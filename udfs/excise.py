@@ -1,34 +1,19 @@
 """Excision: remove the flagged sentences of a document and keep the rest. Pure functions, no model, no Spark.
 
 The reviser that needs no LLM, and the fallback for rejected LLM rewrites. Sentences are cut with the same
-splitter the scoring stage uses for the `spans` of the `scores` table, so "the flagged spans" and "the
-sentences excision removes" are the same character ranges when scored by the same model. The caller
-scores sentences and re-validates the result (re-score below the revise threshold, enough text left).
+splitter the scoring stage uses for the `spans` of the `scores` table (udfs/sentences.py), so "the flagged
+spans" and "the sentences excision removes" are the same character ranges when scored by the same model. The
+caller scores sentences and re-validates the result (re-score below the revise threshold, enough text left).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-# Also the splitter of the scoring stage's `spans` (pipelines/stages/classify.py imports it).
-SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character (start, end) of each sentence, leading/trailing whitespace excluded."""
-    out = []
-    for m in SENTENCE_RE.finditer(text):
-        start, end = m.start(), m.end()
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if end > start:
-            out.append((start, end))
-    return out
+# Re-exported: callers that cut sentences for excision import the splitter from here or from udfs.sentences.
+from udfs.sentences import split_sentences as split_sentences
 
 
 def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

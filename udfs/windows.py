@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from udfs.excise import split_sentences
+from udfs.sentences import split_sentences
 
 #: MiniLM word pieces per English word, roughly: 96 words fill the 128-token encoder window (measured on the dev
 #: crawl's prose: 1.25-1.35 tokens a word).

@@ -18,7 +18,7 @@ from pipelines.core.config import ClassifyConfig
 from pipelines.core.constitution import Constitution
 from pipelines.core.registry import Champion
 from pipelines.judgement.windowed import Windowed, WindowPlan, plan, resolve_top_k, window_max
-from udfs.excise import split_sentences  # the spans' sentences are the ones excision removes
+from udfs.sentences import split_sentences  # the spans' sentences are the ones excision removes
 from udfs.windows import words_for_tokens
 
 if TYPE_CHECKING:

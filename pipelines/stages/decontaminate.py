@@ -34,8 +34,9 @@ from pipelines.core.lake import nullable
 from pipelines.core.stage import BaseStage, Gate, StageContext, decided
 from schemas import TABLES
 from udfs.benchmarks import BenchmarkSet, load_set
-from udfs.excise import excise, split_sentences
+from udfs.excise import excise
 from udfs.ngrams import hashes_udf, matched_char_ranges, target_hashes
+from udfs.sentences import split_sentences
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

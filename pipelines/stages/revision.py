@@ -19,7 +19,7 @@ from pipelines.core.constitution import Constitution
 from pipelines.core.llm_exec import Send
 from pipelines.judgement.teachers import local_scores
 from schemas.vocab import FALLBACK_STATUSES, Method, RevisionStatus
-from udfs.excise import excise, removal_plan, split_sentences
+from udfs.excise import excise, removal_plan
 from udfs.revision import (
     RevisionTask,
     build_messages,
@@ -31,6 +31,7 @@ from udfs.revision import (
     prompt_version,
     similarity_reasons,
 )
+from udfs.sentences import split_sentences
 
 if TYPE_CHECKING:
     from pipelines.core.registry import Champion
