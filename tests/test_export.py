@@ -62,7 +62,7 @@ def _score_rows(toxic_span: tuple[int, int, float]) -> list[tuple[Any, ...]]:
     both = TOXIC_TEXT + " " + AI_SENTENCE
 
     def row(doc_id: str, principle: str, spans: list[tuple[int, int, float]]) -> tuple[Any, ...]:
-        cascade = (None,) * 6  # classifier_score ... decided_by: not what export reads
+        cascade = (None,) * 9  # classifier_score ... spans_by: not what export reads
         return (doc_id, principle, 0.95 if spans else 0.1, spans, "models:/test/1", "r1", *cascade)
 
     return [
