@@ -167,8 +167,9 @@ def splice(host: str, passage: str, rng: random.Random) -> tuple[str, int]:
     ends = [e for _, e in split_sentences(host)][:-1]
     middle = [e for e in ends if 0.2 * len(host) <= e <= 0.8 * len(host)] or ends or [len(host)]
     at = rng.choice(middle)
-    head = host[:at]
-    return f"{head} {passage} {host[at:].lstrip()}", len(head) + 1
+    head, tail = host[:at], host[at:]
+    # The host's own whitespace follows the passage: a line break after the chosen sentence stays a line break.
+    return f"{head} {passage}{tail if tail[:1].isspace() else ' ' + tail}", len(head) + 1
 
 
 def build(n: int, seed: int) -> tuple[list[Page], list[Page], dict[str, int]]:
