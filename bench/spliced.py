@@ -167,9 +167,13 @@ def splice(host: str, passage: str, rng: random.Random) -> tuple[str, int]:
     ends = [e for _, e in split_sentences(host)][:-1]
     middle = [e for e in ends if 0.2 * len(host) <= e <= 0.8 * len(host)] or ends or [len(host)]
     at = rng.choice(middle)
-    head, tail = host[:at], host[at:]
-    # The host's own whitespace follows the passage: a line break after the chosen sentence stays a line break.
-    return f"{head} {passage}{tail if tail[:1].isspace() else ' ' + tail}", len(head) + 1
+    head = host[:at]
+    # The passage runs on into the host's next sentence, on the same line. Most passages end without a stop
+    # (cut RealToxicityPrompts prompts, tweets, ToxiGen statements); left at a line end they make a line with
+    # no terminal punctuation, which C4 line cleaning (quality stage) removes before any judgement: measured
+    # that way (bench/results/spliced-2026-12-07-line-end.json) 60 of 116 judged pages were kept without it, lost to
+    # C4 and not to the judgement this benchmark is about.
+    return f"{head} {passage} {host[at:].lstrip()}", len(head) + 1
 
 
 def build(n: int, seed: int) -> tuple[list[Page], list[Page], dict[str, int]]:

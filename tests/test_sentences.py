@@ -16,9 +16,7 @@ from udfs import sentences as S
 from udfs.excise import excise
 from udfs.sentences import split_sentences
 
-CRAWL_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "crawl_dev.jsonl.gz"
-if not CRAWL_DEV.exists():  # a worktree beside the main checkout
-    CRAWL_DEV = Path("/work/shared/data/crawl_dev.jsonl.gz")
+CRAWL_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "crawl_dev.jsonl.gz"  # dev machines only
 
 
 def sentences(text: str) -> list[str]:
