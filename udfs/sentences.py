@@ -88,14 +88,16 @@ _NOT_ABBREVIATION = "".join(
 #   4. any other terminator run, with its closers, before whitespace or the end: decided by `_ends_here`;
 #   5. a terminator glued to a sentence opener ("mainland.The"): decided by `_glued_ok`.
 # The pattern starts with one character class, so the engine scans to the next terminator or newline in C; the
-# Python code runs per candidate only, and the cost stays proportional to the number of sentences.
+# Python code runs per candidate only, and the cost stays proportional to the number of sentences. A terminator
+# run is one candidate, tried from its first character only and without backtracking (the lookbehind and the
+# possessive runs): otherwise a long run of dots before a letter costs time quadratic in its length.
 _CANDIDATE = re.compile(
-    r"[.!?…\n](?:"
+    rf"[{_TERMINATORS}\n](?<![{_TERMINATORS}][{_TERMINATORS}])(?:"
     r"(?<=\n)()\s*"
     rf"|(?<=[a-z]{{4}}\.){_NOT_ABBREVIATION}()(?=\s+[^\s\d{_TERMINATORS}{re.escape(_OPENERS)}])"
     rf"|(?<=[!?])()(?=\s+[^\s{_TERMINATORS}{re.escape(_OPENERS)}])"
-    rf"|[{_TERMINATORS}]*[{re.escape(_CLOSERS)}]*()(?=\s|\Z)"
-    rf"|[{_TERMINATORS}]*()(?=(?:{_STARTER_ALT})\b)"
+    rf"|[{_TERMINATORS}]*+[{re.escape(_CLOSERS)}]*+()(?=\s|\Z)"
+    rf"|[{_TERMINATORS}]*+()(?=(?:{_STARTER_ALT})\b)"
     ")"
 )
 # What follows a candidate: whitespace, opening punctuation, then the next word.
