@@ -81,7 +81,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     after an uninterrupted second night."""
     tmp = tmp_path_factory.mktemp("faults")
     constitution = retuned_constitution(
-        tmp / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
+        tmp / "constitution.yaml", "toxicity", revise_threshold=0.5, filter_threshold=0.9999, span_threshold=0.5
     )
     night_a = write_jsonl(tmp / "night-a.jsonl", [*jsonl_lines(), BAD_LINES["empty_text"]])
     night_b = tmp / "night-b"
