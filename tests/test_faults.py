@@ -14,8 +14,12 @@ lakes before the kills are copies of one lake per module, and the reference runs
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +80,8 @@ def _cli_sets(settings: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The inputs, the lake after the first night (copied for every kill), and the reference lake: the same lake
-    after an uninterrupted second night."""
+def first_night(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any]:
+    """The inputs, and the lake after the first night (copied for every kill) with its corpus."""
     tmp = tmp_path_factory.mktemp("faults")
     constitution = retuned_constitution(
         tmp / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
@@ -91,9 +94,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp / "base"
     cfg = load_config(None, _settings(constitution, **{"tracking.experiment": "base"}))
     assert run_pipeline(base, night_a, cfg, crawl_id="a").status == "success"
-    reference = _copy(base, tmp / "reference")
-    assert run_pipeline(reference, night_b, _cfg(constitution, reference), crawl_id="b").status == "success"
-    return {"tmp": tmp, "constitution": constitution, "night_b": night_b, "base": base, "reference": reference}
+    corpus = _corpus(Lake(base, spark))
+    return {"tmp": tmp, "constitution": constitution, "night_b": night_b, "base": base, "base_corpus": corpus}
+
+
+@pytest.fixture(scope="module")
+def world(first_night: dict[str, Any], killed_runs: KilledRuns, spark: Any) -> dict[str, Any]:
+    """The first night, and the reference lake: the same lake after an uninterrupted second night, with what a
+    reader sees in it (read once: nothing writes to it). `killed_runs` comes first: the first kill point's run is
+    started and killed in its own process while this one builds the reference."""
+    reference = _copy(first_night["base"], first_night["tmp"] / "reference")
+    cfg = _cfg(first_night["constitution"], reference)
+    assert run_pipeline(reference, first_night["night_b"], cfg, crawl_id="b").status == "success"
+    return {**first_night, "reference": reference, "reference_state": state(Lake(reference, spark))}
 
 
 def _cfg(constitution: Path, lake: Path, **more: Any) -> RunConfig:
@@ -227,26 +240,86 @@ SLOW = [
 PUBLISHED = ("publish:corpus", "publish:decisions", "run:recorded")  # the corpus moved before the kill
 
 
+class KilledRuns:
+    """The killed `curate run` of every selected kill point, each on a copy of the first night's lake, started one
+    test ahead: while a test reruns its night in this process, the next point's run is being started and killed in
+    a process of its own (on 2 cores the two overlap; one after the other they took twice as long). What each test
+    checks is unchanged: the same process killed at the same point, on a lake no other run touches."""
+
+    def __init__(self, first_night: dict[str, Any], points: list[str]) -> None:
+        self.world, self.points = first_night, points
+        self.started: dict[str, tuple[Path, subprocess.Popen[bytes], Path]] = {}
+
+    def start(self, point: str) -> None:
+        if point in self.started:
+            return
+        folder = self.world["tmp"] / "kills" / point.replace(":", "-")
+        lake_dir = _copy(self.world["base"], folder / "lake")
+        settings = _settings(self.world["constitution"], **{"tracking.experiment": lake_dir.name})
+        args = ["run", "--lake", str(lake_dir), "--input", str(self.world["night_b"]), "--crawl-id", "b", "--quiet"]
+        err = folder / "stderr.txt"
+        with open(err, "wb") as fh:  # a file, not a pipe: nobody reads it while the run goes on
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", *args, *_cli_sets(settings)],
+                cwd=ROOT,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error", ENV: point},
+                stdout=subprocess.DEVNULL,
+                stderr=fh,
+                start_new_session=True,
+            )
+        self.started[point] = (lake_dir, proc, err)
+
+    def killed(self, point: str) -> Path:
+        """The lake `point`'s run was killed on; asserts it died of SIGKILL there. Starts the next point's run."""
+        self.start(point)
+        if point in self.points and (i := self.points.index(point) + 1) < len(self.points):
+            self.start(self.points[i])
+        lake_dir, proc, err = self.started[point]
+        proc.wait(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, (
+            f"not killed at {point} (exit {proc.returncode}):\n{err.read_text(errors='replace')[-3000:]}"
+        )
+        return lake_dir
+
+    def close(self) -> None:
+        for _, proc, _ in self.started.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def killed_runs(first_night: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[KilledRuns]:
+    points = [
+        item.callspec.params["point"]
+        for item in request.session.items
+        if item.path == request.path and item.originalname == "test_run_killed_then_rerun_converges"
+    ]
+    runs = KilledRuns(first_night, points)
+    if points:
+        runs.start(points[0])
+    yield runs
+    runs.close()
+
+
 @pytest.mark.parametrize(
     "point", [*QUICK, *[pytest.param(p, marks=pytest.mark.slow) for p in SLOW]], ids=lambda p: p.replace(":", "-")
 )
-def test_run_killed_then_rerun_converges(world: dict[str, Any], spark: Any, tmp_path: Path, point: str) -> None:
-    lake_dir = _copy(world["base"], tmp_path / "lake")
+def test_run_killed_then_rerun_converges(
+    world: dict[str, Any], killed_runs: KilledRuns, spark: Any, point: str
+) -> None:
+    lake_dir = killed_runs.killed(point)  # `curate run` on a copy of world["base"], killed at `point`
     lake = Lake(lake_dir, spark)
-    before = _corpus(lake)
-    settings = _settings(world["constitution"], **{"tracking.experiment": lake_dir.name})
-    args = ["run", "--lake", str(lake_dir), "--input", str(world["night_b"]), "--crawl-id", "b", "--quiet"]
-    _killed([*args, *_cli_sets(settings)], point, ROOT)
 
     (killed,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
     assert killed.status == ("success" if point == "run:recorded" else "running")
     if point not in PUBLISHED:  # nothing a reader sees has moved
-        assert _corpus(lake) == before
+        assert _corpus(lake) == world["base_corpus"]
 
     summary = run_pipeline(lake_dir, world["night_b"], _cfg(world["constitution"], lake_dir), crawl_id="b")
 
     assert summary.status == "success" and summary.counts["unaccounted"] == 0
-    assert state(lake) == state(Lake(world["reference"], spark))
+    assert state(lake) == world["reference_state"]
     assert_every_record_accounted(lake, world["night_b"])
     assert_no_debris(lake, None if point == "run:recorded" else killed.run_id)
 
@@ -271,7 +344,12 @@ def iterated(world: dict[str, Any], spark: Any) -> dict[str, dict[str, Any]]:
         path = retuned_constitution(world["tmp"] / f"{name}.yaml", principle, base=world["constitution"], **changes)
         reference = _copy(world["reference"], world["tmp"] / f"iterated-{name}")
         summary = iterate(Lake(reference, spark), _iterate_cfg(path, reference), rounds=2)
-        out[name] = {"constitution": path, "reference": reference, "rounds": [r.status for r in summary.rounds]}
+        out[name] = {
+            "constitution": path,
+            "reference": reference,
+            "reference_state": state(Lake(reference, spark)),
+            "rounds": [r.status for r in summary.rounds],
+        }
     return out
 
 
@@ -323,7 +401,7 @@ def test_iterate_killed_then_rerun_converges(
 
     summary = iterate(lake, _iterate_cfg(it["constitution"], lake_dir), rounds=2)
 
-    assert state(lake) == state(Lake(it["reference"], spark))
+    assert state(lake) == it["reference_state"]
     assert [r.status for r in summary.rounds] == it["rounds"]
     acct = check_accounting(lake)
     assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)
