@@ -53,9 +53,14 @@ FULL_TIER_MODULES = frozenset(
 )
 
 
+#: ... and, in any module, every test that needs the packaged LLM served or converted (the session's `server` and
+#: `llm_cache` fixtures below: starting the server costs ~40 s on 2 cores before the first request).
+FULL_TIER_FIXTURES = frozenset({"server", "llm_cache"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in FULL_TIER_MODULES:
+        if item.path.name in FULL_TIER_MODULES or FULL_TIER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

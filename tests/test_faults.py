@@ -5,10 +5,12 @@ decisions), with every input record accounted for and no debris (no `running` ro
 are compared by each document's latest row: a run killed after its `revisions` commit keeps that audit row, and the
 rerun adds its own.
 
-The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started,
-killed, checked and rerun in this process (30-70 s on 2 cores); the quick set (one point per publish boundary) is
-in the fast tier, `slow` marks the exhaustive rest (`make test` and CI run both; `make check` skips them). The
-lakes before the kills are copies of one lake per module, and the reference runs once per module.
+The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started
+and killed on a lake of its own, then checked and rerun in this process (30-70 s on 2 cores); the next point's
+process is started and killed while this process reruns (`KilledRuns`), so the two halves overlap on 2 cores. The
+quick set (one point per publish boundary) is in the fast tier, `slow` marks the exhaustive rest (`make test` and
+CI run both; `make check` skips them). The lakes before the kills are copies of one lake per module, and the
+references run, and are read, once per module.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from pipelines.stages.ingest import Ingest, Undecided
 from pipelines.stages.quality import Quality
 from pipelines.stages.revise import Revise
 from pipelines.stages.secrets import Secrets
-from tests.fixtures import ARTICLES, BAD_LINES, curate_process, jsonl_lines, retuned_constitution, write_jsonl
+from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import NIGHT2_NEW, TOXIC
 from tests.test_revision import EXCISED_REPORT, REPORT
 
@@ -106,7 +108,8 @@ def world(first_night: dict[str, Any], killed_runs: KilledRuns, spark: Any) -> d
     reference = _copy(first_night["base"], first_night["tmp"] / "reference")
     cfg = _cfg(first_night["constitution"], reference)
     assert run_pipeline(reference, first_night["night_b"], cfg, crawl_id="b").status == "success"
-    return {**first_night, "reference": reference, "reference_state": state(Lake(reference, spark))}
+    lake = Lake(reference, spark)
+    return {**first_night, "reference": reference, "reference_state": state(lake), "reference_corpus": _corpus(lake)}
 
 
 def _cfg(constitution: Path, lake: Path, **more: Any) -> RunConfig:
@@ -118,14 +121,6 @@ def _copy(src: Path, dst: Path) -> Path:
     artifacts live under the copy."""
     shutil.copytree(src, dst)
     return dst
-
-
-def _killed(args: list[str], point: str, cwd: Path) -> str:
-    """Run `curate ARGS` with the kill hook at `point`; assert it died of SIGKILL there; return its stderr."""
-    proc = curate_process(*args, cwd=cwd, env={ENV: point}, new_session=True)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{err[-3000:]}"
-    return err
 
 
 def _latest_revisions(lake: Lake) -> dict[str, tuple[Any, ...]]:
@@ -240,44 +235,47 @@ SLOW = [
 PUBLISHED = ("publish:corpus", "publish:decisions", "run:recorded")  # the corpus moved before the kill
 
 
-class KilledRuns:
-    """The killed `curate run` of every selected kill point, each on a copy of the first night's lake, started one
-    test ahead: while a test reruns its night in this process, the next point's run is being started and killed in
-    a process of its own (on 2 cores the two overlap; one after the other they took twice as long). What each test
-    checks is unchanged: the same process killed at the same point, on a lake no other run touches."""
+#: One killed command: the lake it starts from (copied first), its `curate` arguments given the copy, and the point.
+Job = tuple[Path, Callable[[Path], list[str]], str]
 
-    def __init__(self, first_night: dict[str, Any], points: list[str]) -> None:
-        self.world, self.points = first_night, points
+
+class KilledRuns:
+    """The killed command of every selected kill point, each on a copy of its starting lake, started one test
+    ahead: while a test reruns in this process, the next point's command is being started and killed in a process
+    of its own (on 2 cores the two overlap; one after the other they took twice as long). What each test checks is
+    unchanged: the same process killed at the same point, on a lake no other run touches."""
+
+    def __init__(self, folder: Path, keys: list[str], job: Callable[[str], Job]) -> None:
+        self.folder, self.keys, self.job = folder, keys, job
         self.started: dict[str, tuple[Path, subprocess.Popen[bytes], Path]] = {}
 
-    def start(self, point: str) -> None:
-        if point in self.started:
+    def start(self, key: str) -> None:
+        if key in self.started:
             return
-        folder = self.world["tmp"] / "kills" / point.replace(":", "-")
-        lake_dir = _copy(self.world["base"], folder / "lake")
-        settings = _settings(self.world["constitution"], **{"tracking.experiment": lake_dir.name})
-        args = ["run", "--lake", str(lake_dir), "--input", str(self.world["night_b"]), "--crawl-id", "b", "--quiet"]
+        source, args, point = self.job(key)
+        folder = self.folder / key.replace(":", "-").replace("/", "-")
+        lake_dir = _copy(source, folder / "lake")
         err = folder / "stderr.txt"
-        with open(err, "wb") as fh:  # a file, not a pipe: nobody reads it while the run goes on
+        with open(err, "wb") as fh:  # a file, not a pipe: nobody reads it while the command goes on
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.cli", *args, *_cli_sets(settings)],
+                [sys.executable, "-m", "pipelines.cli", *args(lake_dir)],
                 cwd=ROOT,
                 env={**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error", ENV: point},
                 stdout=subprocess.DEVNULL,
                 stderr=fh,
                 start_new_session=True,
             )
-        self.started[point] = (lake_dir, proc, err)
+        self.started[key] = (lake_dir, proc, err)
 
-    def killed(self, point: str) -> Path:
-        """The lake `point`'s run was killed on; asserts it died of SIGKILL there. Starts the next point's run."""
-        self.start(point)
-        if point in self.points and (i := self.points.index(point) + 1) < len(self.points):
-            self.start(self.points[i])
-        lake_dir, proc, err = self.started[point]
+    def killed(self, key: str) -> Path:
+        """The lake `key`'s command was killed on; asserts it died of SIGKILL there. Starts the next key's."""
+        self.start(key)
+        if key in self.keys and (i := self.keys.index(key) + 1) < len(self.keys):
+            self.start(self.keys[i])
+        lake_dir, proc, err = self.started[key]
         proc.wait(timeout=600)
         assert proc.returncode == -signal.SIGKILL, (
-            f"not killed at {point} (exit {proc.returncode}):\n{err.read_text(errors='replace')[-3000:]}"
+            f"not killed at {key} (exit {proc.returncode}):\n{err.read_text(errors='replace')[-3000:]}"
         )
         return lake_dir
 
@@ -288,14 +286,29 @@ class KilledRuns:
                 proc.wait()
 
 
+def _selected(request: pytest.FixtureRequest, test: str) -> list[dict[str, Any]]:
+    """The parameters of this module's `test` items that this session runs, in their order."""
+    return [
+        item.callspec.params
+        for item in request.session.items
+        if item.path == request.path and item.originalname == test and hasattr(item, "callspec")
+    ]
+
+
 @pytest.fixture(scope="module")
 def killed_runs(first_night: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[KilledRuns]:
-    points = [
-        item.callspec.params["point"]
-        for item in request.session.items
-        if item.path == request.path and item.originalname == "test_run_killed_then_rerun_converges"
-    ]
-    runs = KilledRuns(first_night, points)
+    """`curate run` of the second night on a copy of the first night's lake, killed at each point."""
+
+    def job(point: str) -> Job:
+        def args(lake_dir: Path) -> list[str]:
+            settings = _settings(first_night["constitution"], **{"tracking.experiment": lake_dir.name})
+            run = ["run", "--lake", str(lake_dir), "--input", str(first_night["night_b"]), "--crawl-id", "b"]
+            return [*run, "--quiet", *_cli_sets(settings)]
+
+        return first_night["base"], args, point
+
+    points = [p["point"] for p in _selected(request, "test_run_killed_then_rerun_converges")]
+    runs = KilledRuns(first_night["tmp"] / "kills", points, job)
     if points:
         runs.start(points[0])
     yield runs
@@ -308,7 +321,7 @@ def killed_runs(first_night: dict[str, Any], request: pytest.FixtureRequest) -> 
 def test_run_killed_then_rerun_converges(
     world: dict[str, Any], killed_runs: KilledRuns, spark: Any, point: str
 ) -> None:
-    lake_dir = killed_runs.killed(point)  # `curate run` on a copy of world["base"], killed at `point`
+    lake_dir = killed_runs.killed(point)  # `curate run` on a copy of the first night's lake, killed at `point`
     lake = Lake(lake_dir, spark)
 
     (killed,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
@@ -336,12 +349,45 @@ RETUNINGS: dict[str, tuple[str, dict[str, float]]] = {
 }
 
 
+def _retuning(world: dict[str, Any], name: str) -> Path:
+    """The constitution of a retuning, written once (a killed command may be reading it)."""
+    path = world["tmp"] / f"{name}.yaml"
+    if path.exists():
+        return path
+    principle, changes = RETUNINGS[name]
+    return retuned_constitution(path, principle, base=world["constitution"], **changes)
+
+
 @pytest.fixture(scope="module")
-def iterated(world: dict[str, Any], spark: Any) -> dict[str, dict[str, Any]]:
-    """Per retuning: its constitution, and the reference: the second night's lake after an uninterrupted iterate."""
+def killed_iterations(world: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[KilledRuns]:
+    """`curate iterate` on a copy of the reference night, under a retuning, killed at each point."""
+
+    def job(key: str) -> Job:
+        retuning, point = key.split("/")
+
+        def args(lake_dir: Path) -> list[str]:
+            extra = {"tracking.experiment": lake_dir.name, "revise.enabled": True}
+            settings = _settings(_retuning(world, retuning), **extra)
+            cmd = ["iterate", "--lake", str(lake_dir), "--rounds", "2", "--labeler", "human:none", "--quiet"]
+            return [*cmd, *_cli_sets(settings)]
+
+        return world["reference"], args, point
+
+    keys = [f"{p['retuning']}/{p['point']}" for p in _selected(request, "test_iterate_killed_then_rerun_converges")]
+    runs = KilledRuns(world["tmp"] / "iterate-kills", keys, job)
+    if keys:
+        runs.start(keys[0])
+    yield runs
+    runs.close()
+
+
+@pytest.fixture(scope="module")
+def iterated(world: dict[str, Any], killed_iterations: KilledRuns, spark: Any) -> dict[str, dict[str, Any]]:
+    """Per retuning: its constitution, and the reference: the second night's lake after an uninterrupted iterate.
+    `killed_iterations` comes first: the first kill point's command is killed while this builds the references."""
     out: dict[str, dict[str, Any]] = {}
-    for name, (principle, changes) in RETUNINGS.items():
-        path = retuned_constitution(world["tmp"] / f"{name}.yaml", principle, base=world["constitution"], **changes)
+    for name in RETUNINGS:
+        path = _retuning(world, name)
         reference = _copy(world["reference"], world["tmp"] / f"iterated-{name}")
         summary = iterate(Lake(reference, spark), _iterate_cfg(path, reference), rounds=2)
         out[name] = {
@@ -385,19 +431,20 @@ ITERATE_POINTS = [
 
 @pytest.mark.parametrize(("retuning", "point"), ITERATE_POINTS, ids=lambda p: p.replace(":", "-"))
 def test_iterate_killed_then_rerun_converges(
-    world: dict[str, Any], iterated: dict[str, Any], spark: Any, tmp_path: Path, retuning: str, point: str
+    world: dict[str, Any],
+    iterated: dict[str, Any],
+    killed_iterations: KilledRuns,
+    spark: Any,
+    retuning: str,
+    point: str,
 ) -> None:
     it = iterated[retuning]
-    lake_dir = _copy(world["reference"], tmp_path / "lake")
+    lake_dir = killed_iterations.killed(f"{retuning}/{point}")  # `curate iterate` on a copy of the reference night
     lake = Lake(lake_dir, spark)
-    before = _corpus(lake)
-    settings = _settings(it["constitution"], **{"tracking.experiment": lake_dir.name, "revise.enabled": True})
-    args = ["iterate", "--lake", str(lake_dir), "--rounds", "2", "--labeler", "human:none", "--quiet"]
-    _killed([*args, *_cli_sets(settings)], point, ROOT)
 
     (killed,) = [r for r in lake.read("runs").collect() if r.status == "running"]
     if point != "publish:corpus":
-        assert _corpus(lake) == before
+        assert _corpus(lake) == world["reference_corpus"]
 
     summary = iterate(lake, _iterate_cfg(it["constitution"], lake_dir), rounds=2)
 
