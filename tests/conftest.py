@@ -53,9 +53,14 @@ FULL_TIER_MODULES = frozenset(
 )
 
 
+#: ... and, in any module, every test that needs the packaged LLM served or converted (the session's `server` and
+#: `llm_cache` fixtures below: starting the server costs ~40 s on 2 cores before the first request).
+FULL_TIER_FIXTURES = frozenset({"server", "llm_cache"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in FULL_TIER_MODULES:
+        if item.path.name in FULL_TIER_MODULES or FULL_TIER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
@@ -102,3 +107,20 @@ def server(llm_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     with EmbeddedLLMServer(llm_cache, log_dir=tmp_path_factory.mktemp("llm-logs")) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def two_night_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The end-to-end lake of tests/test_pipeline.py (its two nights and CFG: revision off, two quality thresholds
+    lowered, MLflow on), built once per session. Never changed: a module copies `lake` (Delta logs hold relative
+    paths, so the copy is a lake of its own) and reruns read the night files under `tmp`, the very paths the runs
+    recorded. `s1`, `s2`: the two nights' run summaries."""
+    from pipelines.chains.run import run_pipeline
+    from tests.test_pipeline import CFG, night1, night2
+
+    tmp = tmp_path_factory.mktemp("two-nights")
+    lake = tmp / "lake"
+    s1 = run_pipeline(lake, night1(tmp), CFG, crawl_id="n1")
+    s2 = run_pipeline(lake, night2(tmp), CFG, crawl_id="n2")
+    assert (s1.status, s2.status) == ("success", "success")
+    return {"tmp": tmp, "lake": lake, "s1": s1, "s2": s2}

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -283,3 +284,9 @@ def sail_server(mode: str, cwd: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def copy_lake(built: dict[str, object], to: Path) -> dict[str, object]:
+    """`built` (a lake fixture's dict) with its lake copied to `to`/lake; `built_at` names the original."""
+    shutil.copytree(built["lake"], to / "lake")  # type: ignore[arg-type]
+    return {**built, "lake": to / "lake", "built_at": built["lake"]}

@@ -82,8 +82,14 @@ def test_a_document_scores_the_same_in_whatever_batch() -> None:
     assert np.array_equal(scorer.score(texts[::-1])[::-1], together)
 
 
-@pytest.fixture()
-def champion_lake(lake: Any, tmp_path: Path) -> Any:
+@pytest.fixture(scope="module")
+def champion_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A lake with a distilled toxicity champion, built once for the module: the tests below only read it (the
+    registry, the champion's artifacts; `curate score` without --write-labels writes nothing to the lake)."""
+    from pipelines.core.lake import Lake
+
+    tmp_path = tmp_path_factory.mktemp("champion")
+    lake = Lake(tmp_path / "lake", spark)
     path = tmp_path / "human.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _labelled_rows()))
     import_human_labels(lake, "toxicity", "human:synthetic", path)

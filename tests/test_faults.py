@@ -5,17 +5,23 @@ decisions), with every input record accounted for and no debris (no `running` ro
 are compared by each document's latest row: a run killed after its `revisions` commit keeps that audit row, and the
 rerun adds its own.
 
-The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started,
-killed, checked and rerun in this process (30-70 s on 2 cores); the quick set (one point per publish boundary) is
-in the fast tier, `slow` marks the exhaustive rest (`make test` and CI run both; `make check` skips them). The
-lakes before the kills are copies of one lake per module, and the reference runs once per module.
+The kill points are the `CURATE_KILL_AT` test hook of pipelines/core/faults.py. Every point is one process started
+and killed on a lake of its own, then checked and rerun in this process (30-70 s on 2 cores); the next point's
+process is started and killed while this process reruns (`KilledRuns`), so the two halves overlap on 2 cores. The
+quick set (one point per publish boundary) is in the fast tier, `slow` marks the exhaustive rest (`make test` and
+CI run both; `make check` skips them). The lakes before the kills are copies of one lake per module, and the
+references run, and are read, once per module.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ from pipelines.stages.ingest import Ingest, Undecided
 from pipelines.stages.quality import Quality
 from pipelines.stages.revise import Revise
 from pipelines.stages.secrets import Secrets
-from tests.fixtures import ARTICLES, BAD_LINES, curate_process, jsonl_lines, retuned_constitution, write_jsonl
+from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_pipeline import NIGHT2_NEW, TOXIC
 from tests.test_revision import EXCISED_REPORT, REPORT
 
@@ -76,9 +82,8 @@ def _cli_sets(settings: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The inputs, the lake after the first night (copied for every kill), and the reference lake: the same lake
-    after an uninterrupted second night."""
+def first_night(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any]:
+    """The inputs, and the lake after the first night (copied for every kill) with its corpus."""
     tmp = tmp_path_factory.mktemp("faults")
     constitution = retuned_constitution(
         tmp / "constitution.yaml", "toxicity", revise_threshold=0.5, filter_threshold=0.9999, span_threshold=0.5
@@ -91,9 +96,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp / "base"
     cfg = load_config(None, _settings(constitution, **{"tracking.experiment": "base"}))
     assert run_pipeline(base, night_a, cfg, crawl_id="a").status == "success"
-    reference = _copy(base, tmp / "reference")
-    assert run_pipeline(reference, night_b, _cfg(constitution, reference), crawl_id="b").status == "success"
-    return {"tmp": tmp, "constitution": constitution, "night_b": night_b, "base": base, "reference": reference}
+    corpus = _corpus(Lake(base, spark))
+    return {"tmp": tmp, "constitution": constitution, "night_b": night_b, "base": base, "base_corpus": corpus}
+
+
+@pytest.fixture(scope="module")
+def world(first_night: dict[str, Any], killed_runs: KilledRuns, spark: Any) -> dict[str, Any]:
+    """The first night, and the reference lake: the same lake after an uninterrupted second night, with what a
+    reader sees in it (read once: nothing writes to it). `killed_runs` comes first: the first kill point's run is
+    started and killed in its own process while this one builds the reference."""
+    reference = _copy(first_night["base"], first_night["tmp"] / "reference")
+    cfg = _cfg(first_night["constitution"], reference)
+    assert run_pipeline(reference, first_night["night_b"], cfg, crawl_id="b").status == "success"
+    lake = Lake(reference, spark)
+    return {**first_night, "reference": reference, "reference_state": state(lake), "reference_corpus": _corpus(lake)}
 
 
 def _cfg(constitution: Path, lake: Path, **more: Any) -> RunConfig:
@@ -105,14 +121,6 @@ def _copy(src: Path, dst: Path) -> Path:
     artifacts live under the copy."""
     shutil.copytree(src, dst)
     return dst
-
-
-def _killed(args: list[str], point: str, cwd: Path) -> str:
-    """Run `curate ARGS` with the kill hook at `point`; assert it died of SIGKILL there; return its stderr."""
-    proc = curate_process(*args, cwd=cwd, env={ENV: point}, new_session=True)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{err[-3000:]}"
-    return err
 
 
 def _latest_revisions(lake: Lake) -> dict[str, tuple[Any, ...]]:
@@ -227,26 +235,104 @@ SLOW = [
 PUBLISHED = ("publish:corpus", "publish:decisions", "run:recorded")  # the corpus moved before the kill
 
 
+#: One killed command: the lake it starts from (copied first), its `curate` arguments given the copy, and the point.
+Job = tuple[Path, Callable[[Path], list[str]], str]
+
+
+class KilledRuns:
+    """The killed command of every selected kill point, each on a copy of its starting lake, started one test
+    ahead: while a test reruns in this process, the next point's command is being started and killed in a process
+    of its own (on 2 cores the two overlap; one after the other they took twice as long). What each test checks is
+    unchanged: the same process killed at the same point, on a lake no other run touches."""
+
+    def __init__(self, folder: Path, keys: list[str], job: Callable[[str], Job]) -> None:
+        self.folder, self.keys, self.job = folder, keys, job
+        self.started: dict[str, tuple[Path, subprocess.Popen[bytes], Path]] = {}
+
+    def start(self, key: str) -> None:
+        if key in self.started:
+            return
+        source, args, point = self.job(key)
+        folder = self.folder / key.replace(":", "-").replace("/", "-")
+        lake_dir = _copy(source, folder / "lake")
+        err = folder / "stderr.txt"
+        with open(err, "wb") as fh:  # a file, not a pipe: nobody reads it while the command goes on
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", *args(lake_dir)],
+                cwd=ROOT,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "RUST_LOG": "error", ENV: point},
+                stdout=subprocess.DEVNULL,
+                stderr=fh,
+                start_new_session=True,
+            )
+        self.started[key] = (lake_dir, proc, err)
+
+    def killed(self, key: str) -> Path:
+        """The lake `key`'s command was killed on; asserts it died of SIGKILL there. Starts the next key's."""
+        self.start(key)
+        if key in self.keys and (i := self.keys.index(key) + 1) < len(self.keys):
+            self.start(self.keys[i])
+        lake_dir, proc, err = self.started[key]
+        proc.wait(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, (
+            f"not killed at {key} (exit {proc.returncode}):\n{err.read_text(errors='replace')[-3000:]}"
+        )
+        return lake_dir
+
+    def close(self) -> None:
+        for _, proc, _ in self.started.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _selected(request: pytest.FixtureRequest, test: str) -> list[dict[str, Any]]:
+    """The parameters of this module's `test` items that this session runs, in their order."""
+    return [
+        item.callspec.params
+        for item in request.session.items
+        if item.path == request.path and item.originalname == test and hasattr(item, "callspec")
+    ]
+
+
+@pytest.fixture(scope="module")
+def killed_runs(first_night: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[KilledRuns]:
+    """`curate run` of the second night on a copy of the first night's lake, killed at each point."""
+
+    def job(point: str) -> Job:
+        def args(lake_dir: Path) -> list[str]:
+            settings = _settings(first_night["constitution"], **{"tracking.experiment": lake_dir.name})
+            run = ["run", "--lake", str(lake_dir), "--input", str(first_night["night_b"]), "--crawl-id", "b"]
+            return [*run, "--quiet", *_cli_sets(settings)]
+
+        return first_night["base"], args, point
+
+    points = [p["point"] for p in _selected(request, "test_run_killed_then_rerun_converges")]
+    runs = KilledRuns(first_night["tmp"] / "kills", points, job)
+    if points:
+        runs.start(points[0])
+    yield runs
+    runs.close()
+
+
 @pytest.mark.parametrize(
     "point", [*QUICK, *[pytest.param(p, marks=pytest.mark.slow) for p in SLOW]], ids=lambda p: p.replace(":", "-")
 )
-def test_run_killed_then_rerun_converges(world: dict[str, Any], spark: Any, tmp_path: Path, point: str) -> None:
-    lake_dir = _copy(world["base"], tmp_path / "lake")
+def test_run_killed_then_rerun_converges(
+    world: dict[str, Any], killed_runs: KilledRuns, spark: Any, point: str
+) -> None:
+    lake_dir = killed_runs.killed(point)  # `curate run` on a copy of the first night's lake, killed at `point`
     lake = Lake(lake_dir, spark)
-    before = _corpus(lake)
-    settings = _settings(world["constitution"], **{"tracking.experiment": lake_dir.name})
-    args = ["run", "--lake", str(lake_dir), "--input", str(world["night_b"]), "--crawl-id", "b", "--quiet"]
-    _killed([*args, *_cli_sets(settings)], point, ROOT)
 
     (killed,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
     assert killed.status == ("success" if point == "run:recorded" else "running")
     if point not in PUBLISHED:  # nothing a reader sees has moved
-        assert _corpus(lake) == before
+        assert _corpus(lake) == world["base_corpus"]
 
     summary = run_pipeline(lake_dir, world["night_b"], _cfg(world["constitution"], lake_dir), crawl_id="b")
 
     assert summary.status == "success" and summary.counts["unaccounted"] == 0
-    assert state(lake) == state(Lake(world["reference"], spark))
+    assert state(lake) == world["reference_state"]
     assert_every_record_accounted(lake, world["night_b"])
     assert_no_debris(lake, None if point == "run:recorded" else killed.run_id)
 
@@ -263,15 +349,53 @@ RETUNINGS: dict[str, tuple[str, dict[str, float]]] = {
 }
 
 
+def _retuning(world: dict[str, Any], name: str) -> Path:
+    """The constitution of a retuning, written once (a killed command may be reading it)."""
+    path = world["tmp"] / f"{name}.yaml"
+    if path.exists():
+        return path
+    principle, changes = RETUNINGS[name]
+    return retuned_constitution(path, principle, base=world["constitution"], **changes)
+
+
 @pytest.fixture(scope="module")
-def iterated(world: dict[str, Any], spark: Any) -> dict[str, dict[str, Any]]:
-    """Per retuning: its constitution, and the reference: the second night's lake after an uninterrupted iterate."""
+def killed_iterations(world: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[KilledRuns]:
+    """`curate iterate` on a copy of the reference night, under a retuning, killed at each point."""
+
+    def job(key: str) -> Job:
+        retuning, point = key.split("/")
+
+        def args(lake_dir: Path) -> list[str]:
+            extra = {"tracking.experiment": lake_dir.name, "revise.enabled": True}
+            settings = _settings(_retuning(world, retuning), **extra)
+            cmd = ["iterate", "--lake", str(lake_dir), "--rounds", "2", "--labeler", "human:none", "--quiet"]
+            return [*cmd, *_cli_sets(settings)]
+
+        return world["reference"], args, point
+
+    keys = [f"{p['retuning']}/{p['point']}" for p in _selected(request, "test_iterate_killed_then_rerun_converges")]
+    runs = KilledRuns(world["tmp"] / "iterate-kills", keys, job)
+    if keys:
+        runs.start(keys[0])
+    yield runs
+    runs.close()
+
+
+@pytest.fixture(scope="module")
+def iterated(world: dict[str, Any], killed_iterations: KilledRuns, spark: Any) -> dict[str, dict[str, Any]]:
+    """Per retuning: its constitution, and the reference: the second night's lake after an uninterrupted iterate.
+    `killed_iterations` comes first: the first kill point's command is killed while this builds the references."""
     out: dict[str, dict[str, Any]] = {}
-    for name, (principle, changes) in RETUNINGS.items():
-        path = retuned_constitution(world["tmp"] / f"{name}.yaml", principle, base=world["constitution"], **changes)
+    for name in RETUNINGS:
+        path = _retuning(world, name)
         reference = _copy(world["reference"], world["tmp"] / f"iterated-{name}")
         summary = iterate(Lake(reference, spark), _iterate_cfg(path, reference), rounds=2)
-        out[name] = {"constitution": path, "reference": reference, "rounds": [r.status for r in summary.rounds]}
+        out[name] = {
+            "constitution": path,
+            "reference": reference,
+            "reference_state": state(Lake(reference, spark)),
+            "rounds": [r.status for r in summary.rounds],
+        }
     return out
 
 
@@ -307,23 +431,24 @@ ITERATE_POINTS = [
 
 @pytest.mark.parametrize(("retuning", "point"), ITERATE_POINTS, ids=lambda p: p.replace(":", "-"))
 def test_iterate_killed_then_rerun_converges(
-    world: dict[str, Any], iterated: dict[str, Any], spark: Any, tmp_path: Path, retuning: str, point: str
+    world: dict[str, Any],
+    iterated: dict[str, Any],
+    killed_iterations: KilledRuns,
+    spark: Any,
+    retuning: str,
+    point: str,
 ) -> None:
     it = iterated[retuning]
-    lake_dir = _copy(world["reference"], tmp_path / "lake")
+    lake_dir = killed_iterations.killed(f"{retuning}/{point}")  # `curate iterate` on a copy of the reference night
     lake = Lake(lake_dir, spark)
-    before = _corpus(lake)
-    settings = _settings(it["constitution"], **{"tracking.experiment": lake_dir.name, "revise.enabled": True})
-    args = ["iterate", "--lake", str(lake_dir), "--rounds", "2", "--labeler", "human:none", "--quiet"]
-    _killed([*args, *_cli_sets(settings)], point, ROOT)
 
     (killed,) = [r for r in lake.read("runs").collect() if r.status == "running"]
     if point != "publish:corpus":
-        assert _corpus(lake) == before
+        assert _corpus(lake) == world["reference_corpus"]
 
     summary = iterate(lake, _iterate_cfg(it["constitution"], lake_dir), rounds=2)
 
-    assert state(lake) == state(Lake(it["reference"], spark))
+    assert state(lake) == it["reference_state"]
     assert [r.status for r in summary.rounds] == it["rounds"]
     acct = check_accounting(lake)
     assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,20 @@ def _retuned(tmp: Path, lake: Lake, redecided: set[str]) -> tuple[Path, float, f
     return path, tox_t, up_t
 
 
-@pytest.fixture()
-def night(tmp_path: Path, spark: Any) -> Lake:
-    summary = run_pipeline(tmp_path / "lake", _crawl(tmp_path), _cfg(tmp_path), crawl_id="n1")
+@pytest.fixture(scope="module")
+def first_night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The night every iteration test starts from, run once per module; each test iterates on a copy."""
+    tmp = tmp_path_factory.mktemp("iterate")
+    summary = run_pipeline(tmp / "lake", _crawl(tmp), _cfg(tmp), crawl_id="n1")
     assert summary.status == "success"
+    return tmp / "lake"
+
+
+@pytest.fixture()
+def night(first_night: Path, tmp_path: Path, spark: Any) -> Lake:
+    # Delta logs hold relative paths: the copy is a lake of its own. Its MLflow store is a copy too (same
+    # experiment, whose artifact folder stays the original's: new runs add folders there under their own run ids).
+    shutil.copytree(first_night, tmp_path / "lake")
     return Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
 
 

@@ -22,8 +22,8 @@ from pipelines.core.config import load_config
 from pipelines.core.lake import Lake
 from pipelines.core.writer_lock import writer_lock
 from pipelines.ops.versions import live_crawls, read_runs
-from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
-from tests.test_pipeline import NIGHT2_NEW, TOXIC, night1, night2
+from tests.fixtures import ARTICLES, copy_lake, curate_process, jsonl_lines, write_jsonl
+from tests.test_pipeline import NIGHT2_NEW, TOXIC, night2
 
 # as tests/test_pipeline.py (its nights pass these rules), without MLflow: lakes here are copied between tests
 SETTINGS = {
@@ -83,13 +83,10 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("ops")
-    lake = tmp / "lake"
-    s1 = run_pipeline(lake, night1(tmp), CFG, crawl_id="n1")
-    s2 = run_pipeline(lake, night2(tmp), CFG, crawl_id="n2")
-    assert (s1.status, s2.status) == ("success", "success")
-    return {"tmp": tmp, "lake": lake, "s1": s1, "s2": s2}
+def base(two_night_lake: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A copy of the session's two-night lake (tests/conftest.py `two_night_lake`: tests/test_pipeline.py's nights
+    and rules, which these SETTINGS repeat, with MLflow on for those two runs only)."""
+    return copy_lake(two_night_lake, tmp_path_factory.mktemp("ops"))
 
 
 def copy_of(base: dict[str, Any], tmp_path: Path) -> Path:
