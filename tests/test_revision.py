@@ -125,7 +125,7 @@ EXCISED_MIX = f"{FESTIVAL}\n{TICKETS}\n\n{HARBOUR}"
 MOSTLY_TOXIC = f"{INSULT} Shut up, you ugly fat pig, nobody wants to hear from you. Thanks."
 
 # Rewrites an LLM might return for DOC, written by hand.
-GOOD = f"{COUNCIL} One speaker was rude to another. {RESIDENTS}"
+GOOD = f"{COUNCIL} One speaker interrupted another. {RESIDENTS}"
 KEEPS_INSULT = f"{COUNCIL} {INSULT[:-1]}! Residents asked for more buses on Sundays and later services."
 OFF_TOPIC = "The weather in Paris was sunny and warm all week, and tourists filled the cafes along the river."
 LEAKY = f"{COUNCIL} Preserve the narrative: keep the facts, names, numbers, order of events. {RESIDENTS}"
@@ -385,9 +385,10 @@ def test_pipeline_with_excision_publishes_the_excised_text(
     from pipelines.core.lake import Lake
     from tests.fixtures import ARTICLES, jsonl_lines, retuned_constitution, write_jsonl
 
-    # 0.3: the packaged teacher, which decides toxicity on a lake without a champion, gives the bread recipe 0.24
+    # 0.5: the packaged teacher (stack:toxic), which decides toxicity on a lake without a champion, gives the report
+    # 0.68 and its clean sentences at most 0.30
     path = retuned_constitution(
-        tmp_path / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
+        tmp_path / "constitution.yaml", "toxicity", revise_threshold=0.5, filter_threshold=0.9999, span_threshold=0.5
     )
     cfg = load_config(
         None,
