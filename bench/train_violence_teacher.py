@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
@@ -381,6 +382,8 @@ def main() -> int:
         "trained_by": "bench/train_violence_teacher.py",
         "datasets": {k: {"licence": v} for k, v in LICENCES.items()},
         "rows": results["rows"],
+        # the labelled file's digest: a test checks that the checked-in rows are the ones this model was fitted on
+        "hand_sha256": hashlib.sha256(HAND.read_bytes()).hexdigest(),
         "passages": f"<= {WINDOW_WORDS} words (sentence-aligned windows of longer articles)",
         "split": "test = held_out(text) (bench/scorers_human.py: sha256 of '0:text_hash' < 0.2), never fitted on; "
         "BBC/Wikipedia windows split by article, held-out windows of train articles dropped",
