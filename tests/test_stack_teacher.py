@@ -77,22 +77,21 @@ def test_windows_mode_finds_an_insult_at_the_top_of_a_long_page() -> None:
         teacher.score(docs, mode="sentences")
 
 
-def test_the_constitution_accepts_the_stack_teacher(tmp_path: Path) -> None:
+def test_the_default_constitution_names_the_stack_teachers(tmp_path: Path) -> None:
+    c = load_constitution()
+    assert c.get("toxicity").teacher == "stack:toxic" and c.get("violence").teacher == "stack:violence"
     text = default_constitution_path().read_text()
-    assert "teacher: jigsaw:toxic" in text
     path = tmp_path / "constitution.yaml"
-    path.write_text(text.replace("teacher: jigsaw:toxic", "teacher: stack:toxic"))
-    c = load_constitution(path)
-    assert c.principles[0].name == "toxicity" and c.principles[0].teacher == "stack:toxic"
-    path.write_text(text.replace("teacher: jigsaw:toxic", "teacher: stack:threat"))
-    with pytest.raises(ConstitutionError, match="stack:toxic"):  # the message lists what is packaged
+    path.write_text(text.replace("teacher: stack:violence", "teacher: stack:threat"))
+    with pytest.raises(ConstitutionError, match="stack:violence"):  # the message lists what is packaged
         load_constitution(path)
 
 
 def test_a_cold_start_cascade_is_decided_by_the_stack(spark: Any, tmp_path: Path) -> None:
     path = tmp_path / "constitution.yaml"
-    path.write_text(default_constitution_path().read_text().replace("teacher: jigsaw:toxic", "teacher: stack:toxic"))
+    path.write_text(default_constitution_path().read_text())
     constitution = load_constitution(path)
+    assert [p.teacher for p in constitution.principles[:2]] == ["stack:toxic", "stack:violence"]
     ctx = StageContext(cfg=load_config(), constitution=constitution, run_id="r", crawl_id="c", champions={})
     n = len(constitution.names)
     rows = [("a", INSULTS[1], 0.01), ("b", NEUTRAL[1], 0.99)]
