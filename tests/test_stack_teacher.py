@@ -228,3 +228,38 @@ def test_the_outputs_share_one_feature_pass() -> None:
     assert teachers.teacher_model("stack:violence").startswith(violence.model.model_id + "+")
     with pytest.raises(ValueError, match="packaged"):
         st.default_path("threat")
+
+
+# A page written for this test: ordinary local news, about 190 words, no violence.
+PAGE = (
+    "The county council has approved plans for a new cycle route between the railway station and the hospital. "
+    "The route will run for four kilometres along the old canal towpath, which will be resurfaced and lit. "
+    "Work is expected to start in the spring and to take about eight months, the council said. "
+    "Local businesses along the canal have welcomed the plans, saying they hope the route will bring more visitors. "
+    "Some residents raised concerns about parking during the works, and the council has promised to publish a "
+    "traffic plan before construction begins. "
+    "The scheme is funded by a national grant for active travel, with the council contributing a fifth of the cost. "
+    "A public exhibition of the designs will be held at the library on Saturday, and comments can be sent online "
+    "until the end of the month. "
+    "Councillors also agreed to extend the opening hours of two recycling centres over the summer. "
+    "The next meeting of the transport committee will consider proposals for a park-and-ride site to the north "
+    "of the town, which has been discussed for several years."
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (bench/README.md, 'Violence teacher', windows): a threat diluted in a ~94-word window of news "
+    "scores ~0.5 - the model reads one mean-pooled embedding per window; fitting on spliced windows did not fix it",
+)
+def test_a_held_out_threat_inside_a_page_is_found_in_its_window() -> None:
+    """The cascade reads ~94-word windows of a page: the threat shares its window with news sentences. Strict xfail:
+    when a change makes the teacher find it, this fails and the mark must go."""
+    from pipelines.judgement.teachers import TeacherScorer
+    from udfs.sentences import split_sentences
+
+    cut = split_sentences(PAGE)[4][1]  # after the fifth sentence: the middle of the page
+    doc = f"{PAGE[:cut]} {HELD_OUT_VIOLENT[1]}{PAGE[cut:]}"
+    got = TeacherScorer(["stack:violence"], top_k=0).score_windowed([doc, PAGE])
+    assert got.scores[0, 0] > 0.75 > 0.3 > got.scores[1, 0], got.scores
+    assert HELD_OUT_VIOLENT[1] in doc[got.starts[0, 0] : got.ends[0, 0]]
