@@ -89,10 +89,12 @@ def test_without_a_champion_the_teacher_scores_everything(spark: Any) -> None:
     names = load_constitution().names
     for r in out.values():
         by = dict(zip(names, r["decided_by"], strict=True))
-        assert by["toxicity"] == "teacher"  # cold start: exemplar similarity does not decide
-        # no packaged teacher (violence: the Jigsaw `threat` output measured too weak, see the constitution)
-        assert by["violence"] == by["deception"] == by["misaligned_ai"] == by["aligned_ai"] == "classifier"
+        # cold start: exemplar similarity does not decide where a packaged teacher exists (violence: stack:violence)
+        assert by["toxicity"] == by["violence"] == "teacher"
+        assert by["deception"] == by["misaligned_ai"] == by["aligned_ai"] == "classifier"  # no packaged teacher
     assert out["a"]["principle_scores"][0] > 0.9 > 0.1 > out["b"]["principle_scores"][0]
+    # an insult is toxic, not violent: the violence teacher keeps it below the revise threshold
+    assert out["a"]["principle_scores"][1] < 0.75 and out["b"]["principle_scores"][1] < 0.75
 
 
 def test_cascade_off_keeps_the_classifier(spark: Any) -> None:

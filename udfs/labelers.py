@@ -12,8 +12,8 @@ Every labeler turns (principle, texts) into one `LabelResult` per text, on the c
   distribution restricted to the ten digits (no generation, no parsing).
 - `exemplar`: MiniLM similarity to the principle's exemplars (udfs/exemplar.py); no LLM at all.
 - `jigsaw`: the packaged Jigsaw BiLSTM (udfs/jigsaw.py, numpy, no TensorFlow); toxicity and violence only.
-- `stack`: the packaged stacked toxicity model (udfs/stack_teacher.py: MiniLM + Jigsaw + profanity, fitted on
-  human labels); toxicity only.
+- `stack`: the packaged stacked models (udfs/stack_teacher.py: MiniLM + Jigsaw + profanity, a logistic regression
+  per principle): toxicity (fitted on human toxicity labels) and violence (violent vs neutral passages).
 
 Human labels are not produced here: they are imported from a file (pipelines/judgement/label.py).
 Pure Python (no Spark): the label stage calls these on the driver over a bounded sample.

@@ -1,5 +1,9 @@
-"""A packaged toxicity teacher stacked on three packaged scorers: a logistic regression over the MiniLM sentence
+"""Packaged teachers stacked on three packaged scorers: per output, a logistic regression over the MiniLM sentence
 embedding of the text, the Jigsaw BiLSTM's six outputs (udfs/jigsaw.py) and alt-profanity-check (udfs/profanity.py).
+Outputs (`stack:<output>` in a constitution, `OUTPUTS`): `toxic` (toxicity, fitted on human toxicity labels by
+bench/train_stack_teacher.py) and `violence` (fitted on violent vs neutral passages, neutral reporting of violence
+among the negatives, by bench/train_violence_teacher.py). Every output reads the same features, so scoring
+several costs one MiniLM pass.
 
     score = sigmoid(w . [embedding (384), logit(jigsaw window-max, 6 outputs), logit(profanity)] + b)
 
@@ -47,13 +51,17 @@ N_FEATURES = EMBED_DIM + 6 + 1
 MAX_TOKENS = 256
 MODES = ("document", "windows")
 MODE = "document"
-#: The principles the stack scores (it was fitted on toxicity labels only).
-PRINCIPLES = ("toxicity",)
+#: The packaged models by output: the weights file under pipelines/defaults.
+OUTPUTS: dict[str, str] = {"toxic": "toxicity_stack.npz", "violence": "violence_stack.npz"}
+#: The principle each output was fitted to judge (the `stack` labeler's map from a principle to its model).
+PRINCIPLES: dict[str, str] = {"toxicity": "toxic", "violence": "violence"}
 EPS = 1e-6
 
 
-def default_path() -> Path:
-    return Path(str(resources.files("pipelines") / "defaults" / "toxicity_stack.npz"))
+def default_path(output: str = "toxic") -> Path:
+    if output not in OUTPUTS:
+        raise ValueError(f"no packaged stack model for {output!r} (packaged: {', '.join(OUTPUTS)})")
+    return Path(str(resources.files("pipelines") / "defaults" / OUTPUTS[output]))
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -101,7 +109,8 @@ class StackModel:
         if coef.shape != (N_FEATURES,) or meta.get("features") != FEATURES_VERSION:
             raise ValueError(
                 f"{path}: coefficients of shape {coef.shape} for features {meta.get('features')!r}, this code "
-                f"computes {N_FEATURES} features of {FEATURES_VERSION!r}: retrain with bench/train_stack_teacher.py"
+                f"computes {N_FEATURES} features of {FEATURES_VERSION!r}: retrain it (bench/train_stack_teacher.py, "
+                "bench/train_violence_teacher.py)"
             )
         return cls(coef, intercept, meta, hashlib.sha256(blob).hexdigest()[:10])
 
@@ -145,8 +154,9 @@ class StackTeacher:
         self._embed = embed
 
     @classmethod
-    def load(cls, path: Path | None = None) -> StackTeacher:
-        path = (path or default_path()).resolve()
+    def load(cls, path: Path | None = None, output: str = "toxic") -> StackTeacher:
+        """The model at `path`, default the packaged model of `output`."""
+        path = (path or default_path(output)).resolve()
         with cls._lock:
             if path not in cls._cache:
                 cls._cache[path] = cls(StackModel.read(path))
@@ -160,35 +170,59 @@ class StackTeacher:
         return shared_encoder(self.device, int(self.model.meta.get("max_tokens", MAX_TOKENS))).embed(texts)
 
     def score(self, texts: Sequence[str], mode: str = MODE) -> np.ndarray:
-        """(len(texts),) probabilities that a human would call the text toxic."""
-        if isinstance(texts, str):
-            raise TypeError("score takes a sequence of texts, not one string")
-        texts = [t if isinstance(t, str) else "" for t in texts]
-        if mode == "document":
-            return self.model.probability(document_features(texts, self.embed))
-        if mode != "windows":
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        from udfs.jigsaw import word_windows
+        """(len(texts),) probabilities that a human would call the text what the model was fitted on."""
+        return score_many([self], texts, mode)[:, 0]
 
-        pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
-        values = self.model.probability(document_features([w for _, w in pieces], self.embed))
-        out = np.zeros(len(texts))
-        for (i, _), v in zip(pieces, values, strict=True):
-            out[i] = max(out[i], v)
-        return out
+
+def score_many(teachers: Sequence[StackTeacher], texts: Sequence[str], mode: str = MODE) -> np.ndarray:
+    """(len(texts), len(teachers)): every model on the same features, computed once (the first teacher's encoder:
+    the models must share the encoder settings, checked here, or one of them would read other features)."""
+    if isinstance(texts, str):
+        raise TypeError("score takes a sequence of texts, not one string")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not teachers:
+        raise ValueError("no teachers to score with")
+    tokens = {int(t.model.meta.get("max_tokens", MAX_TOKENS)) for t in teachers}
+    if len(tokens) > 1:
+        raise ValueError(f"the models were fitted on embeddings of different lengths {sorted(tokens)}")
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    embed = teachers[0].embed
+    if mode == "document":
+        x = document_features(texts, embed)
+        return np.stack([t.model.probability(x) for t in teachers], axis=1)
+    from udfs.jigsaw import word_windows
+
+    pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
+    x = document_features([w for _, w in pieces], embed)
+    values = np.stack([t.model.probability(x) for t in teachers], axis=1)
+    out = np.zeros((len(texts), len(teachers)))
+    for (i, _), v in zip(pieces, values, strict=True):
+        out[i] = np.maximum(out[i], v)
+    return out
 
 
 class StackLabeler:
-    """The stacked model as a teacher labeler (registered as `stack` in udfs/labelers.py): toxicity only; another
-    principle gets an `error` label saying so, never a made-up score."""
+    """The stacked models as a teacher labeler (registered as `stack` in udfs/labelers.py): each principle in
+    `PRINCIPLES` by its own model; another principle gets an `error` label saying so, never a made-up score."""
 
     name = "stack"
 
     def __init__(self, teacher: StackTeacher | None = None) -> None:
-        self.teacher = teacher or StackTeacher.load()
+        """`teacher`: the toxicity model to use instead of the packaged one (tests)."""
+        self._teachers: dict[str, StackTeacher] = {} if teacher is None else {"toxic": teacher}
+
+    def teacher(self, principle: str) -> StackTeacher | None:
+        output = PRINCIPLES.get(principle)
+        if output is None:
+            return None
+        if output not in self._teachers:
+            self._teachers[output] = StackTeacher.load(output=output)
+        return self._teachers[output]
 
     def prompt_version(self, principle: PrincipleSpec) -> str:
-        return f"{self.teacher.model.model_id}:{MODE}"
+        teacher = self.teacher(principle.name)
+        return f"{teacher.model.model_id}:{MODE}" if teacher is not None else f"stack-none:{MODE}"
 
     def label(
         self,
@@ -198,11 +232,12 @@ class StackLabeler:
     ) -> list[LabelResult]:
         from udfs.label_types import LabelResult
 
-        if principle.name not in PRINCIPLES:
+        teacher = self.teacher(principle.name)
+        if teacher is None:
             error = f"the stack labeler scores only {', '.join(PRINCIPLES)}, not {principle.name!r}"
             results = [LabelResult(status="error", error=error) for _ in texts]
         else:
-            results = [LabelResult(status="ok", score=float(s)) for s in self.teacher.score(list(texts))]
+            results = [LabelResult(status="ok", score=float(s)) for s in teacher.score(list(texts))]
         if progress is not None:
             progress(len(texts))
         return results

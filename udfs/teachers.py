@@ -6,8 +6,9 @@ from __future__ import annotations
 #: Packaged teachers by name: the outputs each offers. A principle names one as `<teacher>:<output>`.
 TEACHERS: dict[str, tuple[str, ...]] = {
     "jigsaw": ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"),
-    # udfs/stack_teacher.py: a logistic regression over MiniLM + Jigsaw + profanity, fitted on human labels
-    "stack": ("toxic",),
+    # udfs/stack_teacher.py: logistic regressions over MiniLM + Jigsaw + profanity, one per output (its OUTPUTS):
+    # `toxic` fitted on human toxicity labels, `violence` on violent vs neutral passages
+    "stack": ("toxic", "violence"),
 }
 
 
@@ -28,7 +29,8 @@ def teacher_model(spec: str) -> str:
     if name == "stack":
         from udfs.stack_teacher import MODE, StackTeacher
 
-        return f"{StackTeacher.load().model.model_id}+{MODE}:{output}"  # the weights' digest: a retrain is new
+        # the weights' digest: a retrain is new
+        return f"{StackTeacher.load(output=output).model.model_id}+{MODE}:{output}"
     from udfs.jigsaw import PINNED_VERSION
 
     return f"{name}-bilstm-{PINNED_VERSION}:{output}"

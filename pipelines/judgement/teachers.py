@@ -45,9 +45,10 @@ class TeacherScorer:
         """(len(texts), len(TEACHERS[name])): the teacher's scores of each text read as one passage, columns in
         TEACHERS order."""
         if name == "stack":
-            from udfs.stack_teacher import StackTeacher
+            from udfs.stack_teacher import StackTeacher, score_many
 
-            return StackTeacher.load().score(texts)[:, None]
+            # every stack output in one pass: the models share their features, so a second costs a dot product
+            return score_many([StackTeacher.load(output=o) for o in TEACHERS[name]], texts)
         from udfs.jigsaw import JigsawClassifier
 
         return JigsawClassifier.load().predict_windows(texts)
