@@ -149,3 +149,24 @@ def test_a_teacher_flagged_page_has_the_teachers_spans_and_window(spark: Any) ->
     assert [doc[s["start"] : s["end"]] for s in hit["spans"]] == [INSULT]
     assert hit["spans_by"] == "teacher"
     assert tox["clean"]["spans"] == [] and tox["clean"]["spans_by"] is None
+
+
+def test_the_audit_scores_a_hash_chosen_sample_of_a_large_night(spark: Any) -> None:
+    """The stack teachers cost an encoder pass per window: past `audit_max_docs` kept documents the audit scores a
+    sample, the same one on a rerun, and says of how many."""
+    from pipelines.stages.audit import TeacherAudit
+
+    rows = [(f"d{i}", "keep", f"Clean page number {i} about the river.") for i in range(40)]
+    rows += [("bad", "keep", INSULT), ("gone", "drop", INSULT)]
+    frame = spark.createDataFrame(rows, "doc_id string, action string, out_text string")
+    stage = TeacherAudit()
+    whole = stage.counts(stage.transform(frame, _ctx()), {}, _ctx())
+    assert (whole["audit_kept"], whole["audit_of"], whole["audit_flagged:toxicity"]) == (41, 41, 1)
+    ctx = _ctx(**{"classify.cascade.audit_max_docs": 10})
+    first = stage.transform(frame, ctx).collect()
+    counts = stage.counts(stage.transform(frame, ctx), {}, ctx)
+    assert counts["audit_of"] == 41 and 3 <= counts["audit_kept"] <= 20
+    audited = {r["doc_id"] for r in first if r["audit_scores"][0] is not None}
+    assert len(audited) == counts["audit_kept"] and "gone" not in audited
+    again = {r["doc_id"] for r in stage.transform(frame, ctx).collect() if r["audit_scores"][0] is not None}
+    assert again == audited

@@ -213,10 +213,17 @@ class CascadeConfig:
     # The judge's answers are written to `labels` (the cache a later run reads, and teacher labels for distill). The
     # nightly run does; `curate score` and `curate evaluate` score texts outside the lake and do not, unless asked.
     judge_writes_labels: bool = True
+    # the audit (pipelines/stages/audit.py) scores at most this many kept documents per run, a hash-chosen sample
+    audit_max_docs: int = 20_000
 
     def __post_init__(self) -> None:
         _str_tuple(self, "classify.cascade.judge_principles", self.judge_principles)
-        if not 0.0 <= self.band <= 1.0 or self.teacher_max_docs < 0 or self.judge_max_docs < 0:
+        if (
+            not 0.0 <= self.band <= 1.0
+            or self.teacher_max_docs < 0
+            or self.judge_max_docs < 0
+            or self.audit_max_docs < 0
+        ):
             raise ConfigError("classify.cascade.band must lie in [0, 1] and the max_docs be >= 0")
 
 

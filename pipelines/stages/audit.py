@@ -4,6 +4,10 @@ The classifier that decided may be the very model an iteration just retrained; t
 every run records, per principle with a teacher, how many of the documents it keeps (their final text: the
 revision where there is one) the teacher scores at or above the principle's revise threshold. Across the rounds
 of `curate iterate` this is the harmful share "as the teacher sees it": it must not grow.
+
+The stack teachers run MiniLM on the windows they read (~100 documents/s on 2 cores), so a large night audits a
+sample: at most `classify.cascade.audit_max_docs` kept documents, chosen by a hash of doc_id (a rerun audits the
+same ones); `audit_kept` is the number audited and `audit_of` the number kept. The share is the estimate.
 """
 
 from __future__ import annotations
@@ -44,15 +48,30 @@ class TeacherAudit(BaseStage):
             return df.withColumn("audit_scores", nulls)
         need = F.array(*[F.lit(s is not None) for s in specs])
         kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
+        budget = ctx.cfg.classify.cascade.audit_max_docs
+        n_kept = df.where(kept).count()
+        if n_kept > budget:
+            share = budget / n_kept
+            kept = kept & ((F.abs(F.xxhash64(F.col("doc_id"), F.lit("audit"))) % 1_000_000) < int(share * 1_000_000))
+        # `need` false outside the sample: the UDF may be evaluated on every row, but scores only what is needed
+        none = F.array(*[F.lit(False) for _ in specs])
+        need = F.when(kept, need).otherwise(none)
         teach = teacher_column(F.col("out_text"), need, teacher_udf_spec(specs, ctx.cfg.classify))
         return df.withColumn("audit_scores", F.when(kept, teach.getField("scores")).otherwise(nulls))
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
-        kept = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))
+        kept_all = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))
+        specs = teacher_specs(ctx.constitution)
+        first = next((i for i, s in enumerate(specs) if s is not None), None)
+        audited = ctx.cfg.classify.cascade.enabled
+        # a sampled document has every teacher's score; one outside the sample has none
+        kept = kept_all
+        if audited and first is not None:
+            kept = kept_all.where(F.element_at("audit_scores", first + 1).isNotNull())
         aggs = [F.count("*").alias(KEPT)]
         for i, (p, spec) in enumerate(zip(ctx.constitution.principles, teacher_specs(ctx.constitution), strict=True)):
             if spec is not None:
                 s = F.element_at("audit_scores", i + 1)
                 aggs.append(F.sum(F.when(s >= p.revise_threshold, 1).otherwise(0)).alias(flagged_key(p.name)))
         row = kept.agg(*aggs).collect()[0]
-        return {k: int(row[k] or 0) for k in row.asDict()}
+        return {"audit_of": kept_all.count(), **{k: int(row[k] or 0) for k in row.asDict()}}
