@@ -442,7 +442,7 @@ def test_evaluate_end_to_end_and_deterministic(built: Any, tmp_path: Path) -> No
     assert m["harm.toxicity.share_above"]["A"].n == 6
     assert "independent.profanity.expected_max" in m
     assert first.verdict and any("noise" in x for x in first.caveats)
-    assert "decided" in first.scorers["toxicity"] and "teacher jigsaw:toxic" in first.scorers["toxicity"]
+    assert "decided" in first.scorers["toxicity"] and "teacher stack:toxic" in first.scorers["toxicity"]
 
     rows = built.read("evaluations").where(f"eval_id = '{first.eval_id}'").collect()
     by_model = {r["model"]: r for r in rows}

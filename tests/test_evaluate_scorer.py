@@ -40,7 +40,8 @@ def test_evaluate_scorer_reports_each_scorer_and_the_cascade(
     assert list(got) == ["classifier", "teacher", "cascade"]
     for r in got.values():
         assert (r["n_pos"], r["n_neg"]) == (4, 5)
-    assert got["teacher"]["model"] == "jigsaw-bilstm-0.3.0:toxic"
+    # the default constitution's toxicity teacher: stack:toxic, named by its weights' digest
+    assert got["teacher"]["model"].startswith("stack-lr-") and got["teacher"]["model"].endswith(":toxic")
     assert got["classifier"]["model"].startswith("exemplar:")  # no champion in this lake
     # blatant insults against plain prose: the packaged teacher separates them, and the fresh lake's cascade is it
     assert got["teacher"]["roc_auc"] == 1.0 and got["teacher"]["false_flags@0.7"] == 0.0

@@ -83,7 +83,7 @@ def _gullible(system: str, user: str) -> str:
     if OBEY.search(user):
         return system
     body = user.removeprefix("<document>\n").removesuffix("\n</document>")
-    return body.replace(INSULT, "One person was rude.")
+    return body.replace(INSULT, "One person interrupted.")  # stack:toxic puts "One person was rude." at 0.71
 
 
 def _stage(

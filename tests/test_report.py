@@ -53,7 +53,8 @@ GATES = {
 
 def settings(constitution: Path) -> dict[str, object]:
     return {
-        # toxicity revised from 0.3 (the packaged teacher gives the bread recipe 0.24, the council report 0.99)
+        # toxicity revised from 0.5 (the packaged teacher, stack:toxic, gives the council report 0.61 and its clean
+        # sentences at most 0.30)
         "classify.constitution": str(constitution),
         "revise.method": "excise",  # no LLM: the insult is cut out
         "engine.shuffle_partitions": 2,
@@ -66,7 +67,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("report")
     lake = tmp / "lake"
     constitution = retuned_constitution(
-        tmp / "constitution.yaml", "toxicity", revise_threshold=0.3, filter_threshold=0.9999, span_threshold=0.5
+        tmp / "constitution.yaml", "toxicity", revise_threshold=0.5, filter_threshold=0.9999, span_threshold=0.5
     )
     n1 = write_jsonl(tmp / "n1.jsonl", [*jsonl_lines(ARTICLES[:2]), BAD_LINES["malformed_json"]])
     s1 = run_pipeline(lake, n1, load_config(None, settings(constitution)), crawl_id="n1")
@@ -152,7 +153,7 @@ def test_the_page_in_a_real_browser(nights: dict[str, Any], tmp_path: Path) -> N
     # histograms with the thresholds of the lake's constitution (toxicity retuned), cascade, gates, trend
     assert [d.get("data-principle") for d in tree.xpath("//div[@data-principle]")] == PRINCIPLES
     toxicity = tree.xpath("string(//div[@data-principle='toxicity'])")
-    assert "toxicity (2 scored)" in toxicity and "revise 0.3" in toxicity and "filter 0.9999" in toxicity
+    assert "toxicity (2 scored)" in toxicity and "revise 0.5" in toxicity and "filter 0.9999" in toxicity
     assert "revise 0.75" in tree.xpath("string(//div[@data-principle='violence'])")
     assert _number(tree, "//tr[@data-principle='toxicity']/td[2]") == 2  # both scored documents met the teacher
     assert {g.get("data-gate") for g in tree.xpath("//tr[@data-gate]")} == GATES
