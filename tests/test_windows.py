@@ -170,24 +170,3 @@ def test_the_audit_scores_a_hash_chosen_sample_of_a_large_night(spark: Any) -> N
     assert len(audited) == counts["audit_kept"] and "gone" not in audited
     again = {r["doc_id"] for r in stage.transform(frame, ctx).collect() if r["audit_scores"][0] is not None}
     assert again == audited
-
-
-def test_the_audit_reuses_the_cascades_teacher_score_of_an_unchanged_text(spark: Any) -> None:
-    """An unrevised kept text is the text the cascade's teacher read: its score is taken, not recomputed (a planted
-    0.123 on an insult shows which); a revised text is scored again."""
-    from pipelines.stages.audit import TeacherAudit
-
-    n = len(load_constitution().names)
-    planted = [0.123] + [None] * (n - 1)
-    rows = [
-        ("kept", "keep", INSULT, INSULT, planted),
-        ("revised", "revise", "The council met on Tuesday.", INSULT, planted),
-        ("unseen", "keep", INSULT, INSULT, [None] * n),
-    ]
-    frame = spark.createDataFrame(
-        rows, "doc_id string, action string, out_text string, clean_text string, teacher_scores array<double>"
-    )
-    out = {r["doc_id"]: r["audit_scores"] for r in TeacherAudit().transform(frame, _ctx()).collect()}
-    assert out["kept"][0] == 0.123
-    assert out["revised"][0] < 0.3  # the revision's own text, scored
-    assert out["unseen"][0] > 0.9  # the teacher never saw it: scored here

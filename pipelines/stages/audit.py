@@ -46,34 +46,18 @@ class TeacherAudit(BaseStage):
         nulls = F.array(*[F.lit(None).cast("double") for _ in specs])
         if not any(specs) or not ctx.cfg.classify.cascade.enabled:
             return df.withColumn("audit_scores", nulls)
+        need = F.array(*[F.lit(s is not None) for s in specs])
         kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
         budget = ctx.cfg.classify.cascade.audit_max_docs
         n_kept = df.where(kept).count()
         if n_kept > budget:
             share = budget / n_kept
             kept = kept & ((F.abs(F.xxhash64(F.col("doc_id"), F.lit("audit"))) % 1_000_000) < int(share * 1_000_000))
-        # A kept text the cascade's teacher already scored (unrevised: out_text is the clean_text it read) has that
-        # score: the same teacher, windows and text give the same number, so it is reused, not recomputed.
-        n = len(specs)
-        prior = [F.element_at("teacher_scores", i + 1) for i in range(n)] if "teacher_scores" in df.columns else None
-        same = (
-            F.coalesce(F.col("out_text") == F.col("clean_text"), F.lit(False))
-            if prior is not None and "clean_text" in df.columns
-            else F.lit(False)
-        )
-        reuse = [same & prior[i].isNotNull() if prior is not None else F.lit(False) for i in range(n)]
         # `need` false outside the sample: the UDF may be evaluated on every row, but scores only what is needed
-        need = F.array(*[kept & F.lit(specs[i] is not None) & ~reuse[i] for i in range(n)])
+        none = F.array(*[F.lit(False) for _ in specs])
+        need = F.when(kept, need).otherwise(none)
         teach = teacher_column(F.col("out_text"), need, teacher_udf_spec(specs, ctx.cfg.classify))
-        scored = F.array(
-            *[
-                F.when(reuse[i], prior[i] if prior is not None else F.lit(None).cast("double")).otherwise(
-                    F.element_at(teach.getField("scores"), i + 1)
-                )
-                for i in range(n)
-            ]
-        )
-        return df.withColumn("audit_scores", F.when(kept, scored).otherwise(nulls))
+        return df.withColumn("audit_scores", F.when(kept, teach.getField("scores")).otherwise(nulls))
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         kept_all = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))
