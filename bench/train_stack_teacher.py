@@ -162,12 +162,18 @@ def train(
                 best = (float(np.mean(aucs)), c, weight, d)
     assert best is not None
     _, c, weight, d = best
+    return {"C": c, "class_weight": weight, "grid": grid, **fit_folded(z, y, mu, sd, c, weight, d)}
+
+
+def fit_folded(
+    z: np.ndarray, y: np.ndarray, mu: np.ndarray, sd: np.ndarray, c: float, weight: str | None, d: np.ndarray
+) -> dict[str, Any]:
+    """The model refitted on the whole standardised train split, with the Platt scaling fitted on the out-of-fold
+    decisions `d` and the standardisation (`mu`, `sd`) folded into one coefficient vector and intercept."""
     a, b0 = platt(d, y)
     model = fit(z, y, c, weight)
     w = model.coef_[0] / sd
-    coef = a * w
-    intercept = a * (float(model.intercept_[0]) - float(w @ mu)) + b0
-    return {"C": c, "class_weight": weight, "platt": [a, b0], "coef": coef, "intercept": intercept, "grid": grid}
+    return {"platt": [a, b0], "coef": a * w, "intercept": a * (float(model.intercept_[0]) - float(w @ mu)) + b0}
 
 
 def prob(m: dict[str, Any], x: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from scorers_human import held_out, uptime  # noqa: E402
-from train_stack_teacher import CachedEmbed, fit, fold_of, oof_decisions, platt  # noqa: E402
+from train_stack_teacher import CachedEmbed, fit_folded, fold_of, oof_decisions, prob  # noqa: E402
 
 from udfs import stack_teacher as st  # noqa: E402
 
@@ -283,16 +283,7 @@ def train(
                 best = (score, c, weight, d)
     assert best is not None
     _, c, weight, d = best
-    a, b0 = platt(d, y)
-    model = fit(z, y, c, weight)
-    w = model.coef_[0] / sd
-    coef = a * w
-    intercept = a * (float(model.intercept_[0]) - float(w @ mu)) + b0
-    return {"C": c, "class_weight": weight, "platt": [a, b0], "coef": coef, "intercept": intercept, "grid": grid}
-
-
-def prob(m: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * (x @ m["coef"] + m["intercept"])) + 1.0)
+    return {"C": c, "class_weight": weight, "grid": grid, **fit_folded(z, y, mu, sd, c, weight, d)}
 
 
 def exemplar_violence(texts: list[str]) -> np.ndarray:
