@@ -17,7 +17,7 @@ import numpy as np
 from pipelines.core.config import ClassifyConfig
 from pipelines.core.constitution import Constitution
 from pipelines.core.registry import Champion
-from pipelines.judgement.windowed import Windowed, WindowPlan, plan, resolve_top_k, window_max
+from pipelines.judgement.windowed import Windowed, WindowPlan, deciding_range, plan, resolve_top_k, window_max
 from udfs.sentences import split_sentences  # the spans' sentences are the ones excision removes
 from udfs.windows import words_for_tokens
 
@@ -96,7 +96,6 @@ class PrincipleScorer:
                 if type(head) is EncoderHead:
                     head.use_encoder(self.encoder)
                 self.heads[i] = head
-        self.needs_embedding = bool(exemplar_idx) or any(type(h) is EncoderHead for h in self.heads.values())
         self._exemplar_idx = exemplar_idx
         self._exemplars = (
             ExemplarScorer(
@@ -153,17 +152,15 @@ class PrincipleScorer:
     def window_words(self) -> int:
         return int(self._spec.get("window_words") or words_for_tokens(self._spec["max_tokens"]))
 
-    def plan(self, texts: list[str]) -> WindowPlan:
-        return plan(texts, self.window_words, self.top_k)
-
     def score_windowed(self, texts: list[str], window_plan: WindowPlan | None = None) -> Windowed:
         """Document scores as the maximum over windows (pipelines/judgement/windowed.py): encoder-based principles
         over the windows the plan reads, the others (linear champions) over every window."""
         n, m = len(texts), len(self.names)
         if not texts:
             return Windowed.empty(0, m)
-        window_plan = window_plan or self.plan(texts)
         enc = self._encoder_columns()
+        # the cheap tier ranks windows only for a scorer that reads a selection of them
+        window_plan = window_plan or plan(texts, self.window_words, self.top_k if enc else 0)
         cheap = [i for i in range(m) if i not in enc]
         parts = []
         if enc:
@@ -221,9 +218,7 @@ class PrincipleScorer:
             for j in np.flatnonzero(flagged[i]):
                 decider = deciders[i][j] or "classifier"
                 reader = "teacher" if decider in ("teacher", "judge") and teachers[j] else "classifier"
-                lo, hi = int(starts[i, j]), int(ends[i, j])
-                if hi <= lo:
-                    lo, hi = 0, len(texts[i])
+                lo, hi = deciding_range(texts[i], starts[i, j], ends[i, j])
                 near = [(s, e) for s, e in sents if e > lo and s < hi]
                 if decider == "judge":
                     chosen = near
@@ -253,9 +248,7 @@ class PrincipleScorer:
             if result[i][j]:
                 by[i][j] = reader
             else:
-                lo, hi = int(starts[i, j]), int(ends[i, j])
-                if hi <= lo:
-                    lo, hi = 0, len(texts[i])
+                lo, hi = deciding_range(texts[i], starts[i, j], ends[i, j])
                 result[i][j] = [{"start": lo, "end": hi, "score": float(scores[i, j])}]
                 by[i][j] = f"{decider}:window"
         return result, by

@@ -95,7 +95,9 @@ class TeacherScorer:
         by_name = self._by_name()
         if not n or not by_name:
             return out
-        window_plan = plan(texts, self.window_words, self.top_k)
+        # the cheap tier ranks windows only when an expensive teacher reads a selection of them
+        expensive = any(name not in CHEAP_TEACHERS for name in by_name)
+        window_plan = plan(texts, self.window_words, self.top_k if expensive else 0)
         for name, cols in by_name.items():
             rows = [int(i) for i in np.flatnonzero(need[:, cols].any(axis=1))]
             if not rows:

@@ -21,7 +21,6 @@ import numpy as np
 
 from udfs.windows import select, sentence_windows
 
-WINDOW_MODES = ("auto", "all", "top_k")
 #: Decimals kept of a cheap rank: the BiLSTM's last bits must not decide which window is read.
 RANK_DECIMALS = 5
 
@@ -41,6 +40,13 @@ class WindowPlan:
                 s, e = ws[j]
                 out.append((i, j, text[s:e]))
         return out
+
+
+def deciding_range(text: str, start: int | None, end: int | None) -> tuple[int, int]:
+    """The recorded deciding window's range, the whole text where none was recorded (or it is empty)."""
+    if start is None or end is None or end <= start:
+        return 0, len(text)
+    return int(start), int(end)
 
 
 def resolve_top_k(mode: str, top_k: int, device: str) -> int:

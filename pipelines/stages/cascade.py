@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipelines.core.constitution import Constitution, Principle
     from pipelines.core.stage import StageContext
 from pipelines.judgement.teachers import shared_scorer, teacher_specs
-from pipelines.judgement.windowed import resolve_top_k
+from pipelines.judgement.windowed import deciding_range, resolve_top_k
 from udfs.windows import with_context, words_for_tokens
 
 
@@ -224,8 +224,7 @@ def _judge(df: DataFrame, ctx: StageContext) -> DataFrame:
             rows = []
             for r in picked:
                 text = r["text"] or ""
-                lo, hi = (r["ws"], r["we"]) if r["ws"] is not None and (r["we"] or 0) > r["ws"] else (0, len(text))
-                lo, hi = with_context(text, lo, hi)
+                lo, hi = with_context(text, *deciding_range(text, r["ws"], r["we"]))
                 seen[(r["doc_id"], i)] = (lo, hi)
                 rows.append({"doc_id": r["doc_id"], "text": text[lo:hi], "source": None})
             # the scores come back from the call, keyed by these rows' doc_ids and looked up by their texts' hashes:
