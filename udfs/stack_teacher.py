@@ -20,6 +20,11 @@ How a document is read (`MODE`, measured by the training script on held-out data
   Jigsaw outputs as maxima over 100-word windows, profanity of the whole text.
 - `windows`: each 100-word window scored as above, the document's score is the maximum. A window costs a
   MiniLM pass, so a 1,000-word page costs ten.
+- `groups` (what the cascade's windows are read with, `WINDOW_MODE`): each run of whole sentences of at most
+  `GROUP_WORDS` words (udfs/windows.py `sentence_groups`) scored as a passage, the maximum over them. A threat
+  of one sentence is a third of its group's embedding instead of a sixth of a window's, and the total tokens
+  encoded are those of the window. The violence model is fitted with such groups of ordinary prose among its
+  negatives, so a short quote from a news page is not a short threat to it (bench/README.md).
 
 The features are computed here and nowhere else, for training too, so the model and the teacher cannot drift.
 """
@@ -49,8 +54,14 @@ EMBED_DIM = 384
 N_FEATURES = EMBED_DIM + 6 + 1
 #: Encoder settings of the features: those of `udfs.encoder.shared_encoder()`'s defaults, which training used.
 MAX_TOKENS = 256
-MODES = ("document", "windows")
+MODES = ("document", "windows", "groups")
+#: How a labeler reads a text it is given (one passage).
 MODE = "document"
+#: How the cascade, revision's re-score and the audit read each window of a page (pipelines/judgement/teachers.py).
+WINDOW_MODE = "groups"
+#: Words per sentence group in `groups` mode: about a comment or two sentences of prose. Measured on the spliced
+#: pages' train split (bench/README.md): 20 words false-flags more short quotes, 40 dilutes a one-line insult.
+GROUP_WORDS = 32
 #: The packaged models by output: the weights file under pipelines/defaults.
 OUTPUTS: dict[str, str] = {"toxic": "toxicity_stack.npz", "violence": "violence_stack.npz"}
 #: The principle each output was fitted to judge (the `stack` labeler's map from a principle to its model).
@@ -191,9 +202,16 @@ def score_many(teachers: Sequence[StackTeacher], texts: Sequence[str], mode: str
     if mode == "document":
         x = document_features(texts, embed)
         return np.stack([t.model.probability(x) for t in teachers], axis=1)
-    from udfs.jigsaw import word_windows
+    if mode == "groups":
+        from udfs.windows import sentence_groups
 
-    pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
+        pieces = [
+            (i, t[a:b]) for i, t in enumerate(texts) for a, b in (sentence_groups(t, GROUP_WORDS) or [(0, len(t))])
+        ]
+    else:
+        from udfs.jigsaw import word_windows
+
+        pieces = [(i, w) for i, t in enumerate(texts) for w in word_windows(t)]
     x = document_features([w for _, w in pieces], embed)
     values = np.stack([t.model.probability(x) for t in teachers], axis=1)
     out = np.zeros((len(texts), len(teachers)))

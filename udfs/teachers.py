@@ -27,10 +27,10 @@ def teacher_model(spec: str) -> str:
     """The model identifier recorded beside a teacher's score."""
     name, output = check_teacher(spec)
     if name == "stack":
-        from udfs.stack_teacher import MODE, StackTeacher
+        from udfs.stack_teacher import GROUP_WORDS, WINDOW_MODE, StackTeacher
 
-        # the weights' digest: a retrain is new
-        return f"{StackTeacher.load(output=output).model.model_id}+{MODE}:{output}"
+        # the weights' digest (a retrain is new) and how a window is read (a page is scored that way)
+        return f"{StackTeacher.load(output=output).model.model_id}+{WINDOW_MODE}{GROUP_WORDS}:{output}"
     from udfs.jigsaw import PINNED_VERSION
 
     return f"{name}-bilstm-{PINNED_VERSION}:{output}"

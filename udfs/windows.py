@@ -63,6 +63,27 @@ def sentence_windows(text: str, max_words: int) -> list[tuple[int, int]]:
     return windows
 
 
+def sentence_groups(text: str, max_words: int) -> list[tuple[int, int]]:
+    """Character (start, end) of runs of consecutive whole sentences of at most `max_words` words together (a
+    longer sentence is a group of its own, never cut), in order and without overlap. What a passage scorer reads
+    inside a window: a short harmful passage is most of its group, not a sixth of a window's mean embedding."""
+    out: list[tuple[int, int]] = []
+    start = end = -1
+    words = 0
+    for s, e in split_sentences(text):
+        n = len(_WORD.findall(text, s, e))
+        if start >= 0 and words + n > max_words:
+            out.append((start, end))
+            start = -1
+        if start < 0:
+            start, words = s, 0
+        end = e
+        words += n
+    if start >= 0:
+        out.append((start, end))
+    return out
+
+
 def select(ranks: Sequence[float], k: int) -> list[int]:
     """Indices of the windows to read, in document order: the first, and the `k - 1` others ranked highest
     (ties: the earlier window). All of them when there are at most `k`."""

@@ -253,6 +253,13 @@ class ClassifyConfig:
         if self.top_k < 1 or self.window_words < 0:
             raise ConfigError("classify.top_k must be >= 1 and classify.window_words >= 0 (0 = what fits max_tokens)")
 
+    @property
+    def window_length(self) -> int:
+        """Words per window: `window_words`, or what fits `max_tokens` when it is 0. Every scorer reads this."""
+        from udfs.windows import words_for_tokens
+
+        return self.window_words or words_for_tokens(self.max_tokens)
+
 
 @dataclass(frozen=True)
 class LabelConfig:

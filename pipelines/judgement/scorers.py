@@ -63,7 +63,7 @@ def scorer_spec(
             "max_tokens": cfg.max_tokens,
             "windows": cfg.windows,
             "top_k": cfg.top_k,
-            "window_words": cfg.window_words or words_for_tokens(cfg.max_tokens),
+            "window_words": cfg.window_length,
             "batch_size": cfg.batch_size,
             "threads": cfg.threads,
             "registry_uri": cfg.registry_uri,

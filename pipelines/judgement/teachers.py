@@ -45,10 +45,10 @@ class TeacherScorer:
         """(len(texts), len(TEACHERS[name])): the teacher's scores of each text read as one passage, columns in
         TEACHERS order."""
         if name == "stack":
-            from udfs.stack_teacher import StackTeacher, score_many
+            from udfs.stack_teacher import WINDOW_MODE, StackTeacher, score_many
 
             # every stack output in one pass: the models share their features, so a second costs a dot product
-            return score_many([StackTeacher.load(output=o) for o in TEACHERS[name]], texts)
+            return score_many([StackTeacher.load(output=o) for o in TEACHERS[name]], texts, WINDOW_MODE)
         from udfs.jigsaw import JigsawClassifier
 
         return JigsawClassifier.load().predict_windows(texts)
@@ -95,9 +95,13 @@ class TeacherScorer:
         by_name = self._by_name()
         if not n or not by_name:
             return out
-        # the cheap tier ranks windows only when an expensive teacher reads a selection of them
+        # the cheap tier ranks windows only when an expensive teacher reads a selection of them, and only of the
+        # documents some principle needs (the audit passes whole batches of which it needs a few)
         expensive = any(name not in CHEAP_TEACHERS for name in by_name)
-        window_plan = plan(texts, self.window_words, self.top_k if expensive else 0)
+        wanted = need.any(axis=1)
+        window_plan = plan(
+            [t if wanted[i] else "" for i, t in enumerate(texts)], self.window_words, self.top_k if expensive else 0
+        )
         for name, cols in by_name.items():
             rows = [int(i) for i in np.flatnonzero(need[:, cols].any(axis=1))]
             if not rows:
@@ -148,8 +152,10 @@ def teacher_specs(constitution: Constitution) -> list[str | None]:
     return [None if p.positive_kind else p.teacher for p in constitution.principles]
 
 
-def teacher_scorer(constitution: Constitution, top_k: int = DEFAULT_TOP_K) -> TeacherScorer:
-    return shared_scorer(tuple(teacher_specs(constitution)), DEFAULT_WINDOW_WORDS, top_k)
+def teacher_scorer(
+    constitution: Constitution, top_k: int = DEFAULT_TOP_K, window_words: int = DEFAULT_WINDOW_WORDS
+) -> TeacherScorer:
+    return shared_scorer(tuple(teacher_specs(constitution)), window_words, top_k)
 
 
 def has_teachers(constitution: Constitution) -> bool:
@@ -157,16 +163,20 @@ def has_teachers(constitution: Constitution) -> bool:
 
 
 def local_scores(
-    constitution: Constitution, classifier: Mapping[str, list[float]], texts: Mapping[str, str]
+    constitution: Constitution,
+    classifier: Mapping[str, list[float]],
+    texts: Mapping[str, str],
+    window_words: int = DEFAULT_WINDOW_WORDS,
 ) -> dict[str, list[float]]:
     """The strongest packaged view of `texts` for re-scoring a revision: per principle the teacher's score where
     the principle has one (revision candidates sit in a revise band, so the teacher decided them), the
-    classifier's elsewhere."""
+    classifier's elsewhere. `window_words`: the run's `classify.window_length`, so a revision is read as the
+    original was."""
     if not has_teachers(constitution):
         return dict(classifier)
     keys = list(classifier)
     # every window: a revision is accepted only when no passage of it is still over a threshold
-    teacher = teacher_scorer(constitution, top_k=0).score([texts[k] for k in keys])
+    teacher = teacher_scorer(constitution, top_k=0, window_words=window_words).score([texts[k] for k in keys])
     out = {}
     for k, row in zip(keys, teacher, strict=True):
         out[k] = [c if np.isnan(t) else float(t) for c, t in zip(classifier[k], row, strict=True)]

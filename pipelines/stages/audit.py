@@ -8,6 +8,10 @@ of `curate iterate` this is the harmful share "as the teacher sees it": it must 
 The stack teachers run MiniLM on the windows they read (~100 documents/s on 2 cores), so a large night audits a
 sample: at most `classify.cascade.audit_max_docs` kept documents, chosen by a hash of doc_id (a rerun audits the
 same ones); `audit_kept` is the number audited and `audit_of` the number kept. The share is the estimate.
+
+A kept document whose text is the one the cascade's teacher scored (not revised) already has that score: the
+audit's scorer is the cascade's (same teachers, same windows, `teacher_udf_spec`), so it is reused, not
+recomputed. On a fresh lake, where the teacher sees every document, only revisions are scored again.
 """
 
 from __future__ import annotations
@@ -46,18 +50,39 @@ class TeacherAudit(BaseStage):
         nulls = F.array(*[F.lit(None).cast("double") for _ in specs])
         if not any(specs) or not ctx.cfg.classify.cascade.enabled:
             return df.withColumn("audit_scores", nulls)
-        need = F.array(*[F.lit(s is not None) for s in specs])
         kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
         budget = ctx.cfg.classify.cascade.audit_max_docs
         n_kept = df.where(kept).count()
         if n_kept > budget:
             share = budget / n_kept
             kept = kept & ((F.abs(F.xxhash64(F.col("doc_id"), F.lit("audit"))) % 1_000_000) < int(share * 1_000_000))
-        # `need` false outside the sample: the UDF may be evaluated on every row, but scores only what is needed
-        none = F.array(*[F.lit(False) for _ in specs])
-        need = F.when(kept, need).otherwise(none)
-        teach = teacher_column(F.col("out_text"), need, teacher_udf_spec(specs, ctx.cfg.classify))
-        return df.withColumn("audit_scores", F.when(kept, teach.getField("scores")).otherwise(nulls))
+        # the cascade's score of the same text, where it has one
+        reuse = [F.lit(False)] * len(specs)
+        before = nulls
+        if "teacher_scores" in df.columns and "text" in df.columns:
+            same = F.col("out_text").eqNullSafe(F.col("text"))
+            reuse = [same & F.element_at("teacher_scores", i + 1).isNotNull() for i in range(len(specs))]
+            before = F.col("teacher_scores")
+        # `need` false outside the sample and where reused: the UDF may be evaluated on every row, but scores only
+        # what is needed
+        need = F.array(*[kept & F.lit(s is not None) & ~reuse[i] for i, s in enumerate(specs)])
+        if not df.where(F.array_contains(need, True)).limit(1).count():
+            fresh = nulls
+        else:
+            taught = df.withColumn(
+                "_audit", teacher_column(F.col("out_text"), need, teacher_udf_spec(specs, ctx.cfg.classify))
+            )
+            # staged: the UDF's result is read once per principle below, and must be computed once, not per read
+            df = ctx.stage(taught, "audit_teacher")
+            fresh = F.col("_audit.scores")
+        scores = [
+            F.when(reuse[i], F.element_at(before, i + 1)).otherwise(F.element_at(fresh, i + 1))
+            if s is not None
+            else F.lit(None).cast("double")
+            for i, s in enumerate(specs)
+        ]
+        out = df.withColumn("audit_scores", F.when(kept, F.array(*scores)).otherwise(nulls))
+        return out.drop("_audit") if "_audit" in out.columns else out
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         kept_all = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))

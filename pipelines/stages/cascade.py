@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pipelines.core.stage import StageContext
 from pipelines.judgement.teachers import shared_scorer, teacher_specs
 from pipelines.judgement.windowed import deciding_range, resolve_top_k
-from udfs.windows import with_context, words_for_tokens
+from udfs.windows import with_context
 
 
 def teacher_udf_spec(teachers: list[str | None], cfg: ClassifyConfig) -> str:
@@ -47,7 +47,7 @@ def teacher_udf_spec(teachers: list[str | None], cfg: ClassifyConfig) -> str:
     return json.dumps(
         {
             "teachers": teachers,
-            "window_words": cfg.window_words or words_for_tokens(cfg.max_tokens),
+            "window_words": cfg.window_length,
             "windows": cfg.windows,
             "top_k": cfg.top_k,
             "device": cfg.device,

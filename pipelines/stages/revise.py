@@ -267,7 +267,7 @@ class Revise(BaseStage):
             if not ctx.cfg.classify.cascade.enabled:
                 return found
             # the strongest scorer the cascade has: the teacher where the principle has one
-            return local_scores(constitution, found, dict(pairs))
+            return local_scores(constitution, found, dict(pairs), ctx.cfg.classify.window_length)
 
         embed = document_embedder(ctx.cfg.classify)  # loads the encoder on first use only
         if to_llm:

@@ -114,7 +114,7 @@ def local_rescorer(
     def rescore(pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
         values = load_scorer(spec).score([t for _, t in pairs])
         found = {k: row.tolist() for (k, _), row in zip(pairs, values, strict=True)}
-        return local_scores(constitution, found, dict(pairs)) if cfg.cascade.enabled else found
+        return local_scores(constitution, found, dict(pairs), cfg.window_length) if cfg.cascade.enabled else found
 
     return rescore
 
