@@ -200,6 +200,55 @@ def star_edges(members: DataFrame) -> DataFrame:
     return linked.where((F.col("key") != F.col("b")) & batch_side).select(F.col("key").alias("a"), "b").distinct()
 
 
+def _batch_side(a: Column, b: Column) -> Column:
+    return a.startswith("1") | b.startswith("1")
+
+
+def _verifier(survivors: DataFrame, lookup: DataFrame, params: MinHashParams) -> Callable[[DataFrame], DataFrame]:
+    """pairs (a, b) of `order_key`s, `a` a batch document -> (a, b, jaccard) of their texts as dedup read them."""
+    member_text = survivors.select(F.col("doc_id").alias("_a_doc"), F.col("text").alias("_ta"))
+    other_text = lookup.select(F.col("doc_id").alias("_b_doc"), F.col("text").alias("_tb"))
+
+    def verify(pairs: DataFrame) -> DataFrame:
+        scored = pairs.withColumn("_a_doc", key_doc(F.col("a"))).withColumn("_b_doc", key_doc(F.col("b")))
+        scored = scored.join(member_text, "_a_doc").join(other_text, "_b_doc", "left")
+        return scored.select("a", "b", jaccard_udf(params)(F.col("_ta"), F.col("_tb")).alias("jaccard"))
+
+    return verify
+
+
+def verified_edges(
+    members: DataFrame, verify: Callable[[DataFrame], DataFrame], cfg: DedupConfig, checkpoint: Checkpoint, name: str
+) -> DataFrame:
+    """(a, b, jaccard) for every verified pair: first each member against its bucket's smallest member (the star),
+    then, in buckets of at most `cfg.verify_bucket_max` members, each member that failed there against every other
+    member. A bucket whose smallest member verifies everyone is settled by the star (its members are one component
+    through it); only a bucket with a dissimilar member pays for pairs, and then only that member's pairs. So two
+    true duplicates that share a bucket with a dissimilar smallest member are linked, at the star's cost where the
+    buckets are clean. `a` is the larger key (always a batch document), `b` the smaller.
+    """
+    centres = members.groupBy("band", "bucket").agg(F.min("key").alias("b"), F.count("*").alias("size"))
+    star = members.join(centres.where(F.col("size") > 1), ["band", "bucket"])
+    star = star.where((F.col("key") != F.col("b")) & _batch_side(F.col("key"), F.col("b")))
+    star = star.select("band", "bucket", "size", F.col("key").alias("a"), "b")
+    first = checkpoint(verify(star.select("a", "b").distinct()), f"{name}_star")
+    passed = F.col("jaccard") >= F.lit(cfg.threshold)
+    edges = first.where(passed)
+    if cfg.verify_bucket_max > 2:
+        failed = first.where(~passed).select("a", "b")
+        small = star.where(F.col("size") <= cfg.verify_bucket_max).join(failed, ["a", "b"], "left_semi")
+        others = members.select("band", "bucket", F.col("key").alias("m"))
+        pairs = small.select("band", "bucket", F.col("a").alias("f")).join(others, ["band", "bucket"])
+        pairs = pairs.where(F.col("f") != F.col("m")).select(
+            F.greatest("f", "m").alias("a"), F.least("f", "m").alias("b")
+        )
+        pairs = pairs.where(_batch_side(F.col("a"), F.col("b"))).distinct()
+        pairs = pairs.join(first.select("a", "b"), ["a", "b"], "left_anti")
+        second = checkpoint(verify(pairs), f"{name}_pairs")
+        edges = edges.unionByName(second.where(passed))
+    return edges
+
+
 def connected_components(edges: DataFrame, checkpoint: Checkpoint, name: str, max_iterations: int = 64) -> DataFrame:
     """(node, label) for every node of `edges` (a, b): label = the smallest node of its component.
 
@@ -273,14 +322,11 @@ def _near(
             members = members.unionByName(
                 touched.select(order_key(F.lit(0), F.col("crawl_id"), F.col("doc_id")).alias("key"), "band", "bucket")
             )
-        edges = star_edges(members)
         if lookup is not None:
-            centre_text = lookup.select(F.col("doc_id").alias("_b_doc"), F.col("text").alias("_tb"))
-            member_text = survivors.select(F.col("doc_id").alias("_a_doc"), F.col("text").alias("_ta"))
-            scored = edges.withColumn("_a_doc", key_doc(F.col("a"))).withColumn("_b_doc", key_doc(F.col("b")))
-            scored = scored.join(member_text, "_a_doc").join(centre_text, "_b_doc", "left")
-            scored = scored.withColumn("jaccard", jaccard_udf(params)(F.col("_ta"), F.col("_tb")))
-            edges = scored.where(F.col("jaccard") >= F.lit(cfg.threshold)).select("a", "b", "jaccard")
+            verify = _verifier(survivors, lookup, params)
+            edges = verified_edges(members, verify, cfg, checkpoint, f"{tag}_verify_{step}")
+        else:
+            edges = star_edges(members)
         edges = checkpoint(edges, f"{tag}_edges_{step}")
         labelled = docs.select("doc_id", "key", "bands")
         if edges.limit(1).count() > 0:
