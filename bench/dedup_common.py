@@ -171,8 +171,10 @@ class ShingleIndex:
         step = 2000
         for s in range(0, len(docs), step):
             h, per = minhash.shingle_hashes([d.text for d in docs[s : s + step]], params)
-            u, owner = minhash._unique_per_doc(h, per)  # sorted by (doc, hash), duplicates dropped
-            sets.extend(np.split(u, np.searchsorted(owner, np.arange(1, len(per)))))
+            # the hashes themselves, sorted per document: `minhash._unique_per_doc` returns chunk-local integer
+            # codes in first-seen order since it uses pandas.factorize, which neither compare across chunks nor
+            # suit `similar`'s binary searches (it gave precision/recall 0.000 and removal precision 0.022)
+            sets.extend(np.unique(x) for x in np.split(h, np.cumsum(per)[:-1]))
         self.sets = sets
         self.sizes = sizes = np.array([len(x) for x in sets], np.int64)
         flat = np.concatenate(sets)

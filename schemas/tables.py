@@ -110,11 +110,16 @@ DEDUP = StructType(
         _f("dup_of", StringType()),
         _f("is_duplicate", BooleanType(), False),
         _f("dup_kind", StringType()),  # exact_duplicate | near_duplicate | null (kept)
+        # the text dedup read (cleaned, redacted) of a document it kept, null for a duplicate: what a later night's
+        # verification compares its own text with, so both sides of a pair are the same form
+        _f("dedup_text", StringType()),
     ]
 )
 
-# One row per (kept document, LSH band): the corpus side of incremental near dedup. `bucket` is the band's
-# 64-bit key; `scheme` names the MinHash parameters that made it (keys of different schemes never match).
+# One row per (published document, LSH band): the corpus side of incremental near dedup. Only documents in `corpus`
+# have rows (written with the decisions that publish them; a document a later stage drops or defers has none, and
+# an iteration round that drops one deletes its rows). `bucket` is the band's 64-bit key; `scheme` names the MinHash
+# parameters that made it (keys of different schemes never match).
 MINHASH_INDEX = StructType(
     [
         _f("band", IntegerType(), False),

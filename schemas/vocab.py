@@ -105,6 +105,9 @@ class Reason:
     REVISION_FAILED = "revision_"  # + the revision status: revision_rejected, revision_over_cap, ...
     SECRET = "secret"  # + the kind of credential found
     CONTAMINATED = "contaminated"  # + the benchmark set whose items a document holds
+    # a duplicate whose representative the same run did not publish (dropped or deferred by a later stage): deferred,
+    # so that the next run decides it on its own, against an index that holds published documents only
+    UNPUBLISHED_REPRESENTATIVE = "unpublished_representative"
 
     @staticmethod
     def of(prefix: str, name: str) -> str:

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
@@ -379,3 +380,162 @@ def test_the_default_finds_a_near_duplicate_with_a_tenth_of_its_words_edited(spa
     word5 = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=fineweb, checkpoint=ck))
     assert (default["y2"].dup_of, default["y2"].dup_kind) == ("y1", "near_duplicate")
     assert word5["y2"].is_duplicate is False
+
+
+# ---- dedup keyed to what is published (issue 22 item 2) ------------------------------------------------------------
+
+
+def _one_shared_bucket(params: minhash.MinHashParams):
+    """A stand-in for `dedup.band_udf`: every document's band 0 is the same bucket, its other bands its own."""
+    import zlib
+
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("array<bigint>")  # type: ignore[call-overload]
+    def bands(texts: pd.Series) -> pd.Series:
+        return pd.Series([[7] + [zlib.crc32(t.encode()) * 16 + j for j in range(1, params.bands)] for t in texts])
+
+    return bands
+
+
+@pytest.mark.parametrize(("bucket_max", "linked"), [(64, True), (0, False)])
+def test_true_pair_sharing_a_bucket_with_a_dissimilar_minimum_is_linked(
+    spark, ck, monkeypatch: pytest.MonkeyPatch, bucket_max: int, linked: bool
+) -> None:
+    # x0 (bread) is the bucket's smallest member and like neither; x1 and x2 are one article, 0.97 alike, and share
+    # no other bucket: the star alone verifies x1-x0 and x2-x0, both fail, and the true pair is never looked at
+    monkeypatch.setattr(dedup, "band_udf", _one_shared_bucket)
+    rows = [("x0", "c1", C), ("x1", "c1", A), ("x2", "c1", edit(A, 40))]
+    cfg = DedupConfig(verify=True, verify_bucket_max=bucket_max)
+    out = _by_id(dedup.transform(spark.createDataFrame(rows, SCHEMA), cfg=cfg, checkpoint=ck))
+    assert out["x0"].is_duplicate is False and out["x1"].is_duplicate is False
+    assert (out["x2"].dup_of, out["x2"].dup_kind) == (("x1", "near_duplicate") if linked else (None, None))
+
+
+def test_duplicate_of_a_representative_the_run_does_not_publish_is_deferred(spark) -> None:
+    c = load_constitution()
+    toxic = [0.99 if n == "toxicity" else 0.0 for n in c.names]
+    clean = [0.0 for _ in c.names]
+    schema = (
+        "doc_id string, text string, quality_reasons array<string>, is_duplicate boolean, dup_kind string, "
+        "dup_of string, principle_scores array<double>, revision_status string, revised_text string"
+    )
+    rows = [
+        ("rep", "t", [], False, None, None, toxic, None, None),  # dropped by a principle tonight
+        ("copy", "t", [], True, "near_duplicate", "rep", None, None, None),
+        ("exact-copy", "t", [], True, "exact_duplicate", "rep", None, None, None),
+        ("ok-rep", "t", [], False, None, None, clean, None, None),
+        ("ok-copy", "t", [], True, "near_duplicate", "ok-rep", None, None, None),
+        ("old-copy", "t", [], True, "near_duplicate", "published-long-ago", None, None, None),
+    ]
+    flagged = decide.principle_flags(spark.createDataFrame(rows, schema), c)
+    out = _by_id(decide.transform(flagged, c))
+    assert (out["rep"].action, out["rep"].reasons) == ("drop", ["principle:toxicity"])
+    assert (out["copy"].action, out["copy"].reasons, out["copy"].stage) == (
+        "defer",
+        ["unpublished_representative", "near_duplicate"],
+        "dedup",
+    )
+    assert (out["exact-copy"].action, out["exact-copy"].reasons[0]) == ("defer", "unpublished_representative")
+    assert (out["ok-rep"].action, out["ok-copy"].action, out["ok-copy"].reasons) == ("keep", "drop", ["near_duplicate"])
+    assert (out["old-copy"].action, out["old-copy"].reasons) == ("drop", ["near_duplicate"])
+
+
+NAV = "\n".join(
+    [
+        "Home News Sport Weather Travel Culture Future Reel Worklife",
+        "Sign in Register Newsletter Podcasts Live Video Audio Sounds",
+        "Contact us About the paper Advertise with us Careers Syndication",
+        "Accessibility help Privacy notice Cookie settings Terms of use",
+        "Follow us on social media Facebook Twitter Instagram YouTube TikTok",
+        "Related topics Floods Environment Local councils Engineering",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def published_nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Two nights on the packaged config (char 5-grams + verify), every document passing the quality rules.
+
+    Night 1: `A` behind navigation lines that C4 cleaning removes; a page `rant` (three clean articles and a
+    toxic paragraph: dropped by toxicity) and its clean copy `clean` (Jaccard 0.80 with it), whose doc_id sorts
+    after the rant's, so the rant represents their cluster. Night 2: `A` lightly edited (0.97 with the cleaned
+    `A`, 0.56 with the raw page), and another clean copy.
+    """
+    from pipelines.chains.run import run_pipeline
+    from pipelines.stages import quality
+    from tests.fixtures import jsonl_lines, write_jsonl
+    from tests.test_pipeline import TOXIC
+    from udfs.records import doc_id_for
+
+    tmp = tmp_path_factory.mktemp("published")
+    mp = pytest.MonkeyPatch()
+    scored = quality.transform
+    mp.setattr(
+        quality,
+        "transform",
+        lambda df, cfg: scored(df, cfg).withColumn("quality_reasons", F.array().cast("array<string>")),
+    )
+    clean = "\n".join([A, B, C])
+    rant = f"{clean}\n{TOXIC}"
+    urls = {"a": URLS[0], "rant": "https://forum.example/rant", "a2": "https://mirror.example/barrier"}
+    urls["clean"] = next(
+        u
+        for u in (f"https://copy.example/{i}" for i in range(100))
+        if doc_id_for(clean, u, None) > doc_id_for(rant, urls["rant"], None)
+    )
+    urls["clean2"] = "https://copy2.example/page"
+    cfg = load_config(None, {"revise.enabled": False, "engine.shuffle_partitions": 2})
+    lake = tmp / "lake"
+    n1 = [(urls["a"], f"{NAV}\n{A}"), (urls["rant"], rant), (urls["clean"], clean)]
+    n2 = [(urls["a2"], edit(A, 40)), (urls["clean2"], edit(clean, 40, 120))]
+    try:
+        s1 = run_pipeline(lake, write_jsonl(tmp / "n1.jsonl", jsonl_lines(n1)), cfg, crawl_id="n1")
+        s2 = run_pipeline(lake, write_jsonl(tmp / "n2.jsonl", jsonl_lines(n2)), cfg, crawl_id="n2")
+    finally:
+        mp.undo()
+    return {"lake": lake, "s1": s1, "s2": s2, "urls": urls}
+
+
+def _state(spark, built: dict[str, object], run: str) -> tuple[dict[str, object], set[str], set[str]]:
+    """(url -> its decision in the night `run`, urls in that night's corpus, urls with keys in that night's index)."""
+    from pipelines.core.lake import Lake
+
+    lake = Lake(built["lake"], spark)  # type: ignore[arg-type]
+    s = built[run]
+    url_of = {r.doc_id: r.url for r in lake.read("raw_docs").collect()}
+    decisions = {url_of[r.doc_id]: r for r in lake.read("decisions").where(f"run_id = '{s.run_id}'").collect()}  # type: ignore[attr-defined]
+    v = s.table_versions  # type: ignore[attr-defined]
+    corpus = {url_of[r.doc_id] for r in lake.read("corpus", version=v["corpus"]).collect()}
+    index = {url_of[r.doc_id] for r in lake.read("minhash_index", version=v["minhash_index"]).collect()}
+    return decisions, corpus, index
+
+
+def test_index_holds_published_documents_only_and_an_orphaned_copy_is_deferred(spark, published_nights) -> None:
+    urls = published_nights["urls"]
+    decisions, corpus, index = _state(spark, published_nights, "s1")
+    assert decisions[urls["rant"]].action == "drop" and decisions[urls["rant"]].stage in ("classify", "revise")
+    # the clean copy of the dropped page is no duplicate of anything published: deferred, not dropped
+    d = decisions[urls["clean"]]
+    assert (d.action, d.reasons, d.stage) == ("defer", ["unpublished_representative", "near_duplicate"], "dedup")
+    assert corpus == {urls["a"]}
+    assert index == corpus  # the dropped page left no keys
+
+
+def test_next_night_publishes_the_deferred_copy_and_verifies_on_the_cleaned_text(spark, published_nights) -> None:
+    urls = published_nights["urls"]
+    c = published_nights["s2"].counts  # type: ignore[attr-defined]
+    assert (c["pending"], c["pending_deferred"], c["deferred_total"], c["unaccounted"]) == (3, 1, 0, 0)
+    decisions, corpus, index = _state(spark, published_nights, "s2")
+    # the deferred copy, judged on its own and against published documents only, represents its cluster now
+    assert decisions[urls["clean"]].action == "keep"
+    assert (decisions[urls["clean2"]].action, decisions[urls["clean2"]].reasons) == ("drop", ["near_duplicate"])
+    assert corpus == index == {urls["a"], urls["clean"]}
+
+
+def test_cross_night_verification_compares_the_text_dedup_read(spark, published_nights) -> None:
+    urls = published_nights["urls"]
+    decisions, _, _ = _state(spark, published_nights, "s2")
+    # the edited A matches night 1's A on the cleaned text both were deduplicated on (0.97), not on night 1's raw
+    # page with its navigation lines (0.56)
+    assert (decisions[urls["a2"]].action, decisions[urls["a2"]].reasons) == ("drop", ["near_duplicate"])

@@ -78,7 +78,7 @@ def test_dry_run_prints_the_chain_without_an_engine(tmp_path: Path, capsys: pyte
     assert [s["stage"] for s in stages] == [s.name for s in NIGHTLY.stages] + ["publish"]
     by_name = {s["stage"]: s for s in stages}
     assert by_name["quality_v3"]["reads"] == ["doc_id", "text"] and "quality_reasons" in by_name["quality_v3"]["adds"]
-    assert by_name["dedup_v2"]["gates"] == ["dedup (on dedup)"]
+    assert by_name["dedup_v3"]["gates"] == ["dedup (on dedup)"]
     assert by_name["decide_v2"]["gates"] == ["decisions (on decisions)", "corpus (on corpus)"]
     assert stages[-1]["tables"][-2:] == ["corpus", "decisions"]  # the crash-safe order ends with these
     assert plan["config"]["classify"]["registry_uri"].endswith("_state/mlflow.db")  # resolved, as MLflow logs it

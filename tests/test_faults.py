@@ -170,6 +170,14 @@ def assert_no_debris(lake: Lake, killed_run: str | None) -> None:
     assert not staging.is_dir() or not any(staging.iterdir()), f"staging left behind: {list(staging.iterdir())}"
 
 
+def assert_index_is_the_corpus(lake: Lake) -> None:
+    """The dedup index holds the band keys of exactly the published documents (issue 22 item 2), every band of each:
+    a rerun that converges to a reference satisfying this leaves no keys of a dropped or deferred document."""
+    index = lake.read("minhash_index").groupBy("doc_id").count().collect()
+    assert {r.doc_id for r in index} == {r.doc_id for r in lake.read("corpus").select("doc_id").collect()}
+    assert {r["count"] for r in index} == {load_config(None).dedup.bands}
+
+
 def assert_every_record_accounted(lake: Lake, night_b: Path) -> None:
     """The second night's 7 records: 2 bad lines in quarantine, 5 documents in raw_docs, each of which is in the
     corpus or dropped by its latest decision (check_accounting), written out by hand for this input."""
@@ -193,6 +201,7 @@ def test_the_reference_night_exercises_every_stage(world: dict[str, Any], spark:
     lake = Lake(world["reference"], spark)
     assert_every_record_accounted(lake, world["night_b"])
     assert_no_debris(lake, None)
+    assert_index_is_the_corpus(lake)
     (b,) = [r for r in lake.read("runs").collect() if r.crawl_id == "b"]
     c = b.counts
     assert (c["records"], c["quarantined"], c["already_ingested"], c["pending"]) == (7, 2, 1, 4)
@@ -413,6 +422,7 @@ def test_the_reference_iterations_change_something(world: dict[str, Any], iterat
         acct = check_accounting(lake)
         assert (acct["unaccounted"], acct["double_counted"]) == (0, 0)
         assert_no_debris(lake, None)
+        assert_index_is_the_corpus(lake)
         if name == "upsample":  # same documents and actions, every one upweighted
             assert {d: r.action for d, r in corpus.items()} == {d: r.action for d, r in night.items()}
             assert {r.weight for r in night.values()} == {1.0} and {r.weight for r in corpus.values()} == {2.0}

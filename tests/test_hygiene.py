@@ -127,5 +127,5 @@ def test_two_nights_plant_benchmarks_and_personal_data(tmp_path: Path, spark) ->
     assert "maria.keller@postfach.de" in raw[team]  # an earlier night's bronze is not touched
     assert lake.read("corpus").where(F.col("text").contains("219-09-9999")).count() == 0
     names = [s.name for s in NIGHTLY.stages]
-    order = ["secrets_v1", "pii_v1", "dedup_v2", "decontaminate_v1", "classify_v2"]
+    order = ["secrets_v1", "pii_v1", "dedup_v3", "decontaminate_v1", "classify_v2"]
     assert names[names.index("secrets_v1") : names.index("classify_v2") + 1] == order

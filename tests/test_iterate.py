@@ -185,6 +185,10 @@ def _redecidable(lake: Lake) -> set[str]:
     }
 
 
+def _indexed(lake: Lake, version: int | None = None) -> set[str]:
+    return {r.doc_id for r in lake.read("minhash_index", version=version).select("doc_id").distinct().collect()}
+
+
 def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(night: Lake, tmp_path: Path) -> None:
     lake = night
     before = state(lake)
@@ -199,6 +203,7 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
     c = load_constitution(path)
     cfg = _cfg(tmp_path, path, **{"iterate.labeler": "exemplar", "iterate.sample": 50, **EVALUATE_MICRO})
     corpus_version = lake.version("corpus")
+    before_index = lake.version("minhash_index")
 
     summary = iterate(lake, cfg, rounds=4)
 
@@ -217,6 +222,9 @@ def test_rounds_redecide_the_corpus_and_principle_drops_until_a_fixed_point(nigh
     changed = {d for d in r if (before[d][0], before[d][2], before[d][3]) != (after[d][0], after[d][2], after[d][3])}
     assert first.changed == len(changed) >= 2 and second.changed == 0
     assert {after[d][0] for d in changed} >= {"drop", "keep"}  # one more drop, some upweighted keeps
+    # the dedup index follows the corpus: the round's new drops left it, in the same publish
+    assert _indexed(lake, before_index) == {d for d, s in before.items() if s[0] in ("keep", "revise", "tag")}
+    assert _indexed(lake) == {d for d, s in after.items() if s[0] in ("keep", "revise", "tag")}
     # one corpus version for the published round, none for the fixed point; one decision per re-decided doc
     assert lake.version("corpus") == first.corpus_version == corpus_version + 1
     round_rows = lake.read("decisions").where(f"run_id = '{first.run_id}'").collect()

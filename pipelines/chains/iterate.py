@@ -4,9 +4,11 @@ One round:
 1. **the re-decided documents** R: every document whose latest decision is not a drop (the documents of the
    latest corpus version), plus every document whose latest decision is a drop by a principle (stage
    `classify`: over a filter threshold; stage `revise`: flagged and its revision failed or was not made).
-   Drops for quality or duplication are final: no classifier can change them. The set is read from the latest
-   decisions, not from `corpus`, so that a round killed between its corpus and decisions commits is repaired by
-   the next one (see "publish" below);
+   Drops for quality or duplication are final: no classifier can change them; a duplicate deferred because its
+   representative was not published waits for the nightly run, which deduplicates it against the published index.
+   A document a round drops loses its `minhash_index` keys, one it newly publishes gets them (`DedupIndex`).
+   The set is read from the latest decisions, not from `corpus`, so that a round killed between its corpus and
+   decisions commits is repaired by the next one (see "publish" below);
 2. **relabel** a sample of R per principle with the configured labeler (`iterate.labeler`; labels are cached by
    text, so a document labelled before costs nothing; `human:<dataset>` means: imported labels only) - the
    sample is stratified by the current scores (pipelines/judgement/sampling.py);
@@ -54,9 +56,10 @@ from pipelines.stages.audit import KEPT, TeacherAudit, flagged_key
 from pipelines.stages.classify import Classify
 from pipelines.stages.decide import Decide
 from pipelines.stages.decontaminate import Decontaminate
+from pipelines.stages.dedup import DedupIndex
 from pipelines.stages.pii import Pii
 from pipelines.stages.revise import Revise
-from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, Reason, RunStatus, Tag
+from schemas.vocab import PRINCIPLE_DROP_STAGES, Action, Count, DecidedBy, Reason, RunStatus, Tag
 
 V = TypeVar("V")
 
@@ -112,6 +115,8 @@ def redecide_set(lake: Lake) -> DataFrame:
     """doc_id, prev_action, prev_reasons, prev_run_id: the documents a round re-decides (module docstring, step 1)."""
     latest = latest_decisions(lake, ("action", "stage", "reasons", "run_id"))
     chosen = (F.col("action") != str(Action.DROP)) | F.col("stage").isin(*[str(s) for s in PRINCIPLE_DROP_STAGES])
+    # a duplicate deferred because its representative was not published waits for the nightly run's dedup
+    chosen = chosen & ~((F.col("action") == str(Action.DEFER)) & (F.col("stage") == str(DecidedBy.DEDUP)))
     return latest.where(chosen).select(
         "doc_id",
         F.col("action").alias("prev_action"),
@@ -291,6 +296,7 @@ ROUND = Chain(
         Classify(),
         Revise(llm=False),
         Decide(redecide=True),
+        DedupIndex(redecide=True),  # a round's new drops leave the index, its new keeps enter it
         TeacherAudit(),
     ),
     documents=Count.REDECIDED,

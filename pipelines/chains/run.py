@@ -1,6 +1,7 @@
 """`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> pii -> dedup -> decontaminate ->
-classify -> revise -> decide -> audit), run by the executor (pipelines/core/execute.py), which also publishes
-(pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py) among its MLflow artifacts.
+classify -> revise -> decide -> dedup index -> audit), run by the executor (pipelines/core/execute.py), which also
+publishes (pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py) among its
+MLflow artifacts.
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point
@@ -27,7 +28,7 @@ from pipelines.stages.audit import TeacherAudit
 from pipelines.stages.classify import Classify
 from pipelines.stages.decide import Decide
 from pipelines.stages.decontaminate import Decontaminate
-from pipelines.stages.dedup import Dedup
+from pipelines.stages.dedup import Dedup, DedupIndex
 from pipelines.stages.pii import Pii
 from pipelines.stages.quality import Quality
 from pipelines.stages.revise import Revise
@@ -52,6 +53,7 @@ NIGHTLY = Chain(
         Classify(),
         Revise(),
         Decide(),
+        DedupIndex(),  # the index keys of what the run publishes, after its decision
         TeacherAudit(),
     ),
 )

@@ -176,6 +176,10 @@ class DedupConfig:
     # Verify each candidate pair by the exact Jaccard of its shingle sets and keep it only at >= threshold.
     verify: bool = True
     threshold: float = 0.7
+    # With verify: in an LSH bucket of at most this many members where a member fails against the bucket's
+    # smallest member, that member is verified against every other member too, so two true duplicates that share
+    # a bucket with a dissimilar smallest member are still linked. Larger (boilerplate hub) buckets stay stars.
+    verify_bucket_max: int = 64
     max_iterations: int = 64  # connected-components rounds before the run fails
 
     def __post_init__(self) -> None:
@@ -185,6 +189,8 @@ class DedupConfig:
             raise ConfigError(f"config key 'dedup.shingle' must be one of ['char', 'word'], got {self.shingle!r}")
         if min(self.ngram, self.num_perm, self.bands, self.rows, self.max_iterations) < 1:
             raise ConfigError("dedup.ngram, num_perm, bands, rows and max_iterations must be >= 1")
+        if self.verify_bucket_max < 0:
+            raise ConfigError("dedup.verify_bucket_max must be >= 0 (0: stars only)")
         if self.bands * self.rows > self.num_perm:
             raise ConfigError(f"dedup.bands x dedup.rows ({self.bands} x {self.rows}) exceeds dedup.num_perm")
         if not 0.0 <= self.threshold <= 1.0:

@@ -1,7 +1,9 @@
 """Score first, decide once: turn quality reasons, dedup flags, principle scores and revision outcomes
 into one `action` per document, with reasons and the stage that decided.
 
-Precedence: quality -> duplicate -> contaminated drop -> principle drop -> revision -> excision -> tag -> keep.
+Precedence: quality -> duplicate -> contaminated drop -> principle drop -> revision -> excision -> tag -> keep. A
+duplicate whose representative (decided in the same run) is not kept is deferred, not dropped
+(`defer_orphaned_duplicates`): the next run decides it on its own.
 Decontamination (pipelines/stages/decontaminate.py, optional columns `decont_action` / `contaminated_sets`): a
 `drop` is a drop with the reasons `contaminated:<set>`; an `excise` (the text already excised) makes a document
 that would be kept a `revise` (its published text differs from the cleaned text); a `tag` tags it
@@ -216,13 +218,34 @@ def transform(
             F.when(c_tag, contaminated).otherwise(empty),
         )
     )
-    return (
+    out = (
         df.withColumn("action", action)
         .withColumn("reasons", reasons)
         .withColumn("stage", stage)
         .withColumn("tags", tags)
         .withColumn("weight", F.when(kept, weight_of(upsampled, constitution)).otherwise(F.lit(0.0)))
         .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
+    )
+    return defer_orphaned_duplicates(out) if "dup_of" in df.columns else out
+
+
+def defer_orphaned_duplicates(decided: DataFrame) -> DataFrame:
+    """A duplicate whose representative is decided in the same frame and not kept (dropped by a principle or by
+    decontamination, or deferred) becomes `defer` with the reasons `unpublished_representative` and its dup kind:
+    it is a copy of nothing the corpus holds, so the next run decides it again, first, against an index that holds
+    published documents only - the best remaining member of the cluster then represents it, scored and judged on
+    its own. A representative from an earlier run is published (dedup matches nothing else), so it never orphans."""
+    reps = decided.select(F.col("doc_id").alias("_rep_id"), is_kept(F.col("action")).alias("_rep_kept"))
+    joined = decided.join(reps, F.col("dup_of") == F.col("_rep_id"), "left")
+    orphan = F.coalesce(F.col("is_duplicate"), F.lit(False)) & ~F.coalesce(F.col("_rep_kept"), F.lit(True))
+    kind = F.col("dup_kind") if "dup_kind" in decided.columns else F.lit(str(DupKind.EXACT))
+    return (
+        joined.withColumn("action", F.when(orphan, F.lit(str(Action.DEFER))).otherwise(F.col("action")))
+        .withColumn(
+            "reasons",
+            F.when(orphan, F.array(F.lit(Reason.UNPUBLISHED_REPRESENTATIVE), kind)).otherwise(F.col("reasons")),
+        )
+        .drop("_rep_id", "_rep_kept")
     )
 
 

@@ -13,7 +13,10 @@ without verification, pipelines/core/config.py). Signatures come from one vector
 survivors.
 Documents sharing a (band, key) bucket are candidates; each bucket links every member to its smallest member
 (a star, not a clique: a 10,000-member boilerplate bucket makes 9,999 edges, not 50 million, and connects
-exactly the same documents). Candidate edges are optionally verified by exact Jaccard of the shingle sets.
+exactly the same documents). Candidate edges are optionally verified by exact Jaccard of the shingle sets; then a
+member that fails against the smallest member is verified against every other member of its bucket (buckets of at
+most `dedup.verify_bucket_max` members), so two true duplicates sharing a bucket with a dissimilar smallest member
+are still linked (`verified_edges`).
 Clusters are the connected components, found by min-label propagation with pointer jumping in DataFrame
 operations until no label changes; a component's label is its smallest member, so the result depends only
 on the input - never on partitioning, engine or run.
@@ -27,9 +30,16 @@ documents of the ones before. That is why a backfill of three crawls and three n
 clusters. An exact duplicate of a document that was itself a near duplicate points at that document's
 representative.
 
-**Incremental.** The `minhash_index` table holds the band keys of every kept (non-duplicate) document with
-the name of the MinHash scheme that made them. A nightly run computes signatures for its own documents only,
-reads the index rows whose buckets it touches, and afterwards appends its survivors' bands (`index_rows`).
+**Incremental, against what is published.** The `minhash_index` table holds the band keys of every *published*
+document (in `corpus`) with the name of the MinHash scheme that made them; `dedup.dedup_text` keeps the text dedup
+read for each document it kept, so that verification compares the same form (cleaned, redacted) on both sides of a
+cross-night pair. A nightly run computes signatures for its own documents only, reads the index rows whose buckets
+it touches (of published documents only: a lake indexed by an older release may hold others), verifies against
+`dedup_text`, and exact-matches only earlier documents whose representative is published. The index rows are
+written after the decision (`DedupIndex`), in the same publish as `corpus`: a document a later stage drops or defers
+leaves no keys, and an iteration round that drops a published document deletes its keys. A duplicate whose
+representative the same run does not publish is deferred (pipelines/stages/decide.py): the next run decides it
+again first, scored and judged on its own, against an index that holds only published documents.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -47,15 +58,18 @@ from pyspark.sql.functions import pandas_udf
 
 from expectations import suites
 from pipelines.core.config import DedupConfig
+from pipelines.core.publish import DELETE
 from pipelines.core.stage import BaseStage, Gate, StageContext
 from schemas import TABLES, require_columns
-from schemas.vocab import DupKind
+from schemas.vocab import KEPT_ACTIONS, DupKind
 from udfs.minhash import MinHashParams
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from pyspark.sql import DataFrame, SparkSession
+
+    from pipelines.core.lake import Lake
 
 #: Materialises a DataFrame and hands back one that reads the result (Sail has no `persist`).
 Checkpoint = Callable[["DataFrame", str], "DataFrame"]
@@ -200,6 +214,55 @@ def star_edges(members: DataFrame) -> DataFrame:
     return linked.where((F.col("key") != F.col("b")) & batch_side).select(F.col("key").alias("a"), "b").distinct()
 
 
+def _batch_side(a: Column, b: Column) -> Column:
+    return a.startswith("1") | b.startswith("1")
+
+
+def _verifier(survivors: DataFrame, lookup: DataFrame, params: MinHashParams) -> Callable[[DataFrame], DataFrame]:
+    """pairs (a, b) of `order_key`s, `a` a batch document -> (a, b, jaccard) of their texts as dedup read them."""
+    member_text = survivors.select(F.col("doc_id").alias("_a_doc"), F.col("text").alias("_ta"))
+    other_text = lookup.select(F.col("doc_id").alias("_b_doc"), F.col("text").alias("_tb"))
+
+    def verify(pairs: DataFrame) -> DataFrame:
+        scored = pairs.withColumn("_a_doc", key_doc(F.col("a"))).withColumn("_b_doc", key_doc(F.col("b")))
+        scored = scored.join(member_text, "_a_doc").join(other_text, "_b_doc", "left")
+        return scored.select("a", "b", jaccard_udf(params)(F.col("_ta"), F.col("_tb")).alias("jaccard"))
+
+    return verify
+
+
+def verified_edges(
+    members: DataFrame, verify: Callable[[DataFrame], DataFrame], cfg: DedupConfig, checkpoint: Checkpoint, name: str
+) -> DataFrame:
+    """(a, b, jaccard) for every verified pair: first each member against its bucket's smallest member (the star),
+    then, in buckets of at most `cfg.verify_bucket_max` members, each member that failed there against every other
+    member. A bucket whose smallest member verifies everyone is settled by the star (its members are one component
+    through it); only a bucket with a dissimilar member pays for pairs, and then only that member's pairs. So two
+    true duplicates that share a bucket with a dissimilar smallest member are linked, at the star's cost where the
+    buckets are clean. `a` is the larger key (always a batch document), `b` the smaller.
+    """
+    centres = members.groupBy("band", "bucket").agg(F.min("key").alias("b"), F.count("*").alias("size"))
+    star = members.join(centres.where(F.col("size") > 1), ["band", "bucket"])
+    star = star.where((F.col("key") != F.col("b")) & _batch_side(F.col("key"), F.col("b")))
+    star = star.select("band", "bucket", "size", F.col("key").alias("a"), "b")
+    first = checkpoint(verify(star.select("a", "b").distinct()), f"{name}_star")
+    passed = F.col("jaccard") >= F.lit(cfg.threshold)
+    edges = first.where(passed)
+    if cfg.verify_bucket_max > 2:
+        failed = first.where(~passed).select("a", "b")
+        small = star.where(F.col("size") <= cfg.verify_bucket_max).join(failed, ["a", "b"], "left_semi")
+        others = members.select("band", "bucket", F.col("key").alias("m"))
+        pairs = small.select("band", "bucket", F.col("a").alias("f")).join(others, ["band", "bucket"])
+        pairs = pairs.where(F.col("f") != F.col("m")).select(
+            F.greatest("f", "m").alias("a"), F.least("f", "m").alias("b")
+        )
+        pairs = pairs.where(_batch_side(F.col("a"), F.col("b"))).distinct()
+        pairs = pairs.join(first.select("a", "b"), ["a", "b"], "left_anti")
+        second = checkpoint(verify(pairs), f"{name}_pairs")
+        edges = edges.unionByName(second.where(passed))
+    return edges
+
+
 def connected_components(edges: DataFrame, checkpoint: Checkpoint, name: str, max_iterations: int = 64) -> DataFrame:
     """(node, label) for every node of `edges` (a, b): label = the smallest node of its component.
 
@@ -240,6 +303,7 @@ def _near(
     texts: DataFrame | None,
     checkpoint: Checkpoint,
     tag: str,
+    published: DataFrame | None = None,
 ) -> DataFrame:
     """(doc_id, _near_cluster, bands) for the exact survivors (doc_id, crawl_id, text), crawl by crawl (see the
     module docstring). Texts are read where they are, never copied into a checkpoint."""
@@ -248,10 +312,11 @@ def _near(
         survivors.select("doc_id", "crawl_id", band_udf(params)(F.col("text")).alias("bands")),
         f"{tag}_signatures",
     )
-    corpus = None  # (doc_id, crawl_id, band, bucket) of the kept documents before this step
+    indexed = None  # (doc_id, crawl_id, band, bucket) of the published documents
     if index is not None:
-        corpus = index.where(F.col("scheme") == params.scheme).select("doc_id", "crawl_id", "band", "bucket")
-        corpus = corpus.join(sig.select("doc_id"), "doc_id", "left_anti")
+        indexed = index.where(F.col("scheme") == params.scheme).select("doc_id", "crawl_id", "band", "bucket")
+        indexed = indexed.join(sig.select("doc_id"), "doc_id", "left_anti")
+    corpus = None  # the same for the batch's kept documents of the crawls before this step
     lookup = None
     if cfg.verify:
         lookup = survivors.select("doc_id", "text")
@@ -268,19 +333,25 @@ def _near(
             "key", order_key(F.lit(1), F.col("crawl_id"), F.col("doc_id"))
         )
         members = docs.where(F.col("bands").isNotNull()).select("key", F.posexplode("bands").alias("band", "bucket"))
-        if corpus is not None:  # only the corpus rows in tonight's buckets take part
-            touched = corpus.join(members.select("band", "bucket").distinct(), ["band", "bucket"], "left_semi")
+        if indexed is not None or corpus is not None:  # only the corpus rows in tonight's buckets take part
+            buckets = members.select("band", "bucket").distinct()
+            touched = None
+            if indexed is not None:
+                touched = indexed.join(buckets, ["band", "bucket"], "left_semi")
+                if published is not None:  # what an older release indexed may since have been dropped
+                    touched = touched.join(published, "doc_id", "left_semi")
+            if corpus is not None:
+                mine = corpus.join(buckets, ["band", "bucket"], "left_semi")
+                touched = mine if touched is None else touched.unionByName(mine)
+            assert touched is not None
             members = members.unionByName(
                 touched.select(order_key(F.lit(0), F.col("crawl_id"), F.col("doc_id")).alias("key"), "band", "bucket")
             )
-        edges = star_edges(members)
         if lookup is not None:
-            centre_text = lookup.select(F.col("doc_id").alias("_b_doc"), F.col("text").alias("_tb"))
-            member_text = survivors.select(F.col("doc_id").alias("_a_doc"), F.col("text").alias("_ta"))
-            scored = edges.withColumn("_a_doc", key_doc(F.col("a"))).withColumn("_b_doc", key_doc(F.col("b")))
-            scored = scored.join(member_text, "_a_doc").join(centre_text, "_b_doc", "left")
-            scored = scored.withColumn("jaccard", jaccard_udf(params)(F.col("_ta"), F.col("_tb")))
-            edges = scored.where(F.col("jaccard") >= F.lit(cfg.threshold)).select("a", "b", "jaccard")
+            verify = _verifier(survivors, lookup, params)
+            edges = verified_edges(members, verify, cfg, checkpoint, f"{tag}_verify_{step}")
+        else:
+            edges = star_edges(members)
         edges = checkpoint(edges, f"{tag}_edges_{step}")
         labelled = docs.select("doc_id", "key", "bands")
         if edges.limit(1).count() > 0:
@@ -315,15 +386,17 @@ def transform(
     *,
     index: DataFrame | None = None,
     texts: DataFrame | None = None,
+    published: DataFrame | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> DataFrame:
     """Adds `exact_hash`, `cluster_id`, `dup_of`, `is_duplicate`, `dup_kind` (the decision reason, or null) and
     `bands` (LSH keys of the batch's exact survivors, for `index_rows`) to the batch (doc_id, crawl_id, text).
 
     `prior`: earlier `dedup` rows (`doc_id`, `crawl_id`, `exact_hash`, optional `cluster_id`). `index`: the
-    `minhash_index` table. `texts` (`doc_id`, `text`): where verification finds the text of indexed documents.
-    Prior and index rows whose doc_id is in the batch are ignored (a rerun after a crash). `checkpoint`
-    materialises intermediate results; near dedup needs one.
+    `minhash_index` table. `texts` (`doc_id`, `text`): where verification finds the text of indexed documents, in
+    the form their bands were made from (the batch's `text` is compared with it). `published` (`doc_id`): when
+    given, index rows of other documents are ignored. Prior and index rows whose doc_id is in the batch are ignored
+    (a rerun after a crash). `checkpoint` materialises intermediate results; near dedup needs one.
     """
     cfg = cfg or DedupConfig()
     require_columns(batch.columns, ["doc_id", "crawl_id", "text"], "dedup")
@@ -351,7 +424,7 @@ def transform(
         exact = _exact(checkpoint(hashed, f"{tag}_hashes"), prior, cfg.exact)  # cheap to recompute: no checkpoint
         first = exact.where((F.col("_exact_rank") == 1) & (F.col("_exact_rep") == F.col("doc_id"))).select("doc_id")
         survivors = batch.select("doc_id", "crawl_id", "text").join(first, "doc_id")
-        near = _near(survivors, cfg, index, texts, checkpoint, tag)
+        near = _near(survivors, cfg, index, texts, checkpoint, tag, published)
         joined = batch.join(exact, "doc_id").join(near.withColumnRenamed("doc_id", "_exact_rep"), "_exact_rep", "left")
         via_batch = F.coalesce(F.col("_near_cluster"), F.col("_exact_rep"))
         bands = F.when(F.col("_exact_rep") == F.col("doc_id"), F.col("bands"))
@@ -370,7 +443,8 @@ def transform(
 
 
 def index_rows(deduped: DataFrame, cfg: DedupConfig, run_id: str) -> DataFrame:
-    """The `minhash_index` rows to append: the band keys of the batch's kept documents."""
+    """The band keys of the batch's kept (non-duplicate) documents, as `minhash_index` rows. What is published
+    is narrower: `index_changes` keeps only the documents a run publishes."""
     kept = deduped.where(~F.col("is_duplicate") & F.col("bands").isNotNull())
     return kept.select(
         F.posexplode("bands").alias("band", "bucket"),
@@ -381,16 +455,59 @@ def index_rows(deduped: DataFrame, cfg: DedupConfig, run_id: str) -> DataFrame:
     )
 
 
+def index_changes(decided: DataFrame, cfg: DedupConfig, run_id: str, kept: Column) -> DataFrame:
+    """`minhash_index` rows with the `DELETE` flag for a run's decided documents (doc_id, crawl_id, `bands`): the
+    keys of every document with bands that `kept` publishes, and a deletion of every band of each one it does not.
+    The deletions make the write idempotent when a rerun decides differently, and take an iteration's new drops
+    out of the index; a deletion of a document that was never indexed matches nothing."""
+    scheme = F.lit(params_of(cfg).scheme)
+    added = decided.where(kept & F.col("bands").isNotNull()).select(
+        F.posexplode("bands").alias("band", "bucket"),
+        "doc_id",
+        "crawl_id",
+        F.lit(run_id).alias("run_id"),
+        scheme.alias("scheme"),
+        F.lit(False).alias(DELETE),
+    )
+    every_band = F.explode(F.sequence(F.lit(0), F.lit(cfg.bands - 1)))
+    removed = decided.where(~kept).select(
+        every_band.alias("band"),
+        F.lit(0).cast("long").alias("bucket"),
+        "doc_id",
+        "crawl_id",
+        F.lit(run_id).alias("run_id"),
+        scheme.alias("scheme"),
+        F.lit(True).alias(DELETE),
+    )
+    return added.unionByName(removed)
+
+
 #: What the stage adds: the `dedup` table's columns (less key, run and crawl) and the LSH band keys.
 DEDUP_COLUMNS = ("exact_hash", "cluster_id", "dup_of", "is_duplicate", "dup_kind", "bands")
 
 
+def published_ids(lake: Lake) -> DataFrame:
+    """doc_id of every published document: the only ones a night deduplicates against."""
+    return lake.read("corpus").select("doc_id")
+
+
+def verification_texts(lake: Lake) -> DataFrame:
+    """(doc_id, text) of the indexed documents in the form dedup read them (`dedup.dedup_text`); rows an older
+    release wrote without it fall back to `raw_docs.text` (the only text those runs left)."""
+    stored = lake.read("dedup").where(~F.col("is_duplicate")).select("doc_id", "dedup_text")
+    if stored.where(F.col("dedup_text").isNull()).limit(1).count() == 0:
+        return stored.select("doc_id", F.col("dedup_text").alias("text"))
+    raw = lake.read("raw_docs").select("doc_id", "text")
+    return stored.join(raw, "doc_id", "left").select("doc_id", F.coalesce("dedup_text", "text").alias("text"))
+
+
 class Dedup(BaseStage):
     """Exact and MinHash-LSH near dedup of the documents that passed the quality rules, against the batch and
-    every earlier crawl (`dedup`, `minhash_index`). Rows that failed quality get null dedup columns (not
-    evaluated). Returns the `dedup` rows and the new `minhash_index` rows."""
+    every published document (`dedup` rows whose representative is in `corpus`, `minhash_index`). Rows that failed
+    quality get null dedup columns (not evaluated). Returns the `dedup` rows; the index rows are written by
+    `DedupIndex`, after the decision, for the documents the run publishes."""
 
-    name: ClassVar[str] = "dedup_v2"
+    name: ClassVar[str] = "dedup_v3"
     reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "clean_text", "quality_reasons")
     adds: ClassVar[tuple[str, ...]] = DEDUP_COLUMNS
     materialise: ClassVar[bool] = False  # a join with the batch result it staged itself
@@ -401,12 +518,17 @@ class Dedup(BaseStage):
         passing = df.where(F.size("quality_reasons") == 0).select(
             "doc_id", "crawl_id", F.col("clean_text").alias("text")
         )
+        published = published_ids(lake)
+        # an earlier exact copy counts only when its group's representative is published (a page dropped for
+        # toxicity, or deferred, is no reason to drop its copy: the copy is judged on its own)
+        prior = lake.read("dedup").join(published.withColumnRenamed("doc_id", "cluster_id"), "cluster_id", "left_semi")
         d = transform(
             passing,
-            lake.read("dedup"),
+            prior,
             cfg,
             index=lake.read("minhash_index") if cfg.fuzzy else None,
-            texts=lake.read("raw_docs").select("doc_id", "text") if cfg.verify else None,
+            texts=verification_texts(lake) if cfg.fuzzy and cfg.verify else None,
+            published=published if cfg.fuzzy else None,
             checkpoint=ctx.stage,
         )
         return df.join(ctx.stage(d, "dedup_batch").select("doc_id", *DEDUP_COLUMNS), "doc_id", "left")
@@ -416,13 +538,51 @@ class Dedup(BaseStage):
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         evaluated = out.where(F.col("is_duplicate").isNotNull()).withColumn("run_id", F.lit(ctx.run_id))
-        return {
-            "dedup": evaluated.select(*TABLES["dedup"].fieldNames()),
-            "minhash_index": index_rows(evaluated, ctx.cfg.dedup, ctx.run_id),
-        }
+        evaluated = evaluated.withColumn("dedup_text", F.when(~F.col("is_duplicate"), F.col("clean_text")))
+        return {"dedup": evaluated.select(*TABLES["dedup"].fieldNames())}
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         counts = {f"{k.removesuffix('_duplicate')}_duplicates": 0 for k in DupKind}
         for r in out.where(F.col("is_duplicate")).groupBy("dup_kind").count().collect():
             counts[f"{r['dup_kind'].removesuffix('_duplicate')}_duplicates"] = int(r["count"])
         return counts
+
+
+@dataclass(frozen=True)
+class DedupIndex(BaseStage):
+    """The `minhash_index` rows of what the run publishes, after its decision: the keys of every kept document that
+    dedup kept, and deletions of the keys of every document the run does not publish (`index_changes`). So the
+    index, like `corpus`, holds published documents only, in the same publish.
+
+    With `redecide` (an iteration round: no `bands` column, everything re-decided was a dedup survivor) the keys of
+    a document the round newly publishes are computed from its `dedup_text`, and a document it drops loses its
+    keys."""
+
+    name: ClassVar[str] = "dedup_index_v1"
+    reads: ClassVar[tuple[str, ...]] = ("doc_id", "crawl_id", "action")
+    materialise: ClassVar[bool] = False  # the input, unchanged
+    redecide: bool = False
+
+    def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
+        assert df is not None
+        return df
+
+    def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
+        cfg = ctx.cfg.dedup
+        if not cfg.fuzzy:
+            return {}
+        kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
+        if self.redecide:
+            lake = ctx.the_lake
+            was_kept = F.coalesce(F.col("prev_action").isin(*[str(a) for a in KEPT_ACTIONS]), F.lit(False))
+            new = out.where(kept & ~was_kept).select("doc_id", "crawl_id")
+            texts = new.join(lake.read("dedup").select("doc_id", "dedup_text"), "doc_id", "left")
+            texts = texts.join(out.select("doc_id", "clean_text"), "doc_id").select(
+                "doc_id", "crawl_id", F.coalesce("dedup_text", "clean_text").alias("text")
+            )
+            bands = texts.select("doc_id", "crawl_id", band_udf(params_of(cfg))(F.col("text")).alias("bands"))
+            decided = out.select("doc_id", "crawl_id", "action").join(bands.select("doc_id", "bands"), "doc_id", "left")
+        else:  # a duplicate was never indexed: only dedup's survivors have keys to add or remove
+            survivor = ~F.coalesce(F.col("is_duplicate"), F.lit(True))
+            decided = out.where(survivor).select("doc_id", "crawl_id", "action", "bands")
+        return {"minhash_index": index_changes(decided, cfg, ctx.run_id, kept)}
