@@ -64,6 +64,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (the Makefile's): whole modules, the longest first, and the modules that share an expensive
+    session fixture on one worker (tests/schedule.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.schedule import CostOrderedLoadFile
+
+    return CostOrderedLoadFile(config, log)  # type: ignore[arg-type]
+
+
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
     """In CI, a skip of a required test is a failure: a conformance or browser check that silently did not run
     proves nothing."""
@@ -94,9 +105,15 @@ def lake(tmp_path: Path, spark: object) -> object:
 
 @pytest.fixture(scope="session")
 def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the GGUF is converted once (~20-30 s); set CURATE_LLM_CACHE to reuse it across runs."""
+    """Where the GGUF is converted once (~20-30 s); set CURATE_LLM_CACHE to reuse it across runs. Under xdist the
+    workers share one folder beside their own temporary folders (udfs/llm_server.py converts under a file lock, so
+    the second worker waits for the first one's conversion instead of repeating it)."""
     configured = os.environ.get("CURATE_LLM_CACHE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
+    if configured:
+        return Path(configured)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("llm-cache")
+    return tmp_path_factory.getbasetemp().parent / "llm-cache"
 
 
 @pytest.fixture(scope="session")
