@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
 
 from pipelines.cli.common import (
     EXIT_BUSY,
@@ -17,17 +21,53 @@ from pipelines.cli.common import (
 from pipelines.cli.parser import build_parser
 from pipelines.core.config import ConfigError
 from pipelines.core.constitution import ConstitutionError
+from pipelines.core.interrupt import EXIT_INTERRUPTED, interrupted, interrupted_by, stop_on_signals
+from pipelines.core.writer_lock import writer_lock
+
+#: Writing commands whose lock is taken here, before they import the engine, MLflow and the models (seconds on a
+#: busy machine): a second writer is refused at once. `iterate` only on a lake that exists (it creates none).
+LOCK_FIRST = frozenset({"run", "catch-up", "iterate"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with stop_on_signals():
+        try:
+            code = _main(args)
+        except BaseException:
+            if not interrupted():
+                raise
+            what = "its run is recorded as `interrupted` and " if args.command in LOCK_FIRST else ""
+            print(f"curate: {interrupted_by()}: {what}the lake's writer lock is released", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+    if interrupted():
+        # the engine's threads may still run the query the signal cut short; exiting normally would wait for them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _lock_first(args: argparse.Namespace) -> bool:
+    lake = getattr(args, "lake", None)
+    if args.command not in LOCK_FIRST or not lake or getattr(args, "dry_run", False):
+        return False
+    return args.command != "iterate" or Path(lake).is_dir()
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
-        return int(args.func(args))
+        with writer_lock(args.lake, args.command) if _lock_first(args) else nullcontext() as note:
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            return int(args.func(args))
     except (CLIError, ConfigError, ConstitutionError) as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
+        if interrupted():  # main() says so; the engine's error after an interrupt is not the news
+            raise
         from expectations.runner import GateFailed
         from pipelines.core.engine import EngineError
         from pipelines.core.lake import LakeError
