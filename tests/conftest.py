@@ -41,6 +41,7 @@ FULL_TIER_MODULES = frozenset(
         "test_evaluate.py",  # trains two language models
         "test_evaluate_scorer.py",
         "test_injection.py",  # the served LLM
+        "test_interrupt.py",  # signals to `curate run` processes
         "test_iterate.py",  # rounds of relabel, retrain, rescore
         "test_label_llm.py",
         "test_llm.py",

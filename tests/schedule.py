@@ -61,6 +61,8 @@ MODULE_SECONDS: dict[str, float] = {
     "test_llm_map.py": 15,
     "test_never_back.py": 20,
     "test_evaluate_scorer.py": 15,
+    "test_interrupt.py": 130,
+    "test_cli_small.py": 15,
 }
 
 DEFAULT_SECONDS_PER_TEST = 1.0

@@ -247,10 +247,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     print(f"retention: {report.retention}: corpus version {min(report.retained)} and later stay restorable")
     if report.outside:
-        print(
-            "outside retention (restorable only while a later vacuum leaves their files): "
-            f"corpus versions {spans(report.outside)}"
-        )
+        print(f"outside retention (restorable while their files remain): corpus versions {spans(report.outside)}")
     rows = [
         {
             "table": u.table,

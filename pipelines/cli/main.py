@@ -22,7 +22,7 @@ from pipelines.cli.parser import build_parser
 from pipelines.core.config import ConfigError
 from pipelines.core.constitution import ConstitutionError
 from pipelines.core.interrupt import EXIT_INTERRUPTED, interrupted, interrupted_by, stop_on_signals
-from pipelines.core.writer_lock import writer_lock
+from pipelines.core.writer_lock import LakeBusy, writer_lock
 
 #: Writing commands whose lock is taken here, before they import the engine, MLflow and the models (seconds on a
 #: busy machine): a second writer is refused at once. `iterate` only on a lake that exists (it creates none).
@@ -68,6 +68,9 @@ def _main(args: argparse.Namespace) -> int:
     except Exception as exc:
         if interrupted():  # main() says so; the engine's error after an interrupt is not the news
             raise
+        if isinstance(exc, LakeBusy):  # first: a refused writer imports nothing more (see LOCK_FIRST)
+            print(f"curate: error: {exc}", file=sys.stderr)
+            return EXIT_BUSY
         from expectations.runner import GateFailed
         from pipelines.core.engine import EngineError
         from pipelines.core.lake import LakeError
@@ -81,7 +84,6 @@ def _main(args: argparse.Namespace) -> int:
             print(f"curate: run stopped before publishing: {exc}", file=sys.stderr)
             return EXIT_FAILED
         from pipelines.core.execute import InvariantViolation
-        from pipelines.core.writer_lock import LakeBusy
 
         if isinstance(exc, InvariantViolation):
             lake = getattr(args, "lake", None) or "LAKE"
@@ -91,9 +93,6 @@ def _main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_INVARIANT
-        if isinstance(exc, LakeBusy):
-            print(f"curate: error: {exc}", file=sys.stderr)
-            return EXIT_BUSY
         if engine_lost(exc):
             print(
                 "curate: error: lost the connection to the Spark engine mid-command; nothing was published after "
