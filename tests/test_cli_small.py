@@ -89,6 +89,28 @@ def test_a_port_that_refuses_connections_fails_in_seconds_not_the_connect_timeou
     assert time.monotonic() - t0 < 10  # was: the whole 20 s
 
 
+def test_curate_run_against_a_refusing_port_fails_before_it_imports_the_run(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.fixtures import free_port, jsonl_lines, write_jsonl
+
+    crawl, port = write_jsonl(tmp_path / "in.jsonl", jsonl_lines()), free_port()
+    heavy = ("mlflow", "torch", "pyspark.sql.connect.session", "great_expectations")
+    code = (
+        "import json, sys\nfrom pipelines.cli import main\n"
+        f"rc = main(['run', '--lake', {str(tmp_path / 'lake')!r}, '--input', {str(crawl)!r}, "
+        f"'--remote', 'sc://127.0.0.1:{port}'])\n"
+        f"print(json.dumps([rc, [m for m in {heavy!r} if m in sys.modules]]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    rc, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rc == 2 and imported == [], (rc, imported, proc.stderr[-2000:])
+    assert f"nothing accepts connections at sc://127.0.0.1:{port} (Connection refused" in proc.stderr, proc.stderr
+    assert not (tmp_path / "lake").exists()  # refused before the lake was touched
+
+
 def test_a_second_writer_is_refused_before_the_engine_and_models_are_imported(tmp_path: Path) -> None:
     import json
     import subprocess

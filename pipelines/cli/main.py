@@ -58,6 +58,10 @@ def _lock_first(args: argparse.Namespace) -> bool:
 
 def _main(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "remote", None) and not getattr(args, "dry_run", False):
+            from pipelines.core.engine import fail_fast_if_refused
+
+            fail_fast_if_refused(args.remote)
         with writer_lock(args.lake, args.command) if _lock_first(args) else nullcontext() as note:
             if note:
                 print(f"note: {note}", file=sys.stderr)
@@ -68,16 +72,20 @@ def _main(args: argparse.Namespace) -> int:
     except Exception as exc:
         if interrupted():  # main() says so; the engine's error after an interrupt is not the news
             raise
-        if isinstance(exc, LakeBusy):  # first: a refused writer imports nothing more (see LOCK_FIRST)
+        from pipelines.core.engine import EngineError
+
+        if isinstance(exc, LakeBusy):  # these first: a refused writer, an absent engine import nothing more
             print(f"curate: error: {exc}", file=sys.stderr)
             return EXIT_BUSY
+        if isinstance(exc, EngineError):
+            print(f"curate: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         from expectations.runner import GateFailed
-        from pipelines.core.engine import EngineError
         from pipelines.core.lake import LakeError
         from pipelines.stages.ingest import IngestError
         from udfs.benchmarks import BenchmarkError  # a configured benchmark set that is missing or unreadable
 
-        if isinstance(exc, (IngestError, LakeError, EngineError, BenchmarkError)):
+        if isinstance(exc, (IngestError, LakeError, BenchmarkError)):
             print(f"curate: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, GateFailed):

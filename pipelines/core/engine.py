@@ -117,6 +117,19 @@ def wait_for_endpoint(url: str, timeout_s: float) -> None:
 REFUSED_GRACE_S = 2.0
 
 
+def fail_fast_if_refused(url: str) -> None:
+    """Before a command imports its engine and models (seconds): an endpoint whose host refuses the connection fails
+    the command within REFUSED_GRACE_S. Anything else (up, or silent) is left to `wait_for_endpoint`'s timeout."""
+    host, port = endpoint(url)
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except ConnectionRefusedError:
+        wait_for_endpoint(url, REFUSED_GRACE_S)
+    except OSError:
+        return
+
+
 #: how long a call retries the in-process (embedded) Sail server before the run fails
 EMBEDDED_RETRY_S = 300.0
 
