@@ -38,8 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseException:
             if not interrupted():
                 raise
-            what = "its run is recorded as `interrupted` and " if args.command in LOCK_FIRST else ""
-            print(f"curate: {interrupted_by()}: {what}the lake's writer lock is released", file=sys.stderr)
+            what = (
+                "its run is recorded as `interrupted` and the lake's writer lock is released"
+                if args.command in LOCK_FIRST
+                else "stopped"
+            )
+            print(f"curate: {interrupted_by()}: {what}", file=sys.stderr)
             code = EXIT_INTERRUPTED
     if interrupted():
         # the engine's threads may still run the query the signal cut short; exiting normally would wait for them
