@@ -205,7 +205,7 @@ class Revise(BaseStage):
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
-        lake, r = ctx.the_lake, ctx.cfg.revise
+        lake, r = ctx.the_lake, resolve_revise_method(ctx.cfg).revise
         prior = "revision_status" in df.columns
         cands = candidates(df, ctx.constitution)
         if prior:
