@@ -31,7 +31,7 @@ from pipelines.core import publish
 from pipelines.core.decisions import deferred, latest_decisions, next_seq
 from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
-from pipelines.core.interrupt import Interrupted, interrupted, interrupted_by
+from pipelines.core.interrupt import interrupted, interrupted_by
 from pipelines.core.lake import Lake, write_delta
 from pipelines.core.progress import Progress
 from pipelines.core.registry import champion_of, champion_versions, champions_for, move_champions
@@ -319,8 +319,8 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 else:
                     summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
                 raise
-            except Interrupted as exc:
-                summary.status, summary.error = RunStatus.INTERRUPTED, _during(str(exc), progress)
+            except KeyboardInterrupt as exc:  # Interrupted (the CLI's signals), or a notebook's interrupt
+                summary.status, summary.error = RunStatus.INTERRUPTED, _during(str(exc) or "interrupted", progress)
                 raise
             finally:
                 summary.seconds = time.monotonic() - t0
