@@ -37,7 +37,7 @@ def test_diff_machine_formats_are_complete_unless_limited() -> None:
 
 
 def test_report_defaults_to_the_latest_night(spark: Any, lake: Any) -> None:
-    from pipelines.ops.report_data import _select_run
+    from pipelines.ops.report_data import _select_run, trend_nights
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     names = TABLES["runs"].fieldNames()
@@ -60,6 +60,9 @@ def test_report_defaults_to_the_latest_night(spark: Any, lake: Any) -> None:
     # an older release's row (no command) was a nightly run; the later maintain and restore are operations
     assert _select_run(lake, None)["run_id"] == "night-2"
     assert _select_run(lake, "maintain-1")["run_id"] == "maintain-1"  # asked for by name: still reported
+    # the trend of a report on the restore: the nights before it, without the operations
+    trend = trend_nights(lake, _select_run(lake, "restore-1")).collect()
+    assert [r.run_id for r in trend] == ["night-1", "night-2"]
 
 
 def test_version_as_of_a_missing_version_names_the_versions_that_exist(
