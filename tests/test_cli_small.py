@@ -136,6 +136,13 @@ def test_a_second_writer_is_refused_before_the_engine_and_models_are_imported(tm
     assert "run holder-run" in proc.stderr and "curate: error: lake" in proc.stderr, proc.stderr
 
 
+def test_a_run_that_fails_before_writing_leaves_no_lake(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = tmp_path / "lake"
+    assert main(["run", "--lake", str(lake), "--input", str(tmp_path / "missing.jsonl")]) == 2
+    assert "curate: error:" in capsys.readouterr().err
+    assert not lake.exists()  # the writer lock it took first is gone with the folder it made
+
+
 def test_revise_method_auto_rewrites_only_with_an_endpoint_or_a_gpu() -> None:
     from pipelines.core.config import load_config, resolve_revise_method
 

@@ -60,16 +60,33 @@ def _lock_first(args: argparse.Namespace) -> bool:
     return args.command != "iterate" or Path(lake).is_dir()
 
 
+def _remove_if_only_the_lock(lake: Path) -> None:
+    """A command that failed before writing anything (a bad input, a config error) leaves no lake behind: the
+    early lock made `<lake>/_state/writer.lock`, and nothing else."""
+    state = lake / "_state"
+    if [p.name for p in lake.iterdir()] == ["_state"] and [p.name for p in state.iterdir()] == ["writer.lock"]:
+        (state / "writer.lock").unlink()
+        state.rmdir()
+        lake.rmdir()
+
+
 def _main(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "remote", None) and not getattr(args, "dry_run", False):
             from pipelines.core.engine import fail_fast_if_refused
 
             fail_fast_if_refused(args.remote)
-        with writer_lock(args.lake, args.command) if _lock_first(args) else nullcontext() as note:
+        early = _lock_first(args)
+        created = early and not Path(args.lake).exists()
+        with writer_lock(args.lake, args.command) if early else nullcontext() as note:
             if note:
                 print(f"note: {note}", file=sys.stderr)
-            return int(args.func(args))
+            try:
+                return int(args.func(args))
+            except BaseException:
+                if created:  # still holding the lock: no other writer can be using the file
+                    _remove_if_only_the_lock(Path(args.lake))
+                raise
     except (CLIError, ConfigError, ConstitutionError) as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
