@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
 .PHONY: setup demo test check lint bench-html
 
+# Two pytest-xdist workers, whole modules each (a module's fixtures are built once), the longest modules first
+# (tests/schedule.py). `make test PARALLEL=` runs in one process.
+PARALLEL := -n 2 --dist loadfile
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
@@ -37,11 +41,11 @@ test: $(STAMP)
 				|| echo "could not install$$missing: those tests fail in CI, skip elsewhere"; \
 		fi; \
 	fi
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest $(PARALLEL) --durations=25
 
 # The fast tier: every test not marked `slow` (the accounting tests and one kill point per publish boundary stay).
 check: $(STAMP)
-	$(PY) -m pytest -m "not slow" --durations=10
+	$(PY) -m pytest -m "not slow" $(PARALLEL) --durations=10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

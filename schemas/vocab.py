@@ -90,6 +90,7 @@ class RunStatus(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     FAILED_GATE = "failed_gate"
+    INTERRUPTED = "interrupted"  # SIGINT or SIGTERM ended it (pipelines/core/interrupt.py); nothing was published after
     PUBLISHED = "published"  # an iteration round that published a corpus version
     FIXED_POINT = "fixed_point"  # an iteration round in which no decision changed
 

@@ -41,6 +41,7 @@ FULL_TIER_MODULES = frozenset(
         "test_evaluate.py",  # trains two language models
         "test_evaluate_scorer.py",
         "test_injection.py",  # the served LLM
+        "test_interrupt.py",  # signals to `curate run` processes
         "test_iterate.py",  # rounds of relabel, retrain, rescore
         "test_label_llm.py",
         "test_llm.py",
@@ -62,6 +63,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.name in FULL_TIER_MODULES or FULL_TIER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (the Makefile's): whole modules, the longest first, and the modules that share an expensive
+    session fixture on one worker (tests/schedule.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.schedule import CostOrderedLoadFile
+
+    return CostOrderedLoadFile(config, log)  # type: ignore[arg-type]
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
@@ -94,9 +106,15 @@ def lake(tmp_path: Path, spark: object) -> object:
 
 @pytest.fixture(scope="session")
 def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the GGUF is converted once (~20-30 s); set CURATE_LLM_CACHE to reuse it across runs."""
+    """Where the GGUF is converted once (~20-30 s); set CURATE_LLM_CACHE to reuse it across runs. Under xdist the
+    workers share one folder beside their own temporary folders (udfs/llm_server.py converts under a file lock, so
+    the second worker waits for the first one's conversion instead of repeating it)."""
     configured = os.environ.get("CURATE_LLM_CACHE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
+    if configured:
+        return Path(configured)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("llm-cache")
+    return tmp_path_factory.getbasetemp().parent / "llm-cache"
 
 
 @pytest.fixture(scope="session")

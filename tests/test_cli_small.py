@@ -37,7 +37,7 @@ def test_diff_machine_formats_are_complete_unless_limited() -> None:
 
 
 def test_report_defaults_to_the_latest_night(spark: Any, lake: Any) -> None:
-    from pipelines.ops.report_data import _select_run
+    from pipelines.ops.report_data import _select_run, trend_nights
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     names = TABLES["runs"].fieldNames()
@@ -60,3 +60,110 @@ def test_report_defaults_to_the_latest_night(spark: Any, lake: Any) -> None:
     # an older release's row (no command) was a nightly run; the later maintain and restore are operations
     assert _select_run(lake, None)["run_id"] == "night-2"
     assert _select_run(lake, "maintain-1")["run_id"] == "maintain-1"  # asked for by name: still reported
+    # the trend of a report on the restore: the nights before it, without the operations
+    trend = trend_nights(lake, _select_run(lake, "restore-1")).collect()
+    assert [r.run_id for r in trend] == ["night-1", "night-2"]
+
+
+def test_version_as_of_a_missing_version_names_the_versions_that_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    lake = tmp_path / "lake"
+    for i in range(3):  # versions 0-2
+        write_deltalake(str(lake / "corpus"), pa.table({"doc_id": [f"d{i}"]}), mode="append")
+    assert main(["sql", "--lake", str(lake), "SELECT count(*) FROM corpus VERSION AS OF 9"]) == 2
+    err = capsys.readouterr().err
+    assert "curate: error: corpus has no version 9 (corpus versions: 0-2)" in err, err
+
+
+def test_a_port_that_refuses_connections_fails_in_seconds_not_the_connect_timeout() -> None:
+    import time
+
+    from pipelines.core.engine import EngineError, wait_for_endpoint
+    from tests.fixtures import free_port
+
+    url = f"sc://127.0.0.1:{free_port()}"  # bound and released: the kernel answers "connection refused"
+    t0 = time.monotonic()
+    with pytest.raises(EngineError, match=r"nothing accepts connections at .*Connection refused"):
+        wait_for_endpoint(url, 20.0)
+    assert time.monotonic() - t0 < 10  # was: the whole 20 s
+
+
+def test_curate_run_against_a_refusing_port_fails_before_it_imports_the_run(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.fixtures import free_port, jsonl_lines, write_jsonl
+
+    crawl, port = write_jsonl(tmp_path / "in.jsonl", jsonl_lines()), free_port()
+    heavy = ("mlflow", "torch", "pyspark.sql.connect.session", "great_expectations")
+    code = (
+        "import json, sys\nfrom pipelines.cli import main\n"
+        f"rc = main(['run', '--lake', {str(tmp_path / 'lake')!r}, '--input', {str(crawl)!r}, "
+        f"'--remote', 'sc://127.0.0.1:{port}'])\n"
+        f"print(json.dumps([rc, [m for m in {heavy!r} if m in sys.modules]]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    rc, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rc == 2 and imported == [], (rc, imported, proc.stderr[-2000:])
+    assert f"nothing accepts connections at sc://127.0.0.1:{port} (Connection refused" in proc.stderr, proc.stderr
+    assert not (tmp_path / "lake").exists()  # refused before the lake was touched
+
+
+def test_a_second_writer_is_refused_before_the_engine_and_models_are_imported(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from pipelines.core.writer_lock import writer_lock
+    from tests.fixtures import jsonl_lines, write_jsonl
+
+    lake, crawl = tmp_path / "lake", write_jsonl(tmp_path / "in.jsonl", jsonl_lines())
+    heavy = ("mlflow", "torch", "transformers", "pysail", "pyspark.sql.connect.session", "great_expectations")
+    code = (
+        "import json, sys\nfrom pipelines.cli import main\n"
+        f"rc = main(['run', '--lake', {str(lake)!r}, '--input', {str(crawl)!r}])\n"
+        f"print(json.dumps([rc, [m for m in {heavy!r} if m in sys.modules]]))\n"
+    )
+    with writer_lock(lake, "run", "holder-run"):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    rc, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rc == 4 and imported == [], (rc, imported, proc.stderr[-2000:])
+    assert "run holder-run" in proc.stderr and "curate: error: lake" in proc.stderr, proc.stderr
+
+
+def test_a_run_that_fails_before_writing_leaves_no_lake(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = tmp_path / "lake"
+    assert main(["run", "--lake", str(lake), "--input", str(tmp_path / "missing.jsonl")]) == 2
+    assert "curate: error:" in capsys.readouterr().err
+    assert not lake.exists()  # the writer lock it took first is gone with the folder it made
+
+
+def test_revise_method_auto_rewrites_only_with_an_endpoint_or_a_gpu() -> None:
+    from pipelines.core.config import load_config, resolve_revise_method
+
+    default = load_config(None, {})
+    assert default.revise.method == "auto"
+    assert resolve_revise_method(default, gpu=lambda: False).revise.method == "excise"
+    assert resolve_revise_method(default, gpu=lambda: True).revise.method == "llm"
+    served = load_config(None, {"revise.llm.backend": "openai", "revise.llm.base_url": "http://127.0.0.1:8000/v1"})
+    assert resolve_revise_method(served, gpu=lambda: False).revise.method == "llm"
+    chosen = load_config(None, {"revise.method": "llm"})  # the demo's and the LLM tests' choice stays theirs
+    assert resolve_revise_method(chosen, gpu=lambda: False).revise.method == "llm"
+
+
+def test_a_dry_run_shows_the_method_a_cpu_run_would_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from pipelines.core.config import cuda_available
+    from tests.fixtures import jsonl_lines, write_jsonl
+
+    crawl = write_jsonl(tmp_path / "in.jsonl", jsonl_lines())
+    assert main(["run", "--lake", str(tmp_path / "lake"), "--input", str(crawl), "--dry-run"]) == 0
+    plan = yaml.safe_load(capsys.readouterr().out)
+    assert plan["config"]["revise"]["method"] == ("llm" if cuda_available() else "excise")
+    assert not (tmp_path / "lake" / "_state" / "writer.lock").exists()  # a dry run takes no lock

@@ -21,7 +21,7 @@ from pipelines.cli import main, pending_crawls
 from pipelines.core.config import load_config
 from pipelines.core.lake import Lake
 from pipelines.core.writer_lock import writer_lock
-from pipelines.ops.versions import live_crawls, read_runs
+from pipelines.ops.versions import live_crawls, missing_files, read_runs
 from tests.fixtures import ARTICLES, copy_lake, curate_process, jsonl_lines, write_jsonl
 from tests.test_pipeline import NIGHT2_NEW, TOXIC, night2
 
@@ -287,7 +287,7 @@ def test_maintain_compacts_vacuums_and_keeps_retained_versions_readable(
     tables = [t for t in ("raw_docs", "quality", "dedup", "scores", "decisions", "corpus", "runs") if lake.exists(t)]
     before_files = {t: files(t) for t in tables}
     before_active = {t: len(DeltaTable(str(root / t)).file_uris()) for t in tables}
-    before_rows = {v: snapshot(v) for v in (v2, v3)}
+    before_rows = {v: snapshot(v) for v in (1, v2, v3)}
     raw_at_v2 = sorted(r.doc_id for r in lake.read("raw_docs", version=2).collect())
     assert before_active["corpus"] == 3 and {u for u, *_ in corpus_rows(root, v3)} == {
         *(u for u, _ in ARTICLES),
@@ -304,16 +304,22 @@ def test_maintain_compacts_vacuums_and_keeps_retained_versions_readable(
     out = capsys.readouterr().out
     assert "keep everything needed to time-travel to the last 2 corpus version(s)" in out
     assert f"corpus version {v2} and later stay restorable" in out
-    assert "outside retention (no longer restorable): corpus versions 0-1" in out
+    assert "outside retention (restorable while their files remain): corpus versions 0-1" in out
     # compaction: a read of the latest version opens one file per table; the files the retained versions read
     # stay on disk, so they still read the same rows
     after_active = {t: len(DeltaTable(str(root / t)).file_uris()) for t in tables}
     assert all(after_active[t] == 1 < before_active[t] for t in tables), (before_active, after_active)
-    assert {v: snapshot(v) for v in (v2, v3)} == before_rows
+    assert {v: snapshot(v) for v in (v2, v3)} == {v: before_rows[v] for v in (v2, v3)}
     assert sorted(r.doc_id for r in lake.read("raw_docs", version=2).collect()) == raw_at_v2
-    assert main(["restore", "--lake", str(root), "--version", "1", *SET]) == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert "corpus version 1 is outside retention" in line and "restorable corpus versions: 2-" in line, line
+    # version 1 is outside the retention, but the vacuum removed none of the files it reads (the later nights only
+    # added to them): it is still restorable, on a copy of the lake, and holds night 1's rows
+    assert missing_files(lake, "corpus", 1) == 0  # the premise: its corpus files are all there
+    restorable_copy = tmp_path / "restorable"
+    shutil.copytree(root, restorable_copy)
+    assert main(["restore", "--lake", str(restorable_copy), "--version", "1", *SET]) == 0
+    capsys.readouterr()
+    restored = Lake(restorable_copy, spark).read("corpus").collect()
+    assert sorted((r.asDict(recursive=True) for r in restored), key=lambda r: r["doc_id"]) == before_rows[1]
     (m,) = [r for r in read_runs(Lake(root)) if r.command == "maintain"]
     assert m.status == "success" and m.counts["oldest_restorable:corpus"] == v2
 
@@ -331,9 +337,10 @@ def test_maintain_compacts_vacuums_and_keeps_retained_versions_readable(
     assert main(["maintain", "--lake", str(root), "--retain-versions", "1"]) == 0
     out = capsys.readouterr().out
     assert f"corpus version {v4} and later stay restorable" in out
-    assert f"outside retention (no longer restorable): corpus versions 0-{v4 - 1}" in out
+    assert f"outside retention (restorable while their files remain): corpus versions 0-{v4 - 1}" in out
     after_files = {t: files(t) for t in data}
     assert all(after_files[t] < before_files[t] for t in data), (before_files, after_files)
     assert snapshot(v4) == latest_rows
-    assert main(["restore", "--lake", str(root), "--version", str(v3), *SET]) == 2
-    assert f"corpus version {v3} is outside retention" in one_error_line(capsys.readouterr().err)
+    assert main(["restore", "--lake", str(root), "--version", str(v3), *SET]) == 2  # its files are gone now
+    line = one_error_line(capsys.readouterr().err)
+    assert f"corpus version {v3} is outside retention: `curate maintain` removed files it needs" in line, line

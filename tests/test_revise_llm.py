@@ -37,6 +37,7 @@ def revised_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
         None,
         {
             "classify.constitution": str(constitution),
+            "revise.method": "llm",  # on a CPU `auto` would excise: the packaged model is what is tested here
             "revise.max_docs": 1,
             "revise.max_excise_docs": 0,  # the other candidate stays over the cap (not excised instead)
             "revise.llm.max_tokens": 160,

@@ -22,7 +22,8 @@ def _wait_held_by(lake: Path, pid: int, proc: subprocess.Popen[str]) -> dict[str
     deadline = time.monotonic() + 120
     while True:
         h = holder(lake)
-        if h and h.get("pid") == pid and not h.get("released"):
+        # with its run id: the CLI takes the lock before it imports the run, which then names itself in the record
+        if h and h.get("pid") == pid and not h.get("released") and h.get("run_id"):
             return h
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the first run never took the lock"

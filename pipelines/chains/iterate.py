@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 from pyspark.sql import functions as F
 
 from pipelines.core import registry
-from pipelines.core.config import RunConfig
+from pipelines.core.config import RunConfig, resolve_revise_method
 from pipelines.core.constitution import Constitution, load_constitution
 from pipelines.core.decisions import latest_decisions
 from pipelines.core.execute import Chain, execute, new_run_id
@@ -310,7 +310,7 @@ def iterate(lake: Lake, cfg: RunConfig, rounds: int | None = None, progress: Pro
     rounds = cfg.iterate.rounds if rounds is None else rounds
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
-    cfg = registry.resolve(cfg, lake.state_dir)
+    cfg = resolve_revise_method(registry.resolve(cfg, lake.state_dir))
     constitution = load_constitution(cfg.classify.constitution)
     unknown = sorted(set(cfg.iterate.principles) - set(constitution.names))
     if unknown:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.core import registry
-from pipelines.core.config import RunConfig
+from pipelines.core.config import RunConfig, resolve_revise_method
 from pipelines.core.constitution import load_constitution
 from pipelines.core.engine import EngineError, spark_session
 from pipelines.core.execute import Chain, RunSummary, execute, new_run_id
@@ -89,7 +89,7 @@ def context(
     """The run's context, resolved before any engine starts: inputs listed, constitution loaded, the registry
     URI filled into the config (the config MLflow records), champions downloaded (not for a dry run)."""
     state_dir = Path(lake_root).resolve() / "_state"
-    cfg = registry.resolve(cfg, state_dir)
+    cfg = resolve_revise_method(registry.resolve(cfg, state_dir))
     constitution = load_constitution(cfg.classify.constitution)
     return StageContext(
         cfg=cfg,

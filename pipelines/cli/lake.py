@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.cli.common import EXIT_FAILED, EXIT_INVARIANT, CLIError, config_from_args, print_rows, require_lake
 from pipelines.cli.sql_guard import SqlSyntaxError, describe_rows, read_only_problem
 from pipelines.core.config import RunConfig
+from schemas import TABLES
+
+if TYPE_CHECKING:
+    from pipelines.core.lake import Lake
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -27,6 +33,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             f"curate sql is read-only and {problem}: run it with --write if you mean it (a write bypasses the "
             "lake's keys and accounting; `curate run`, `iterate` and `restore` keep them)"
         )
+    check_versions_exist(Lake(root), args.query)
     cfg = config_from_args(args) if (args.config or args.set or args.remote) else RunConfig()
     engine = cfg.engine if args.remote or args.config or args.set else EngineConfig()
     with spark_session(engine) as spark:
@@ -50,10 +57,26 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+_VERSION_AS_OF = re.compile(r"\b([A-Za-z_]\w*)\s+VERSION\s+AS\s+OF\s+(\d+)", re.IGNORECASE)
+
+
+def check_versions_exist(lake: Lake, query: str) -> None:
+    """A `VERSION AS OF` a table does not have is answered with the versions it has (the engine's own answer is a
+    missing commit file), before an engine starts."""
+    from pipelines.ops.versions import spans
+
+    for name, number in _VERSION_AS_OF.findall(query):
+        table = name.lower()
+        if table not in TABLES or not lake.exists(table):
+            continue
+        versions = [int(h["version"]) for h in lake.history(table)]
+        if int(number) not in versions:
+            raise CLIError(f"{table} has no version {int(number)} ({table} versions: {spans(versions)})")
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from pipelines.core.lake import Lake, LakeError
     from pipelines.ops.versions import RESTORE, producers, read_runs
-    from schemas import TABLES
 
     root = require_lake(args.lake)
     if args.table not in TABLES:
@@ -224,10 +247,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     print(f"retention: {report.retention}: corpus version {min(report.retained)} and later stay restorable")
     if report.outside:
-        print(
-            f"outside retention (no longer restorable{' after a real run' if report.dry_run else ''}): "
-            f"corpus versions {spans(report.outside)}"
-        )
+        print(f"outside retention (restorable while their files remain): corpus versions {spans(report.outside)}")
     rows = [
         {
             "table": u.table,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.ops.demo import build_demo_crawls
 
     cfg = config_from_args(args)
+    if cfg.revise.method == "auto":  # the demo shows LLM rewrites too: the packaged model, even on a CPU (README)
+        cfg = replace(cfg, revise=replace(cfg.revise, method="llm"))
     lake = Path(args.lake)
     data_dir = Path(args.data_dir) if args.data_dir else lake.parent / f"{lake.name}-input"
     progress = Progress(True)

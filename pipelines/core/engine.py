@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pipelines.core.config import EngineConfig
+from pipelines.core.interrupt import bounded, on_interrupt
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -71,7 +72,7 @@ def _sail(cfg: EngineConfig) -> Iterator[SparkSession]:
         with _remote(f"sc://127.0.0.1:{port}", cfg, retry_s=retry_s) as spark:
             yield spark
     finally:
-        server.stop()
+        bounded(server.stop)
 
 
 def endpoint(url: str) -> tuple[str, int]:
@@ -89,7 +90,8 @@ def wait_for_endpoint(url: str, timeout_s: float) -> None:
     a scheduler's run should instead end at once with a message saying what to start.
     """
     host, port = endpoint(url)
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
     last: OSError | None = None
     while True:
         try:
@@ -97,14 +99,35 @@ def wait_for_endpoint(url: str, timeout_s: float) -> None:
                 return
         except OSError as exc:
             last = exc
+        # a host that answers "refused" is up with nothing on that port: only a server still starting deserves
+        # a wait, and REFUSED_GRACE_S covers one; silence (a dropped packet, a slow network) gets the whole timeout
+        if isinstance(last, ConnectionRefusedError):
+            deadline = min(deadline, t0 + REFUSED_GRACE_S)
         if time.monotonic() >= deadline:
             break
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     reason = last.strerror if last is not None and last.strerror else str(last)
     raise EngineError(
-        f"nothing accepts connections at {url} ({reason}, waited {timeout_s:.0f}s): start the Spark Connect "
-        "server (e.g. `sail spark server --port 15002`) or fix --remote / engine.remote"
+        f"nothing accepts connections at {url} ({reason}, waited {time.monotonic() - t0:.0f}s): start the Spark "
+        "Connect server (e.g. `sail spark server --port 15002`) or fix --remote / engine.remote"
     )
+
+
+#: how long a port that refuses connections is retried (a server that is starting up)
+REFUSED_GRACE_S = 2.0
+
+
+def fail_fast_if_refused(url: str) -> None:
+    """Before a command imports its engine and models (seconds): an endpoint whose host refuses the connection fails
+    the command within REFUSED_GRACE_S. Anything else (up, or silent) is left to `wait_for_endpoint`'s timeout."""
+    host, port = endpoint(url)
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except ConnectionRefusedError:
+        wait_for_endpoint(url, REFUSED_GRACE_S)
+    except OSError:
+        return
 
 
 #: how long a call retries the in-process (embedded) Sail server before the run fails
@@ -125,6 +148,14 @@ def _bounded_retries(spark: SparkSession, timeout_s: float) -> None:
     client.set_retry_policies([DefaultPolicy(max_retries=max(1, waits), max_backoff=5000, jitter=0)])
 
 
+def _no_retries(spark: SparkSession) -> None:
+    """After Ctrl-C the client asks the server to cancel the running operation, and retries that request (and every
+    later call) under the session's policy, minutes for the embedded engine: one attempt each is enough now."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    spark.client.set_retry_policies([DefaultPolicy(max_retries=0)])  # type: ignore[attr-defined]
+
+
 @contextmanager
 def _remote(url: str, cfg: EngineConfig, retry_s: float | None = None) -> Iterator[SparkSession]:
     from pyspark.sql import SparkSession
@@ -141,9 +172,10 @@ def _remote(url: str, cfg: EngineConfig, retry_s: float | None = None) -> Iterat
     except Exception as exc:
         raise EngineError(f"cannot reach Spark Connect at {url}: {exc}") from exc
     try:
-        yield spark
+        with on_interrupt(lambda: _no_retries(spark)):
+            yield spark
     finally:
-        spark.stop()
+        bounded(spark.stop)
         # create() made ours the process's active and default session and stop() cleared both: hand them back to
         # the session that was active before (a notebook's, a caller's), which code resolving the active session
         # (`SparkSession.active()`) would otherwise lose

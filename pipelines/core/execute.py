@@ -31,6 +31,7 @@ from pipelines.core import publish
 from pipelines.core.decisions import deferred, latest_decisions, next_seq
 from pipelines.core.engine import engine_name
 from pipelines.core.faults import kill_point
+from pipelines.core.interrupt import interrupted, interrupted_by
 from pipelines.core.lake import Lake, write_delta
 from pipelines.core.progress import Progress
 from pipelines.core.registry import champion_of, champion_versions, champions_for, move_champions
@@ -198,6 +199,11 @@ def write_run_row(
         None,
         summary.seq,
     )
+    if summary.status == RunStatus.INTERRUPTED:
+        # the engine may still be busy with the query the signal cut short: every call through it would queue
+        # behind that query (pipelines/core/interrupt.py), so the end is recorded through delta-rs
+        lake.merge_rows_without_engine([row], "runs", ("run_id",))
+        return
     try:
         lake.merge(lake.spark.createDataFrame([row], TABLES["runs"]), "runs", ("run_id",))
     except Exception:
@@ -308,7 +314,13 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 summary.status, summary.error = RunStatus.FAILED_GATE, str(exc)
                 raise
             except Exception as exc:
-                summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                if interrupted():  # the engine client's own reaction to the interrupt failed (a gRPC error)
+                    summary.status, summary.error = RunStatus.INTERRUPTED, _during(interrupted_by(), progress)
+                else:
+                    summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                raise
+            except KeyboardInterrupt as exc:  # Interrupted (the CLI's signals), or a notebook's interrupt
+                summary.status, summary.error = RunStatus.INTERRUPTED, _during(str(exc) or "interrupted", progress)
                 raise
             finally:
                 summary.seconds = time.monotonic() - t0
@@ -330,9 +342,18 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
                 kill_point("run:recorded")
                 summary.table_versions["runs"] = lake.version("runs") or 0
                 tracker.dict(asdict(summary), "summary.json")
+    except BaseException:
+        if interrupted() and summary.status == RunStatus.RUNNING:  # before the stages (MLflow's start)
+            summary.status, summary.error = RunStatus.INTERRUPTED, _during(interrupted_by(), progress)
+            write_run_row(lake, summary, ctx, engine, started, chain.name)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+def _during(what: str, progress: Progress) -> str:
+    return f"{what} during {progress.current}" if progress.current else what
 
 
 def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary, figures: dict[str, Any]) -> str:

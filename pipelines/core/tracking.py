@@ -130,6 +130,6 @@ def track(state_dir: Path, cfg: TrackingConfig, run_name: str) -> Iterator[Track
         tracker = Tracker(run)
         try:
             yield tracker
-        except BaseException:
-            mlflow.set_tag("curate.status", "failed")
+        except BaseException as exc:
+            mlflow.set_tag("curate.status", "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 LOCK_NAME = "writer.lock"
-_held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth) for this process
+_held: dict[Path, tuple[int, int, dict[str, Any]]] = {}  # lock path -> (fd, depth, record) for this process
 _guard = threading.Lock()
 
 
@@ -59,12 +59,17 @@ def _describe(h: dict[str, Any] | None) -> str:
 @contextmanager
 def writer_lock(lake_root: str | Path, command: str, run_id: str | None = None) -> Iterator[str | None]:
     """Hold the lake's writer lock; raises LakeBusy at once when another process holds it. Yields a note when
-    the previous holder ended without releasing the record (killed): the caller may print it."""
+    the previous holder ended without releasing the record (killed): the caller may print it.
+    Re-entered with a `run_id` the outer holder did not know yet (the CLI takes the lock before the run exists),
+    the record gains it, so a refused writer is told which run holds the lake."""
     path = lock_path(lake_root)
     with _guard:
         if path in _held:
-            fd, depth = _held[path]
-            _held[path] = (fd, depth + 1)
+            fd, depth, record = _held[path]
+            if run_id and not record.get("run_id"):
+                record = {**record, "run_id": run_id}
+                _write(fd, record)
+            _held[path] = (fd, depth + 1, record)
             reentered = True
         else:
             reentered = False
@@ -73,8 +78,8 @@ def writer_lock(lake_root: str | Path, command: str, run_id: str | None = None) 
             yield None
         finally:
             with _guard:
-                fd, depth = _held[path]
-                _held[path] = (fd, depth - 1)
+                fd, depth, record = _held[path]
+                _held[path] = (fd, depth - 1, record)
         return
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,12 +106,12 @@ def writer_lock(lake_root: str | Path, command: str, run_id: str | None = None) 
     }
     _write(fd, record)
     with _guard:
-        _held[path] = (fd, 1)
+        _held[path] = (fd, 1, record)
     try:
         yield note
     finally:
         with _guard:
-            del _held[path]
+            record = _held.pop(path)[2]
         try:
             _write(fd, {**record, "released": True, "released_at": datetime.now(UTC).isoformat(timespec="seconds")})
         finally:

@@ -126,6 +126,19 @@ def _select_run(lake: Lake, run_id: str | None) -> dict[str, Any]:
     return rows[0].asDict(recursive=True)
 
 
+def trend_nights(lake: Lake, run: dict[str, Any]) -> DataFrame:
+    """The last TREND_RUNS successful nights up to `run`, oldest first: no operation (maintain, restore) and no
+    iteration round, which read no crawl and would show as empty nights."""
+    nights = lake.read("runs").where(
+        (F.col("status") == str(RunStatus.SUCCESS))
+        & is_night()
+        & (F.coalesce(F.col("crawl_id"), F.lit("")) != ITERATE_CRAWL)
+        & ((F.col("started_at") <= F.lit(run["started_at"])) | (F.col("run_id") == run["run_id"]))
+    )
+    latest = nights.orderBy(F.desc("started_at")).limit(TREND_RUNS)
+    return latest.orderBy("started_at").select("run_id", "crawl_id", "started_at", "counts")
+
+
 def _at_version(lake: Lake, table: str, run: dict[str, Any], notes: list[str]) -> DataFrame | None:
     """`table` as the run left it (None when no run ever wrote it: reading would create it)."""
     if not lake.exists(table):
@@ -234,14 +247,7 @@ def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | 
             for r in sample.collect()
         ]
 
-    nights = lake.read("runs").where(
-        (F.col("status") == str(RunStatus.SUCCESS))
-        & is_night()
-        & (F.coalesce(F.col("crawl_id"), F.lit("")) != ITERATE_CRAWL)
-        & ((F.col("started_at") <= F.lit(run["started_at"])) | (F.col("run_id") == rid))
-    )
-    rows = nights.orderBy(F.desc("started_at")).limit(TREND_RUNS).select("run_id", "crawl_id", "started_at", "counts")
-    for r in reversed(rows.collect()):
+    for r in trend_nights(lake, run).collect():
         c = {str(k): int(v) for k, v in (r["counts"] or {}).items()}
         data.trend.append(
             TrendPoint(

@@ -33,7 +33,6 @@ from pipelines.ops.versions import (
     outside_message,
     read_runs,
     restorable,
-    retained_from,
     spans,
     state_of,
     write_runs_row,
@@ -78,10 +77,10 @@ def plan_restore(lake: Lake, version: int, run_id: str) -> Restore:
     if state is None:
         raise OperateError(
             f"corpus version {version} is not the end of a successful run, restore or maintenance (it is the middle "
-            f"of one, or its run failed): restorable corpus versions: {spans(restorable(rows, corpus_history))}"
+            f"of one, or its run failed): restorable corpus versions: {spans(restorable(rows, corpus_history, lake))}"
         )
-    if version < retained_from(rows, "corpus"):
-        raise OperateError(outside_message(version, lake, rows, corpus_history))
+    # a version `curate maintain` left outside its retention is refused only when a file it needs is really gone:
+    # vacuum removes what no retained version reads, so an older version often still has all of its files
     moves = []
     for table in MOVED:
         before, target = lake.version(table), state.versions.get(table)

@@ -186,12 +186,15 @@ def retained_from(rows: Sequence[RunRow], table: str) -> int:
     )
 
 
-def restorable(rows: Sequence[RunRow], corpus_history: Sequence[dict[str, Any]]) -> list[int]:
+def restorable(rows: Sequence[RunRow], corpus_history: Sequence[dict[str, Any]], lake: Lake | None = None) -> list[int]:
+    """The corpus versions that end a run: those in retention, and (given `lake`) older ones whose corpus files are
+    all still there (a vacuum removes only what no retained version reads)."""
     floor = retained_from(rows, "corpus")
     return [
         v
         for v in (int(h["version"]) for h in corpus_history)
-        if v >= floor and state_of(v, rows, corpus_history) is not None
+        if state_of(v, rows, corpus_history) is not None
+        and (v >= floor or (lake is not None and missing_files(lake, "corpus", v) == 0))
     ]
 
 
@@ -213,7 +216,7 @@ def missing_files(lake: Lake, table: str, version: int) -> int | None:
 def outside_message(version: int, lake: Lake, rows: Sequence[RunRow], corpus_history: Sequence[dict[str, Any]]) -> str:
     return (
         f"corpus version {version} is outside retention: `curate maintain` removed files it needs "
-        f"(restorable corpus versions: {spans(restorable(rows, corpus_history))})"
+        f"(restorable corpus versions: {spans(restorable(rows, corpus_history, lake))})"
     )
 
 

@@ -26,6 +26,7 @@ from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 from expectations import suites
 from pipelines.core.config import ClassifyConfig
 from pipelines.core.constitution import Constitution
+from pipelines.core.progress import UdfCounter
 from pipelines.core.registry import Champion
 from pipelines.core.stage import BaseStage, Gate, StageContext
 from pipelines.stages import cascade
@@ -51,13 +52,18 @@ def _texts(series: pd.Series) -> list[str]:
 SPANS_BY = StructType([StructField("spans", ArrayType(ArrayType(SPAN))), StructField("by", ArrayType(StringType()))])
 
 
-def score_column(text: Column, spec: str) -> Column:
+def score_column(text: Column, spec: str, progress_dir: str | None = None) -> Column:
+    """The scores UDF; with `progress_dir`, every task counts the documents it scored there (UdfCounter)."""
+
     @pandas_udf(SCORED)  # type: ignore[call-overload]
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         scorer = load_scorer(spec)  # once per worker, before the loop
+        add = UdfCounter.task(progress_dir) if progress_dir else None
         for texts in batches:
             got = scorer.score_windowed(_texts(texts))
             scores = np.nan_to_num(got.scores, nan=0.0)
+            if add is not None:
+                add(len(texts))
             yield pd.DataFrame(
                 {
                     "scores": [row.tolist() for row in scores],
@@ -97,18 +103,19 @@ def transform(
     constitution: Constitution,
     cfg: ClassifyConfig,
     champions: Mapping[str, Champion] | None = None,
+    progress_dir: str | None = None,
 ) -> DataFrame:
     """Adds `principle_scores` (array<double>, constitution order) and `principle_models` (array<string>).
 
     `champions` (pipelines/core/registry.py, resolved once per run) score their principles; the others are scored by
-    the exemplar scorer."""
+    the exemplar scorer. `progress_dir`: see `score_column`."""
     require_columns(df.columns, ["doc_id", "text"], "classify")
     champions = champions or {}
     fallback = model_uri(constitution)
     uris = [champions[n].model_uri if n in champions else fallback for n in constitution.names]
     spec = scorer_spec(constitution, cfg, champions)
     return (
-        df.withColumn("_scored", score_column(F.col("text"), spec))
+        df.withColumn("_scored", score_column(F.col("text"), spec, progress_dir))
         .withColumn("principle_scores", F.col("_scored.scores"))
         .withColumn("window_starts", F.col("_scored.starts"))
         .withColumn("window_ends", F.col("_scored.ends"))
@@ -197,7 +204,16 @@ def score(df: DataFrame, ctx: StageContext) -> DataFrame:
     fallback = model_uri(ctx.constitution)
     for p in ctx.constitution.names:  # which model scored what, for the run's record
         ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
-    scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+    progress = ctx.progress
+    if progress is None or not progress.enabled or ctx.lake is None:
+        scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+    else:
+        # the scoring runs in the engine's UDFs while this thread waits on the write: they count, this polls
+        counter = UdfCounter(ctx.lake.state_dir / "staging" / ctx.run_id / "progress" / "classify")
+        total = df.count()
+        with progress.polled("classify: documents scored", total, counter.done):
+            scoring = transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions, str(counter.root))
+            scored = ctx.stage(scoring, "classify_scored")
     return ctx.stage(cascade.apply(scored, ctx), "classify_cascade")
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql import functions as F
 
-from pipelines.core.config import ReviseConfig, default_cache_dir
+from pipelines.core.config import ReviseConfig, default_cache_dir, resolve_revise_method
 from pipelines.core.constitution import Constitution
 from pipelines.core.decisions import deferred
 from pipelines.core.engine import keepalive
@@ -205,7 +205,7 @@ class Revise(BaseStage):
 
     def transform(self, df: DataFrame | None, ctx: StageContext) -> DataFrame:
         assert df is not None
-        lake, r = ctx.the_lake, ctx.cfg.revise
+        lake, r = ctx.the_lake, resolve_revise_method(ctx.cfg).revise
         prior = "revision_status" in df.columns
         cands = candidates(df, ctx.constitution)
         if prior:
@@ -237,7 +237,8 @@ class Revise(BaseStage):
     def _revise(self, cands: DataFrame, ctx: StageContext) -> list[Outcome]:
         from pipelines.stages.classify import transform as score
 
-        lake, r, progress = ctx.the_lake, ctx.cfg.revise, ctx.progress or Progress(enabled=False)
+        lake, progress = ctx.the_lake, ctx.progress or Progress(enabled=False)
+        r = resolve_revise_method(ctx.cfg).revise  # a no-op where the chain's context resolved it
         spark = lake.spark
         # max_doc_chars bounds what the LLM must write back; excision has no such limit.
         # A long page is rewritten passage by passage (the deciding windows), so the limit is on the passage.

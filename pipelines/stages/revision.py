@@ -228,6 +228,8 @@ def revise(
     `send` delivers the LLM requests (`on_executors`: from the engine's executors); without it this process sends
     them through `client` (`within_budget`)."""
     t0 = time.perf_counter()
+    if cfg.method == "auto":  # unresolved (a direct caller): the client it passes is the LLM it can afford
+        cfg = replace(cfg, method=Method.LLM if client is not None else Method.EXCISE)
     clock = _Clock(timings)
     outcomes = [
         Outcome(
