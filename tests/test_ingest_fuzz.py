@@ -202,6 +202,9 @@ def test_jsonl_every_record_is_one_outcome(payload: bytes, gz: bool) -> None:
 @FUZZ
 # bug 7: a corrupt deflate stream inside the first 8 KiB, which the binary sniff reads, raised zlib.error there
 @example(payload=BOM + b"[" * 5000 + b"1" + b"]" * 5000 + b"\n", cut=0.5625, garbage=b"\x00")
+# bug 8: the head that decompressed before the break was binary (NULs), but the sniff gave up at the break and its
+# bytes became a malformed_json line, where the whole file is one binary_file record
+@example(payload=b"\xef\xbb\xbf\n\xef\xbb\xbf\x00\x00\n", cut=0.75, garbage=b"")
 @given(payload=jsonl_files(), cut=st.floats(0.0, 1.0), garbage=st.one_of(st.just(b""), st.binary(max_size=40)))
 def test_broken_gzip_loses_nothing_it_read(payload: bytes, cut: float, garbage: bytes) -> None:
     """A gzip cut short, or cut and followed by garbage: never an exception, and the break is said. Cut short, the

@@ -69,3 +69,14 @@ def test_older_table_gets_new_columns_and_keeps_its_rows(spark: Any, tmp_path: A
     assert sorted(got) == ["a", "b"]
     assert got["a"]["original_text"] == "old text" and got["a"]["reject_reasons"] == ["length_ratio"]
     assert all(got["a"][c] is None for c in new_columns)
+
+
+def test_a_table_whose_log_holds_no_commit_is_absent_and_created_by_the_next_run(spark: Any, tmp_path: Any) -> None:
+    """SIGKILL while a run creates a table leaves `_delta_log/` with no commit (tests/test_debris.py hit it): such a
+    table was never created, so the next run's evolution pass skips it and its first write creates it."""
+    lake = Lake(tmp_path / "lake", spark)
+    (lake.path("scores") / "_delta_log").mkdir(parents=True)
+    assert not lake.exists("scores")
+    lake.ensure_tables()  # before the fix: delta-rs "No files in log segment"
+    lake.ensure("scores")
+    assert lake.exists("scores") and DeltaTable(str(lake.path("scores"))).version() == 0

@@ -208,6 +208,23 @@ def looks_binary(head: bytes) -> bool:
     return bad > BINARY_SHARE * len(text)
 
 
+def _head_before_break(path: str) -> bytes:
+    """The first SNIFF_BYTES a broken gzip stream yields before its break (fed in small pieces, so the output of
+    the pieces before the corrupt one is kept)."""
+    d = zlib.decompressobj(wbits=31)
+    out = b""
+    with open(path, "rb") as fh:
+        while len(out) < SNIFF_BYTES and not d.eof:
+            piece = fh.read(256)
+            if not piece:
+                break
+            try:
+                out += d.decompress(piece, SNIFF_BYTES - len(out))
+            except zlib.error:
+                break
+    return out[:SNIFF_BYTES]
+
+
 def sniff(path: str, opts: ParseOptions) -> Parsed | None:
     """The one quarantine record for a file of a text format that cannot be read as text at all (a `.gz` that
     is not gzip, binary content), or None when its records should be parsed one by one. Without it a file of
@@ -221,7 +238,9 @@ def sniff(path: str, opts: ParseOptions) -> Parsed | None:
             start = fh.read(32)
         return Parsed(position=0, reason=NOT_GZIP, raw=f"first bytes (hex): {start.hex(' ')}")
     except (EOFError, zlib.error):
-        return None  # a gzip cut short or corrupt: the records before the break are read, then one `truncated_file`
+        # a gzip cut short or corrupt: the records before the break are read, then one `truncated_file` - unless
+        # what did decompress is binary, which the whole file's sniff would have said
+        head = _head_before_break(path)
     except OSError as exc:
         return Parsed(position=0, reason=UNREADABLE_FILE, raw=truncate(str(exc), limit))
     if looks_binary(head):

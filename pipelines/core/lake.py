@@ -79,7 +79,10 @@ class Lake:
         return self.root / table
 
     def exists(self, table: str) -> bool:
-        return (self.path(table) / "_delta_log").is_dir()
+        """A table with at least one commit. A run killed while creating a table leaves a `_delta_log` folder with
+        no commit in it: that table was never created, and the next run creates it."""
+        log = self.path(table) / "_delta_log"
+        return log.is_dir() and any(p.suffix in (".json", ".parquet") and p.name[:1].isdigit() for p in log.iterdir())
 
     def version(self, table: str) -> int | None:
         if not self.exists(table):

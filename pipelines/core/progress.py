@@ -19,6 +19,9 @@ from rich.text import Text
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.completed and task.elapsed:
+            # rich estimates speed from two or more updates; a step counted in one jump still has a mean rate
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.1f}/s" if speed else "-/s")
 
 
