@@ -167,3 +167,20 @@ def test_a_dry_run_shows_the_method_a_cpu_run_would_use(tmp_path: Path, capsys: 
     plan = yaml.safe_load(capsys.readouterr().out)
     assert plan["config"]["revise"]["method"] == ("llm" if cuda_available() else "excise")
     assert not (tmp_path / "lake" / "_state" / "writer.lock").exists()  # a dry run takes no lock
+
+
+def test_a_progress_rate_is_the_mean_since_the_step_started() -> None:
+    """Three rewrites finishing together after 43 s read 72,857/s with rich's recent-updates estimate (seen in a
+    demo run): the rate shown is documents done over time elapsed."""
+    from rich.progress import Progress as RichProgress
+
+    from pipelines.core.progress import _Rate
+
+    clock = [0.0]
+    bar = RichProgress(_Rate(), get_time=lambda: clock[0], auto_refresh=False, disable=True)
+    task = bar.add_task("revise", total=3)
+    clock[0] = 42.9
+    bar.update(task, advance=1)
+    clock[0] = 43.0
+    bar.update(task, advance=2)
+    assert str(_Rate().render(bar.tasks[0])) == "0.1/s"
