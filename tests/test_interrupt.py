@@ -53,6 +53,18 @@ def _start(crawl: Path, lake: Path, cwd: Path) -> tuple[subprocess.Popen[str], l
     return proc, lines
 
 
+def _wait(proc: subprocess.Popen[str], timeout: float) -> float:
+    """Seconds until `proc` exited after a signal just sent; SIGKILLs its group if it outlives `timeout`."""
+    sent = time.monotonic()
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return time.monotonic() - sent
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_ends_the_run_within_seconds_recorded_interrupted(
     crawl: Path, tmp_path: Path, sig: signal.Signals
@@ -60,14 +72,7 @@ def test_a_signal_ends_the_run_within_seconds_recorded_interrupted(
     lake = tmp_path / "lake"
     proc, lines = _start(crawl, lake, tmp_path)
     os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does: the whole foreground group
-    sent = time.monotonic()
-    try:
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    elapsed = time.monotonic() - sent
+    elapsed = _wait(proc, 60)
     err = "".join(lines)
     assert proc.returncode == 130 and elapsed < 30, (proc.returncode, elapsed, err[-3000:])
     assert "Traceback" not in err, err[-3000:]
@@ -88,15 +93,9 @@ def test_a_second_ctrl_c_exits_at_once(crawl: Path, tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)  # the first is being handled: the run is recording its end
     os.killpg(proc.pid, signal.SIGINT)
-    second = time.monotonic()
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    elapsed = _wait(proc, 30)
     err = "".join(lines)
-    assert proc.returncode == 130 and time.monotonic() - second < 10, (proc.returncode, err[-3000:])
+    assert proc.returncode == 130 and elapsed < 10, (proc.returncode, err[-3000:])
     assert "curate: interrupted again: exiting now" in err, err[-3000:]
 
 

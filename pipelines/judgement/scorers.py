@@ -19,7 +19,6 @@ from pipelines.core.constitution import Constitution
 from pipelines.core.registry import Champion
 from pipelines.judgement.windowed import Windowed, WindowPlan, deciding_range, plan, resolve_top_k, window_max
 from udfs.sentences import split_sentences  # the spans' sentences are the ones excision removes
-from udfs.windows import words_for_tokens
 
 if TYPE_CHECKING:
     pass
@@ -150,7 +149,7 @@ class PrincipleScorer:
 
     @property
     def window_words(self) -> int:
-        return int(self._spec.get("window_words") or words_for_tokens(self._spec["max_tokens"]))
+        return int(self._spec["window_words"])  # scorer_spec writes ClassifyConfig.window_length
 
     def score_windowed(self, texts: list[str], window_plan: WindowPlan | None = None) -> Windowed:
         """Document scores as the maximum over windows (pipelines/judgement/windowed.py): encoder-based principles

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pipelines.core.stage import BaseStage, StageContext
 from pipelines.judgement.teachers import teacher_specs
 from pipelines.stages.cascade import teacher_column, teacher_udf_spec
-from schemas.vocab import KEPT_ACTIONS
+from pipelines.stages.decide import is_kept
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -50,7 +50,7 @@ class TeacherAudit(BaseStage):
         nulls = F.array(*[F.lit(None).cast("double") for _ in specs])
         if not any(specs) or not ctx.cfg.classify.cascade.enabled:
             return df.withColumn("audit_scores", nulls)
-        kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
+        kept = is_kept(F.col("action"))
         budget = ctx.cfg.classify.cascade.audit_max_docs
         n_kept = df.where(kept).count()
         if n_kept > budget:
@@ -85,7 +85,7 @@ class TeacherAudit(BaseStage):
         return out.drop("_audit") if "_audit" in out.columns else out
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
-        kept_all = out.where(F.col("action").isin(*[str(a) for a in KEPT_ACTIONS]))
+        kept_all = out.where(is_kept(F.col("action")))
         specs = teacher_specs(ctx.constitution)
         first = next((i for i, s in enumerate(specs) if s is not None), None)
         audited = ctx.cfg.classify.cascade.enabled

@@ -60,8 +60,9 @@ from expectations import suites
 from pipelines.core.config import DedupConfig
 from pipelines.core.publish import DELETE
 from pipelines.core.stage import BaseStage, Gate, StageContext
+from pipelines.stages.decide import is_kept
 from schemas import TABLES, require_columns
-from schemas.vocab import KEPT_ACTIONS, DupKind
+from schemas.vocab import DupKind
 from udfs.minhash import MinHashParams
 
 if TYPE_CHECKING:
@@ -571,10 +572,10 @@ class DedupIndex(BaseStage):
         cfg = ctx.cfg.dedup
         if not cfg.fuzzy:
             return {}
-        kept = F.col("action").isin(*[str(a) for a in KEPT_ACTIONS])
+        kept = is_kept(F.col("action"))
         if self.redecide:
             lake = ctx.the_lake
-            was_kept = F.coalesce(F.col("prev_action").isin(*[str(a) for a in KEPT_ACTIONS]), F.lit(False))
+            was_kept = F.coalesce(is_kept(F.col("prev_action")), F.lit(False))
             new = out.where(kept & ~was_kept).select("doc_id", "crawl_id")
             texts = new.join(lake.read("dedup").select("doc_id", "dedup_text"), "doc_id", "left")
             texts = texts.join(out.select("doc_id", "clean_text"), "doc_id").select(
