@@ -18,6 +18,22 @@ if TYPE_CHECKING:
     from pipelines.core.lake import Lake
 
 
+def reader(lake: Lake, latest_commit: bool) -> Lake:
+    """The handle a reading command reads through: the published state (pipelines/core/published.py) unless
+    --latest-commit; when a night's later commits are left out, stderr says so (stdout stays the answer)."""
+    if latest_commit:
+        return lake
+    published = lake.published()
+    behind = published.unpublished()
+    if behind:
+        print(
+            f"note: reading the published state (the table versions of the last successful run); later commits to "
+            f"{', '.join(behind)} by a running or killed night are left out (--latest-commit reads them)",
+            file=sys.stderr,
+        )
+    return published
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from pipelines.core.config import EngineConfig
     from pipelines.core.engine import spark_session
@@ -36,15 +52,17 @@ def cmd_sql(args: argparse.Namespace) -> int:
     check_versions_exist(Lake(root), args.query)
     cfg = config_from_args(args) if (args.config or args.set or args.remote) else RunConfig()
     engine = cfg.engine if args.remote or args.config or args.set else EngineConfig()
+    # a write goes to the tables themselves, so it reads what it changes: the latest commits
+    reading = Lake(root) if args.write else reader(Lake(root), args.latest_commit)
     with spark_session(engine) as spark:
-        lake = Lake(root, spark)
+        lake = reading.on(spark)
         names = lake.register_all()
         described = describe_rows(lake, args.query)
         if described is not None:
             print_rows(described[0], described[1], args.format)
             return 0
         try:
-            df = spark.sql(args.query)
+            df = lake.sql(args.query)
             rows = df.collect()
         except Exception as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -146,10 +164,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise CLIError(f"--limit must be 0 (all rows) or more, got {args.limit}")
     try:
-        v1, v2 = parse_version(args.v1, Lake(root)), parse_version(args.v2, Lake(root))
+        reading = reader(Lake(root), args.latest_commit)
+        v1 = parse_version(args.v1, reading)
+        v2 = parse_version(args.v2 if args.v2 is not None else _published_corpus(reading), reading)
         cfg = config_from_args(args)
         with spark_session(cfg.engine) as spark:
-            d = diff(Lake(root, spark), v1, v2, limit=_diff_limit(args.limit, args.format))
+            d = diff(reading.on(spark), v1, v2, limit=_diff_limit(args.limit, args.format))
     except OperateError as exc:
         raise CLIError(str(exc)) from exc
     runs = ", ".join(
@@ -168,6 +188,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if d.rows or args.format != "table":
         print_rows(DIFF_COLUMNS, d.rows, args.format, title=f"corpus {v1} -> {v2}")
     return 0
+
+
+def _published_corpus(lake: Lake) -> int:
+    version = lake.read_version("corpus")
+    if version is None:
+        raise CLIError(
+            f"no published corpus in {lake.root} yet: no run has finished (--latest-commit reads what a running or "
+            "killed one wrote)"
+        )
+    return version
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -276,10 +306,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     root = require_lake(args.lake)
+    reading = reader(Lake(root), args.latest_commit)
     with spark_session(cfg.engine) as spark:
         try:
             manifest = export_corpus(
-                Lake(root, spark),
+                reading.on(spark),
                 args.out,
                 cfg,
                 version=args.version,
@@ -310,8 +341,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out is not None and not Path(args.out).parent.resolve().is_dir():
         raise CLIError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
     engine = EngineConfig(kind="remote", remote=args.remote) if args.remote else EngineConfig()
+    reading = reader(Lake(root), args.latest_commit)
     with spark_session(engine) as spark:
-        data = collect(Lake(root, spark), args.run_id)
+        data = collect(reading.on(spark), args.run_id, latest_commit=args.latest_commit)
     out = Path(args.out or f"curate-report-{check_run_id(data.run['run_id'])}.html")
     try:
         out.write_text(render(data), encoding="utf-8")

@@ -18,6 +18,11 @@ from pipelines.cli.lake import (
 )
 from pipelines.cli.nightly import cmd_catch_up, cmd_demo, cmd_iterate, cmd_run
 
+LATEST_COMMIT = (
+    "read the latest commits, including what a running or killed night wrote (default: the published state, the "
+    "table versions the last successful run, restore or maintenance recorded)"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__)
@@ -52,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sql)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
     sql.add_argument(
-        "--write", action="store_true", help="allow statements that change the lake (read-only without it)"
+        "--write",
+        action="store_true",
+        help="allow statements that change the lake (read-only without it; reads the latest commits)",
     )
+    sql.add_argument("--latest-commit", action="store_true", help=LATEST_COMMIT)
     sql.add_argument("query")
     sql.set_defaults(func=cmd_sql)
 
@@ -69,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(df)
     df.add_argument("v1", help="the earlier corpus version (as `curate history corpus` lists them)")
-    df.add_argument("v2", help="the later corpus version")
+    df.add_argument(
+        "v2", nargs="?", help="the later corpus version (default: the published one; the latest with --latest-commit)"
+    )
+    df.add_argument("--latest-commit", action="store_true", help=LATEST_COMMIT)
     df.add_argument("--format", choices=["table", "json", "csv"], default="table")
     df.add_argument(
         "--limit", type=int, default=None, help="rows shown (0: all; default: 100 in the table view, all in json/csv)"
@@ -169,13 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write one self-contained HTML page about a run (funnel, scores, gates)")
     rep.add_argument("--lake", required=True, help="lake root directory")
     rep.add_argument("--run-id", help="the run to report on (default: the latest successful run)")
+    rep.add_argument(
+        "--latest-commit",
+        action="store_true",
+        help="report on the latest night whatever its status (a running or killed one included), reading the tables' "
+        "latest commits",
+    )
     rep.add_argument("--out", help="the HTML file to write (default: curate-report-<run id>.html here)")
     rep.add_argument("--remote", help="read through a Spark Connect endpoint, sc://host:port, instead of embedded Sail")
     rep.set_defaults(func=cmd_report)
 
     exp = sub.add_parser("export", help="write training-ready shards of a corpus version (weights, tags, spans)")
     common(exp)
-    exp.add_argument("--version", type=int, help="corpus Delta version (default: the latest)")
+    exp.add_argument(
+        "--version", type=int, help="corpus Delta version (default: the published one; the latest with --latest-commit)"
+    )
+    exp.add_argument("--latest-commit", action="store_true", help=LATEST_COMMIT)
     exp.add_argument("--format", choices=["jsonl", "parquet"], help="default export.format (jsonl)")
     exp.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")

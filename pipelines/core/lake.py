@@ -2,11 +2,15 @@
 
 Every contract table lives at `<root>/<name>`; run state (MLflow store, staging, model caches) lives
 under `<root>/_state`. Writes are idempotent (MERGE on the table's key) so a rerun after a crash is safe.
+A handle reads the latest commits, as writers must; `Lake.published()` is the readers' handle, which reads the
+tables a night writes as of the last successful run (pipelines/core/published.py says why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,10 +68,45 @@ def quote_path(path: Path) -> str:
 
 
 class Lake:
-    def __init__(self, root: str | Path, spark: SparkSession | None = None) -> None:
+    def __init__(
+        self, root: str | Path, spark: SparkSession | None = None, pins: Mapping[str, int | None] | None = None
+    ) -> None:
+        """`pins`: table -> the version `read` gives without an explicit one (None: the table reads as empty);
+        a handle given pins (even none) only reads. Readers get theirs from `published()`."""
         self.root = Path(root).resolve()
         self._session = spark
         self._evolved: set[str] = set()
+        self.pins: dict[str, int | None] = dict(pins or {})
+        self._read_only = pins is not None
+
+    def published(self) -> Lake:
+        """A read-only handle on the published state: each table a night writes as of the versions the last
+        successful run, restore or maintenance recorded, so a reader never sees half a night."""
+        from pipelines.core.published import published_versions
+
+        rows: list[dict[str, object]] = []
+        if self.exists("runs"):
+            from deltalake import DeltaTable
+
+            wanted = ("status", "table_versions", "started_at", "finished_at")
+            table = DeltaTable(str(self.path("runs"))).to_pyarrow_table()
+            rows = table.select([c for c in wanted if c in table.column_names]).to_pylist()
+        return Lake(self.root, self._session, pins=published_versions(rows))
+
+    def on(self, spark: SparkSession) -> Lake:
+        """This handle, reading the same versions, through `spark` (a reader picks its versions before the engine
+        starts)."""
+        return Lake(self.root, spark, pins=self.pins if self._read_only else None)
+
+    def read_version(self, table: str) -> int | None:
+        """The version `read(table)` gives: the pinned one, or the latest; None when that reads no data."""
+        if table in self.pins:
+            return self.pins[table] if self.exists(table) else None
+        return self.version(table)
+
+    def unpublished(self) -> list[str]:
+        """The pinned tables whose latest commit is not in the published state (a night is running, or died)."""
+        return [t for t, v in self.pins.items() if (latest := self.version(t)) is not None and latest != v]
 
     @property
     def state_dir(self) -> Path:
@@ -106,9 +145,14 @@ class Lake:
     def has_session(self) -> bool:
         return self._session is not None
 
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise LakeError("a handle on the published state only reads: writers use Lake(root, spark)")
+
     def ensure(self, table: str) -> None:
         """Create the table empty with its contract schema, so readers never hit a missing table; add the
         contract's newer columns to a table an older release wrote."""
+        self._check_writable()
         if self.exists(table):
             if table not in self._evolved:
                 self._add_missing_columns(table)
@@ -142,9 +186,14 @@ class Lake:
                 self.ensure(table)
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
-        """The table as a DataFrame, never writing: a table not created yet reads as empty with its contract
-        schema, and contract columns an older release's table lacks read as null."""
+        """The table as a DataFrame, never writing: a table not created yet (or, on a pinned handle, not in the
+        published state) reads as empty with its contract schema, and contract columns an older release's table
+        lacks read as null. `version` (time travel) reads any version, pinned or not."""
         spark = self.spark
+        if version is None and table in self.pins:
+            version = self.pins[table]
+            if version is None:
+                return spark.createDataFrame([], nullable(TABLES[table]))
         if not self.exists(table):
             if version is not None:
                 raise LakeError(f"table {table!r} has no version {version} in {self.root}: it has no data yet")
@@ -214,21 +263,41 @@ class Lake:
         self.spark.catalog.dropTempView(view)
 
     def register_all(self) -> list[str]:
-        """Make every existing contract table queryable by its name, `VERSION AS OF` included."""
+        """Make every existing contract table queryable by its name in `sql`, `VERSION AS OF` included.
+
+        A pinned table is a temporary view of its published version (a view shadows a catalog table of the same
+        name in the session); `sql` sends explicit time travel on it to the Delta table itself."""
         spark = self.spark
         names = []
         for table in TABLES:
             if not self.exists(table):
                 continue
-            # IF NOT EXISTS, never DROP: dropping a catalog entry must not be able to touch the data.
-            location = quote_path(self.path(table))
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {check_ident(table)} USING delta LOCATION '{location}'")
+            name = check_ident(table)
+            if table in self.pins:
+                self.read(table).createOrReplaceTempView(name)
+            else:
+                # the latest commits: no view a pinned handle made earlier in this session may shadow them (Sail
+                # raises where there is none; Spark returns False)
+                with contextlib.suppress(Exception):
+                    spark.catalog.dropTempView(name)
+                # IF NOT EXISTS, never DROP: dropping a catalog entry must not be able to touch the data.
+                location = quote_path(self.path(table))
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{location}'")
             names.append(table)
         return names
+
+    def sql(self, query: str) -> DataFrame:
+        """Spark SQL over the tables `register_all` named, each read as this handle reads it; `VERSION AS OF`
+        (or `TIMESTAMP AS OF`) on a table name still reaches that version of the table."""
+        from pipelines.core.published import time_travel_to_paths
+
+        paths = {t: quote_path(self.path(t)) for t in self.pins if self.exists(t)}
+        return self.spark.sql(time_travel_to_paths(query, paths) if paths else query)
 
     def merge_rows_without_engine(self, rows: list[tuple[object, ...]], table: str, keys: tuple[str, ...]) -> None:
         """Upsert `rows` (tuples in contract order) through delta-rs, for when the Spark engine is gone: a run that
         lost its Spark Connect endpoint still records itself as failed instead of staying `running`."""
+        self._check_writable()
         import pyarrow as pa
         from deltalake import DeltaTable
         from pyspark.sql.pandas.types import to_arrow_schema

@@ -3,7 +3,9 @@
 What a shard row is (JSONL line or Parquet row): `doc_id`, `repeat` (0, 1, ... for the copies of one document),
 `text`, `tags`, `weight`, `action`, `spans`, `source`, `url`, `crawl_id`.
 
-- **Version**: the corpus as of Delta version V (`VERSION AS OF`, default the latest). Spans come from the
+- **Version**: the corpus as of Delta version V (`VERSION AS OF`; by default the published one, the version the
+  last successful run recorded, so a night killed between its `corpus` and `decisions` commits is never
+  exported half-made; `curate export --latest-commit` takes the latest commit). Spans come from the
   `scores` table as it was when version V was committed (the newest `scores` version not newer than it), so an
   old version exports with the scores that decided it.
 - **Repeats** (weights): a document of weight w is written floor(w) times, plus once more when
@@ -174,12 +176,18 @@ PARQUET_SCHEMA = _parquet_schema()
 
 
 def corpus_version(lake: Lake, version: int | None) -> tuple[int, int, int | None]:
-    """(version, latest version, commit time in ms or None) of corpus version `version`, the latest when None;
-    ExportError says what exists when it does not."""
+    """(version, latest version, commit time in ms or None) of corpus version `version`, when None the one the
+    handle reads (the published one on `Lake.published()`, the latest otherwise); ExportError says what exists."""
     latest = lake.version("corpus")
     if latest is None:
         raise ExportError(f"no corpus in {lake.root}: run `curate run` first")
-    version = latest if version is None else version
+    if version is None:
+        version = lake.read_version("corpus")
+        if version is None:
+            raise ExportError(
+                f"no published corpus in {lake.root} yet: no run has finished (--latest-commit exports what a "
+                "running or killed one wrote)"
+            )
     if not 0 <= version <= latest:
         raise ExportError(f"corpus has versions 0 to {latest}, not {version}")
     committed = {h["version"]: h.get("timestamp") for h in lake.history("corpus")}.get(version)

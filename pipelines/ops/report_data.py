@@ -106,7 +106,7 @@ def is_night() -> Column:
     return F.coalesce(F.col("command"), F.lit("run")) == F.lit("run")
 
 
-def _select_run(lake: Lake, run_id: str | None) -> dict[str, Any]:
+def _select_run(lake: Lake, run_id: str | None, any_status: bool = False) -> dict[str, Any]:
     if not lake.exists("runs"):
         raise ReportError(f"no runs in {lake.root}: create some with `curate run --lake {lake.root} --input CRAWL`")
     runs = lake.read("runs")
@@ -118,9 +118,10 @@ def _select_run(lake: Lake, run_id: str | None) -> dict[str, Any]:
                 f'`curate sql --lake {lake.root} "SELECT run_id, status, crawl_id FROM runs ORDER BY started_at"`'
             )
     else:
-        # the latest night: a `curate run`, not an operation (maintain, restore) that read no crawl
-        latest = runs.where((F.col("status") == str(RunStatus.SUCCESS)) & is_night())
-        rows = latest.orderBy(F.desc("started_at")).limit(1).collect()
+        # the latest night: a `curate run`, not an operation (maintain, restore) that read no crawl; with
+        # --latest-commit also one still running, killed or failed (what its commits hold is what the page shows)
+        nights = is_night() if any_status else (F.col("status") == str(RunStatus.SUCCESS)) & is_night()
+        rows = runs.where(nights).orderBy(F.desc("started_at")).limit(1).collect()
         if not rows:
             raise ReportError(f"no successful nightly run in {lake.root}: name one with --run-id")
     return rows[0].asDict(recursive=True)
@@ -139,11 +140,14 @@ def trend_nights(lake: Lake, run: dict[str, Any]) -> DataFrame:
     return latest.orderBy("started_at").select("run_id", "crawl_id", "started_at", "counts")
 
 
-def _at_version(lake: Lake, table: str, run: dict[str, Any], notes: list[str]) -> DataFrame | None:
-    """`table` as the run left it (None when no run ever wrote it: reading would create it)."""
+def _at_version(
+    lake: Lake, table: str, run: dict[str, Any], notes: list[str], latest_commit: bool = False
+) -> DataFrame | None:
+    """`table` as the run left it (None when no run ever wrote it: reading would create it); where the run named
+    no version (it is running, or was killed) as `lake` reads it: the published state unless --latest-commit."""
     if not lake.exists(table):
         return None
-    version = (run.get("table_versions") or {}).get(table)
+    version = None if latest_commit else (run.get("table_versions") or {}).get(table)
     if version is None:
         return lake.read(table)
     try:
@@ -189,9 +193,12 @@ def _mlflow_param(state_dir: Path, mlflow_run_id: str | None, name: str) -> str 
         return None
 
 
-def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | None = None) -> ReportData:
-    """Read what the page shows: about six small aggregations, whatever the lake's size."""
-    run = _select_run(lake, run_id)
+def collect(
+    lake: Lake, run_id: str | None = None, constitution: Constitution | None = None, latest_commit: bool = False
+) -> ReportData:
+    """Read what the page shows: about six small aggregations, whatever the lake's size. `latest_commit`: the
+    latest night whatever its status, and the tables' latest commits (`lake` should read them too)."""
+    run = _select_run(lake, run_id, any_status=latest_commit)
     counts = {str(k): int(v) for k, v in (run.get("counts") or {}).items()}
     if constitution is not None:
         source = f"this run's constitution ({constitution.fingerprint()})"
@@ -200,7 +207,7 @@ def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | 
     data = ReportData(run=run, counts=counts, constitution=constitution, constitution_source=source)
     rid = run["run_id"]
 
-    decisions = _at_version(lake, "decisions", run, data.notes)
+    decisions = _at_version(lake, "decisions", run, data.notes, latest_commit)
     if decisions is not None:
         drops = decisions.where((F.col("run_id") == rid) & (F.col("action") == str(Action.DROP)))
         for r in drops.groupBy("stage", "reasons").count().collect():
@@ -209,7 +216,7 @@ def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | 
             for reason in r["reasons"] or ["(no reason)"]:
                 data.drops[(stage, reason)] = data.drops.get((stage, reason), 0) + n
 
-    scores = _at_version(lake, "scores", run, data.notes)
+    scores = _at_version(lake, "scores", run, data.notes, latest_commit)
     if scores is not None:
         bins = F.least(F.floor(F.col("score") * BINS), F.lit(BINS - 1)).cast("int")
         grouped = scores.where(F.col("run_id") == rid).groupBy(
@@ -223,7 +230,7 @@ def collect(lake: Lake, run_id: str | None = None, constitution: Constitution | 
         order = {n: i for i, n in enumerate(constitution.names if constitution is not None else [])}
         data.hists = dict(sorted(data.hists.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
-    revisions = _at_version(lake, "revisions", run, data.notes)
+    revisions = _at_version(lake, "revisions", run, data.notes, latest_commit)
     if revisions is not None:
         mine = revisions.where(F.col("run_id") == rid)
         for r in mine.groupBy("method", "status").count().collect():

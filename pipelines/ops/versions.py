@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pipelines.core.lake import Lake
+from pipelines.core.published import GOOD
 from schemas import TABLES
-from schemas.vocab import RunStatus
 
 if TYPE_CHECKING:
     pass
@@ -34,10 +34,6 @@ MOVED = ("decisions", "corpus", "revisions", "scores", "minhash_index", "dedup",
 
 #: Commits that change no row: a corpus version made by one of these holds the same documents as the one before.
 NON_DATA_OPS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
-
-
-#: Statuses of rows whose `table_versions` describe a finished, consistent lake.
-GOOD = frozenset({RunStatus.SUCCESS, RunStatus.PUBLISHED, RunStatus.FIXED_POINT})
 
 
 DEFAULT_RETAIN_VERSIONS = 7
