@@ -39,6 +39,7 @@ MODULE_SECONDS: dict[str, float] = {
     "test_conformance.py": 75,
     "test_iterate.py": 75,
     "test_crash.py": 70,
+    "test_published.py": 110,
     "test_writer_lock.py": 55,
     "test_distill.py": 60,
     "test_report.py": 60,

@@ -29,6 +29,8 @@ from pipelines.core.config import load_config
 from pipelines.core.faults import ENV
 from pipelines.core.lake import Lake, LakeError
 from pipelines.core.published import PINNED, published_versions, time_travel_to_paths
+from tests import test_notebooks
+from tests.test_notebooks import EXPLORE, KERNEL, displayed, printed
 from tests.test_pipeline import CFG, night1, night2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,8 @@ SETS = {
 # The counts of tests/test_pipeline.py's two nights: night 1 decides 4 documents and keeps 3; night 2 decides 2
 # more (a new article kept, an exact duplicate dropped), so its corpus holds 4.
 NIGHT1_CORPUS, NIGHT1_DECISIONS, NIGHT2_CORPUS, NIGHT2_DECISIONS = 3, 4, 4, 6
+
+jupyter_env = test_notebooks.jupyter_env  # the fixture: a kernel of this venv in a Jupyter home of its own
 
 # one query for what a reader sees: corpus, decisions, and corpus documents without a decision (half a night)
 COUNTS = (
@@ -175,6 +179,28 @@ def test_a_rerun_publishes_the_new_night(
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["documents"] == NIGHT2_CORPUS
     assert main(["report", "--lake", str(root), "--out", str(tmp_path / "r.html")]) == 0
     assert f"(run {s2.run_id}, crawl n2, success)" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a Jupyter kernel
+def test_the_notebook_reads_the_previous_night(killed: dict[str, Any], jupyter_env: dict[str, str]) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(EXPLORE, as_version=4)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**jupyter_env, "CURATE_LAKE": str(killed["lake"]), "MPLBACKEND": "agg"}.items():
+            mp.setenv(key, value)
+        mp.delenv("CURATE_LATEST_COMMIT", raising=False)
+        NotebookClient(
+            nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(EXPLORE.parent)}}
+        ).execute()
+    actions, _ = displayed(nb, "cell-05")
+    assert int(actions["documents"].sum()) == NIGHT1_DECISIONS
+    v1, latest = killed["s1"].table_versions["corpus"], killed["latest_corpus"]
+    history, _ = displayed(nb, "cell-11")
+    # time travel still reaches the killed night's corpus version; the comparison stops at the published one
+    assert dict(zip(history["version"], history["documents"], strict=True))[latest] == NIGHT2_CORPUS
+    assert printed(nb, "cell-12").startswith(f"corpus v{v1}: {NIGHT1_CORPUS} documents -> v{v1}: {NIGHT1_CORPUS}")
 
 
 def test_a_published_handle_only_reads(killed: dict[str, Any], spark: Any) -> None:
