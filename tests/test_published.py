@@ -92,7 +92,7 @@ def test_sql_shows_the_previous_night_until_a_night_finishes(
     lake = str(killed["lake"])
     (seen,), err = _json(capsys, ["sql", "--lake", lake, "--format", "json", COUNTS])
     assert seen == {"corpus": NIGHT1_CORPUS, "decisions": NIGHT1_DECISIONS, "undecided": 0}
-    assert "reading the published state" in err and "corpus" in err
+    assert "read the published state" in err and "corpus" in err
 
     # what the killed night wrote: its corpus commit, no decisions - a corpus document nothing explains
     (latest,), err = _json(capsys, ["sql", "--lake", lake, "--format", "json", "--latest-commit", COUNTS])

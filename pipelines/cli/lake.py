@@ -20,18 +20,20 @@ if TYPE_CHECKING:
 
 def reader(lake: Lake, latest_commit: bool) -> Lake:
     """The handle a reading command reads through: the published state (pipelines/core/published.py) unless
-    --latest-commit; when a night's later commits are left out, stderr says so (stdout stays the answer)."""
-    if latest_commit:
-        return lake
-    published = lake.published()
-    behind = published.unpublished()
+    --latest-commit."""
+    return lake if latest_commit else lake.published()
+
+
+def note_left_out(lake: Lake) -> None:
+    """After a reader's answer, on stderr (stdout stays the answer; an error stays one line): the commits of a
+    running or killed night that the published state left out, and how to read them."""
+    behind = lake.unpublished()
     if behind:
         print(
-            f"note: reading the published state (the table versions of the last successful run); later commits to "
-            f"{', '.join(behind)} by a running or killed night are left out (--latest-commit reads them)",
+            f"note: read the published state (the table versions of the last successful run); later commits to "
+            f"{', '.join(behind)} by a running or killed night were left out (--latest-commit reads them)",
             file=sys.stderr,
         )
-    return published
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -72,6 +74,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             raise CLIError(f"SQL error: {message}") from exc
         columns = df.columns
         print_rows(columns, [dict(zip(columns, r, strict=True)) for r in rows], args.format)
+    note_left_out(reading)
     return 0
 
 
@@ -187,6 +190,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     print(summary, file=sys.stdout if args.format == "table" else sys.stderr, flush=True)
     if d.rows or args.format != "table":
         print_rows(DIFF_COLUMNS, d.rows, args.format, title=f"corpus {v1} -> {v2}")
+    note_left_out(reading)
     return 0
 
 
@@ -324,6 +328,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{manifest['rows_written']} rows in {len(manifest['shards'])} {manifest['format']} shard(s) -> {args.out} "
         "(manifest.json lists counts, shards and the config hash)"
     )
+    note_left_out(reading)
     return 0
 
 
@@ -351,6 +356,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from exc
     run = data.run
     print(f"wrote {out} (run {run['run_id']}, crawl {run.get('crawl_id')}, {run.get('status')})")
+    note_left_out(reading)
     return 0
 
 

@@ -263,8 +263,8 @@ def _quarantine_hint(ctx: StageContext, counts: Mapping[str, int]) -> str:
     query = f"SELECT source_file, position, reason, raw FROM quarantine WHERE run_id = '{ctx.run_id}'"
     return (
         f"{counts.get('quarantined', 0)} of {counts.get('records', 0)} record(s) were quarantined ({shown or 'none'}) "
-        f"and nothing was added to raw_docs; the quarantined records are in the lake: curate sql --lake "
-        f'{ctx.the_lake.root} "{query}"'
+        f"and nothing was added to raw_docs; the quarantined records are in the lake (a failed run's commits are not "
+        f'published, so read the latest ones): curate sql --lake {ctx.the_lake.root} --latest-commit "{query}"'
     )
 
 
