@@ -1,4 +1,8 @@
-"""Operating a lake: sql, history, diff, restore, maintain, export, report, repair."""
+"""Operating a lake: sql, history, diff, restore, maintain, export, report, repair.
+
+The reading commands (sql, diff, export, report) read the published state, never half a night
+(pipelines/core/published.py); `--latest-commit` reads what a running or killed night wrote.
+"""
 
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ must find it. `quarantine` is written just before that gate (`Ingest.before_gate
 leaves the records it rejected to inspect. Everything else is written only after every gate of the chain has
 passed, each table by an idempotent MERGE on its key, in `ORDER`: the derived tables first, then `corpus`, then
 `decisions` last. A run killed anywhere before `decisions` leaves its documents without a decision, so the rerun
-decides exactly those again and converges to the same state; a kill after it changes nothing visible. The
-accounting invariant is checked after publishing (pipelines/core/execute.py).
+decides exactly those again and converges to the same state; a kill after it changes nothing visible. Readers
+never see the half-made state in between: they read the versions the last successful run recorded
+(pipelines/core/published.py). The accounting invariant is checked after publishing (pipelines/core/execute.py).
 """
 
 from __future__ import annotations

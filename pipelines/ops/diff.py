@@ -2,7 +2,9 @@
 
 - **diff** reads the two corpus versions with the engine (a join, so it scales with the corpus) and explains each
   added, removed or changed document by the latest `decisions` row (and `revisions` row) of the runs between them;
-  documents a restore moved are explained by the restore.
+  documents a restore moved are explained by the restore. The explanations are read as the handle reads them:
+  `curate diff` passes the published state (pipelines/core/published.py), so a night killed half-way explains
+  nothing; its own `--latest-commit` passes the latest commits.
 """
 
 from __future__ import annotations
