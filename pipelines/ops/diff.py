@@ -4,7 +4,7 @@
   added, removed or changed document by the latest `decisions` row (and `revisions` row) of the runs between them;
   documents a restore moved are explained by the restore. The explanations are read as the handle reads them:
   `curate diff` passes the published state (pipelines/core/published.py), so a night killed half-way explains
-  nothing; its own `--latest-commit` passes the latest commits.
+  nothing; `curate diff --latest-commit` passes the latest commits.
 """
 
 from __future__ import annotations
