@@ -368,8 +368,12 @@ def labeler_name(kind: str, cfg: Any) -> str | None:
     if kind in ("embedded", "transformers"):
         from udfs.llm_server import packaged_gguf
 
+        try:
+            gguf = packaged_gguf()
+        except RuntimeError:  # the model's package is not installed: no such labeler can have labelled
+            return None
         # both serve the packaged model from a directory named after the GGUF (udfs/llm_server.py)
-        stem = packaged_gguf().name.removesuffix(".gguf")
+        stem = gguf.name.removesuffix(".gguf")
         return f"llm:{stem}" if kind == "embedded" else f"local:{stem}"
     return None
 
