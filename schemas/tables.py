@@ -202,6 +202,10 @@ REVISIONS = StructType(
         _f("llm_rewrite", StringType()),
         _f("error", StringType()),
         _f("revised_at", TimestampType()),
+        # the strongest cascade stage (classifier < teacher < judge) that flagged a principle it was revised for:
+        # iteration brings the original text back only when a scorer at least as strong clears it
+        # (pipelines/stages/decide.py `hold_revisions`); null in rows written before it was recorded
+        _f("flagged_by", StringType()),
     ]
 )
 

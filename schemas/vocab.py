@@ -79,6 +79,20 @@ class DecidedBy(StrEnum):
     PUBLISH = "publish"  # nothing stopped it
 
 
+class Scorer(StrEnum):
+    """`scores.decided_by`, `revisions.flagged_by`: the stage of the scoring cascade (pipelines/stages/cascade.py)
+    whose score decided. Listed weakest first: a distilled classifier learnt from the teacher's or people's labels,
+    the packaged teacher was fitted on human labels, the judge reads the text itself."""
+
+    CLASSIFIER = "classifier"
+    TEACHER = "teacher"
+    JUDGE = "judge"
+
+
+#: A scorer's strength: its place in the cascade.
+SCORER_RANK = {s: i for i, s in enumerate(Scorer)}
+
+
 #: Drops that a better classifier may undo (iteration re-decides them); quality and duplicate drops are final.
 PRINCIPLE_DROP_STAGES = (DecidedBy.CLASSIFY, DecidedBy.REVISE)
 

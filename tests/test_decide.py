@@ -156,3 +156,42 @@ def test_retain_fraction_extremes(spark: Any, tmp_path: Path) -> None:
         c = _retain_constitution(tmp_path, fraction)
         out = _decide(spark, c, rows)
         assert {r.action for r in out.values()} == {action}, fraction
+
+
+def test_an_accepted_revision_stands_unless_a_strong_enough_scorer_clears_it(
+    spark: Any, constitution: Constitution
+) -> None:
+    """Iteration (`hold_revisions`): toxicity scores 0.1 everywhere (cleared); who cleared it and who flagged the
+    revision decide whether the original text comes back. Strength: classifier < teacher < judge, and the classifier
+    never clears a revision."""
+    schema = f"{SCHEMA}, decided_by array<string>, revision_principles array<string>, revision_flagged_by string"
+    by = lambda tox: [tox] + ["classifier"] * 5  # noqa: E731
+    rows = [
+        # (doc, toxicity scores, revision status, toxicity decided by, flagged by)
+        ("champion_vs_champion", _s(), "ok", by("classifier"), "classifier"),
+        ("teacher_vs_champion", _s(), "ok", by("teacher"), "classifier"),
+        ("teacher_vs_teacher", _s(), "ok", by("teacher"), "teacher"),
+        ("teacher_vs_judge", _s(), "ok", by("teacher"), "judge"),
+        ("judge_vs_judge", _s(), "ok", by("judge"), "judge"),
+        ("teacher_vs_unknown", _s(), "ok", by("teacher"), None),  # a row written before flagged_by was
+        ("judge_vs_unknown", _s(), "ok", by("judge"), None),
+        ("rejected", _s(), "rejected", by("classifier"), "classifier"),  # no accepted revision to hold
+        ("still_in_band", _s(tox=0.8), "ok", by("classifier"), "teacher"),  # flagged anyway: the revision stands
+        ("over_filter", _s(tox=0.95), "ok", by("classifier"), "teacher"),  # a drop is no republication
+    ]
+    df = spark.createDataFrame(
+        [
+            (d, "original", [], False, s, status, "revised" if status == "ok" else None, dec, ["toxicity"], flag)
+            for d, s, status, dec, flag in rows
+        ],
+        schema,
+    )
+    flagged = decide.hold_revisions(decide.principle_flags(df, constitution), constitution)
+    out = {r.doc_id: r for r in decide.transform(flagged, constitution).collect()}
+    held = {d for d, r in out.items() if r.held_principles}
+    assert held == {"champion_vs_champion", "teacher_vs_judge", "teacher_vs_unknown"}
+    for d in held | {"still_in_band"}:
+        assert (out[d].action, out[d].reasons, out[d].out_text) == ("revise", ["revised:toxicity"], "revised"), d
+    for d in ("teacher_vs_champion", "teacher_vs_teacher", "judge_vs_judge", "judge_vs_unknown", "rejected"):
+        assert (out[d].action, out[d].out_text) == ("keep", "original"), d
+    assert out["over_filter"].action == "drop"

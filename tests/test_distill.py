@@ -293,6 +293,101 @@ def test_format_1_heads_still_load_uncalibrated(tmp_path: Path) -> None:
     assert loaded.calibration is None and np.allclose(loaded.predict(["a b"]), head.predict(["a b"]))
 
 
+class _OldRunLabeler:
+    """A labeler the constitution does not name (as labels an old LLM run left in the lake): it calls every fact
+    toxic and every insult clean, so a model that learns from it inverts the signal."""
+
+    name = "llm:old-run"
+
+    def prompt_version(self, principle: Any) -> str:
+        return "old-run-v1"
+
+    def label(self, principle: Any, texts: Any, progress: Any = None) -> list[Any]:
+        from udfs.label_types import LabelResult
+
+        return [LabelResult(status="ok", score=0.0 if any(i in t for i in INSULTS) else 1.0) for t in texts]
+
+    def close(self) -> None:
+        pass
+
+
+def _old_run_labels(lake: Any, principle: str) -> int:
+    """Labels of `_OldRunLabeler` on the texts of `_labelled_rows` with other endings (other documents)."""
+    from pipelines.judgement.label import label_documents
+
+    rows = [r["text"].rstrip(".") + " - so they say." for r in _labelled_rows()]
+    docs = [{"doc_id": f"old{i}", "text": t} for i, t in enumerate(rows)]
+    label_documents(lake, load_constitution().get(principle), _OldRunLabeler(), docs, chunk_size=len(docs))
+    return len(docs)
+
+
+def test_distill_learns_only_from_the_labelers_named_for_the_principle(labelled_lake: Any) -> None:
+    import mlflow
+
+    toxicity = load_constitution().get("toxicity")
+    n_old = _old_run_labels(labelled_lake, "toxicity")
+    result = distill(labelled_lake, toxicity, _cfg(), kind="linear")
+    # named for toxicity: its teacher (stack), human imports, iterate.labeler (exemplar); not the old run's labels
+    assert "labeler:llm:old-run" not in result.label_counts
+    assert result.labelers == ["human:synthetic"] and result.ignored == {"llm:old-run": n_old}
+    assert result.metrics["roc_auc"] >= 0.95  # learnt the human signal, not the inverted one
+    params = mlflow.get_run(result.mlflow_run_id).data.params
+    assert params["labelers"] == "human:synthetic" and params["labelers_ignored"] == f"llm:old-run ({n_old})"
+    assert {"stack (teacher stack:toxic)", "human:* (human labels)"} <= set(params["label_sources"].split(", "))
+    assert f"ignored llm:old-run ({n_old}): not named for toxicity" in describe(result)
+
+
+def test_labels_only_from_unnamed_labelers_is_a_clear_error(lake: Any) -> None:
+    _old_run_labels(lake, "violence")
+    named = r"no labels from the labelers named for it .*llm:old-run \(192\).*distill\.labelers"
+    with pytest.raises(DistillError, match=named):
+        distill(lake, load_constitution().get("violence"), _cfg(), kind="linear")
+    # chosen explicitly, they are what distill learns from
+    chosen = distill(lake, load_constitution().get("violence"), _cfg(labelers="llm:old-run"), kind="linear")
+    assert chosen.labelers == ["llm:old-run"] and chosen.label_counts["labeler:llm:old-run"] == 192
+
+
+def test_label_sources_name_the_teacher_human_imports_iterate_and_the_judge() -> None:
+    from pipelines.judgement.distill import label_sources
+    from udfs.encoder import ENCODER_NAME
+
+    c = load_constitution()
+    assert set(label_sources(c.get("toxicity"), _cfg()).names) == {"stack", "human:*", f"exemplar:{ENCODER_NAME}"}
+    # no teacher; iteration relabels with human imports only; a judge that writes its labels
+    judged = load_config(
+        overrides={
+            "iterate.labeler": "human:people",
+            "classify.cascade.judge": "openai",
+            "label.llm.model": "org/judge-7b",
+        }
+    )
+    assert label_sources(c.get("deception"), judged).names == {
+        "human:*": "human labels",
+        "llm:judge-7b": "classify.cascade.judge",
+    }
+    quiet = load_config(overrides={"classify.cascade.judge": "openai", "classify.cascade.judge_writes_labels": False})
+    assert "llm:judge-7b" not in label_sources(c.get("deception"), quiet).names
+    assert label_sources(c.get("deception"), _cfg(labelers="human:*, llm:x")).names == {
+        "human:*": "distill.labelers",
+        "llm:x": "distill.labelers",
+    }
+
+
+def test_labeler_names_match_what_the_labelers_write() -> None:
+    from pipelines.core.config import LabelConfig
+    from udfs.labelers import LabelerContext, labeler_name, make_labeler
+    from udfs.llm import LLMConfig
+
+    cfg = LabelConfig(llm=LLMConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="org/judge-7b"))
+    ctx = LabelerContext(cfg, Path("/nonexistent"), Path("/nonexistent"))
+    for kind in ("openai", "exemplar", "stack", "jigsaw"):
+        labeler = make_labeler(kind, ctx)
+        assert labeler_name(kind, cfg) == labeler.name, kind
+        labeler.close()
+    assert labeler_name("human:people", cfg) == "human:people"
+    assert labeler_name("openai", LabelConfig()) is None  # no model: it cannot label
+
+
 def test_too_few_labels_is_a_clear_error(lake: Any, tmp_path: Path) -> None:
     path = tmp_path / "few.jsonl"
     path.write_text(json.dumps({"text": "a", "label": 1}) + "\n")

@@ -384,27 +384,38 @@ def test_config_rejects_bad_iterate_settings() -> None:
     )
 
 
-def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any) -> None:
-    from tests.test_revision import EXCISED_REPORT, REPORT
+#: The exemplar scorer's scale (the report's insult is 0.26 of it): the cascade's teacher would score the report 0.99
+#: and drop it on the first night, which is not what the excision tests are about (test_cascade.py is).
+CASCADE_OFF = {"classify.cascade.enabled": False}
+
+
+def _report_night(tmp_path: Path, spark: Any) -> tuple[Lake, str, str, Path]:
+    """A night with the council report (an insult among news sentences) kept and a rant dropped, and a stricter
+    toxicity policy under which the report lies in the revise band (0.2 .. 0.9999), as does the rant: (lake,
+    report id, rant id, the stricter constitution)."""
+    from tests.test_revision import REPORT
 
     crawl = write_jsonl(
         tmp_path / "n1.jsonl",
         jsonl_lines([*ARTICLES, ("https://council.example/1", REPORT), ("https://forum.example/t/1", TOXIC)]),
     )
-    # the exemplar scorer's scale (the report's insult is 0.26 of it): the cascade's teacher would score the
-    # report 0.99 and drop it on the first night, which is not what this test is about (test_cascade.py is)
-    off = {"classify.cascade.enabled": False}
-    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path, **off), crawl_id="n1").status == "success"
+    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path, **CASCADE_OFF), crawl_id="n1").status == "success"
     lake = Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
     (report,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://council.example/1"]
     (toxic,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://forum.example/t/1"]
     before = state(lake)
     assert before[report][0] == "keep" and before[toxic][0] == "drop"  # the report's insult is 0.26 of it
-    # a stricter toxicity policy: the report now lies in the revise band (0.2 .. 0.9999), as does the rant
     path = retuned_constitution(
         tmp_path / "strict.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
     )
-    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True, **off})
+    return lake, report, toxic, path
+
+
+def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any) -> None:
+    from tests.test_revision import EXCISED_REPORT, REPORT
+
+    lake, report, toxic, path = _report_night(tmp_path, spark)
+    cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True, **CASCADE_OFF})
 
     summary = iterate(lake, cfg, rounds=3)
 
@@ -421,6 +432,49 @@ def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any
     assert toxic not in corpus and state(lake)[toxic][0] == "drop"
     second = summary.rounds[1]
     assert not [k for k in revisions if k[1] == second.run_id]
+
+
+def _report_labels() -> list[dict[str, Any]]:
+    """Human labels by which the council report (insult and all) is not toxic: its sentences, pairs of them and the
+    whole report, in three casings, are negatives, the sentences of the rant positives."""
+    from tests.test_revision import REPORT
+
+    def variants(text: str) -> list[str]:
+        sentences = [x.strip() + "." for x in text.rstrip(".").split(". ") if x.strip()]
+        pieces = [text, *sentences, *(a + " " + b for a, b in itertools.pairwise(sentences))]
+        return [v for x in pieces for v in (x, x.lower(), x.upper())]
+
+    return [{"text": t, "label": 0} for t in variants(REPORT)] + [{"text": t, "label": 1} for t in variants(TOXIC)]
+
+
+def test_a_champion_does_not_bring_back_the_original_of_an_accepted_revision(tmp_path: Path, spark: Any) -> None:
+    """Toxicity without its teacher (the cascade off): a champion distilled from a few human labels that clear the
+    report is a classifier, no stronger than the scorer that flagged it, so the excised text stays published."""
+    from tests.test_revision import EXCISED_REPORT
+
+    lake, report, _, path = _report_night(tmp_path, spark)
+    excise = {"revise.enabled": True, **CASCADE_OFF}
+    first = iterate(lake, _cfg(tmp_path, path, **{"iterate.labeler": "human:none", **excise}), rounds=1).rounds[0]
+    assert first.status == "published"
+    (rev,) = [r for r in lake.read("revisions").collect() if r.doc_id == report]
+    assert (rev.status, rev.revised_text) == ("ok", EXCISED_REPORT)
+    labels = tmp_path / "reports.jsonl"
+    labels.write_text("".join(json.dumps(x) + "\n" for x in _report_labels()))
+    import_human_labels(lake, "toxicity", "human:reports", labels)
+    retrain = {"iterate.labeler": "human:reports", "iterate.principles": "toxicity", "distill.c": 1000.0, **excise}
+
+    summary = iterate(lake, _cfg(tmp_path, path, **retrain), rounds=1)
+
+    (again,) = summary.rounds
+    assert again.promoted == ["toxicity"]
+    assert latest_scores(lake)[report]["toxicity"] < 0.2  # the new champion clears the report's original text
+    corpus = {r.doc_id: r for r in lake.read("corpus").collect()}
+    assert (corpus[report].action, corpus[report].text) == ("revise", EXCISED_REPORT)
+    assert state(lake)[report][:2] == ("revise", "revise")
+    # the revision records its flagger (the classifier: no teacher here), and the round counts what it held
+    assert rev.flagged_by == "classifier"
+    (row,) = lake.read("runs").where(f"run_id = '{again.run_id}'").collect()
+    assert row.counts["revisions_held"] == 1
 
 
 def _alias(lake: Lake, cfg: RunConfig) -> int:

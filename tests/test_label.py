@@ -145,8 +145,9 @@ def test_cli_flow_on_a_fresh_lake(lake: Any, tmp_path: Path, capsys: pytest.Capt
     human = _jsonl(tmp_path / "human.jsonl", _labelled_rows())
     base = ["--lake", root, "--principle", "toxicity", "--set", "tracking.experiment=cli-flow"]
     assert main(["labels", "import", *base, "--labeler", "human:synthetic", "--input", str(human)]) == 0
-    assert main(["distill", *base, "--kind", "linear"]) == 0
-    assert "models:/curate_toxicity/1 (linear)" in capsys.readouterr().out
+    assert main(["distill", *base, "--kind", "linear", "--labelers", "human:*"]) == 0  # distill.labelers
+    out = capsys.readouterr().out
+    assert "models:/curate_toxicity/1 (linear)" in out and "labels from human:synthetic (192)" in out
 
     # `curate label` samples raw_docs: give the lake two documents
     now = datetime.now(UTC)

@@ -350,6 +350,34 @@ LABELERS: dict[str, Callable[[LabelerContext], Labeler]] = {
 }
 
 
+def labeler_name(kind: str, cfg: Any) -> str | None:
+    """The `labeler` a labeler of `kind` writes into `labels`, without starting it (no model loaded, no server):
+    distillation selects labels by it. `cfg`: the label config (its `llm` names the `openai` model). None for an
+    `openai` labeler with no model configured (it cannot label) and for an unknown kind."""
+    if kind.startswith("human:"):
+        return kind
+    if kind in ("jigsaw", "stack"):
+        return kind
+    if kind == "exemplar":
+        from udfs.encoder import ENCODER_NAME
+
+        return f"exemplar:{ENCODER_NAME}"
+    if kind == "openai":
+        model = cfg.llm.model
+        return f"llm:{short_model_name(model)}" if model else None
+    if kind in ("embedded", "transformers"):
+        from udfs.llm_server import packaged_gguf
+
+        try:
+            gguf = packaged_gguf()
+        except RuntimeError:  # the model's package is not installed: no such labeler can have labelled
+            return None
+        # both serve the packaged model from a directory named after the GGUF (udfs/llm_server.py)
+        stem = gguf.name.removesuffix(".gguf")
+        return f"llm:{stem}" if kind == "embedded" else f"local:{stem}"
+    return None
+
+
 def make_labeler(kind: str, ctx: LabelerContext) -> Labeler:
     if kind.startswith("human"):
         raise ValueError("human labels are imported from a file: curate labels import --labeler human:NAME")

@@ -12,13 +12,23 @@ One round:
 2. **relabel** a sample of R per principle with the configured labeler (`iterate.labeler`; labels are cached by
    text, so a document labelled before costs nothing; `human:<dataset>` means: imported labels only) - the
    sample is stratified by the current scores (pipelines/judgement/sampling.py);
-3. **retrain** every principle (pipelines/judgement/distill.py, `distill.kind`); a new model is chosen only when it
-   beats the champion, and the `champion` alias moves to it only once the round has published (gates passed,
-   publish committed, accounting checked); a principle without enough labels keeps its current scorer;
+3. **retrain** every principle (pipelines/judgement/distill.py, `distill.kind`) on the labels of the labelers named
+   for it - its teacher, human imports, `iterate.labeler` (what step 2 just labelled), the cascade's judge - unless
+   `distill.labelers` says otherwise (`distill.label_sources`); a new model is chosen only when it beats the
+   champion, and the `champion` alias moves to it only once the round has published (gates passed, publish
+   committed, accounting checked); a principle without enough labels keeps its current scorer;
 4. **rescore** R's text (the quality stage's cleaned text, the text the nightly run scored) with the champions
    and write the scores (with spans) to `scores`;
 5. **re-decide** R (pipelines/stages/decide.py) with the same policies as the nightly run; the revision outcome is the
-   latest one in `revisions` (an accepted rewrite or excision stays accepted). A document newly in a revise band
+   latest one in `revisions` (an accepted rewrite or excision stays accepted). **The original text of an accepted
+   revision is never republished on a weaker scorer's word**, for every principle: it comes back only when the
+   scorer that now clears it is stronger than the classifier stage and at least as strong as the one that flagged
+   it (`revisions.flagged_by`; strength is the cascade's order, classifier < packaged teacher < judge); otherwise
+   the principle stays flagged and the revised text is published again (`decide.hold_revisions`, counted as
+   `revisions_held`). So a retrained champion - the very thing a round changes, possibly from a few labels -
+   never clears a revision; the teacher clears what a classifier or the teacher flagged, the judge anything; a
+   principle with neither keeps its revisions (the cost: the passage removed, which the revision's own re-score
+   judged safe to lose). A document newly in a revise band
    that no reviser has tried is excised when the config revises by excision (`revise.method` or the default
    `revise.fallback: excise`; up to `revise.max_excise_docs` a round, `revisions` rows written at once so a
    rejected excision is not retried); iteration never calls the LLM. Otherwise, or when excision fails, it takes
@@ -126,7 +136,7 @@ def redecide_set(lake: Lake) -> DataFrame:
 
 
 def latest_revisions(lake: Lake) -> DataFrame:
-    last = F.max(F.struct("revised_at", "run_id", "status", "revised_text")).alias("last")
+    last = F.max(F.struct("revised_at", "run_id", "status", "revised_text", "principles", "flagged_by")).alias("last")
     return (
         lake.read("revisions")
         .groupBy("doc_id")
@@ -135,6 +145,8 @@ def latest_revisions(lake: Lake) -> DataFrame:
             "doc_id",
             F.col("last.status").alias("revision_status"),
             F.col("last.revised_text").alias("revised_text"),
+            F.col("last.principles").alias("revision_principles"),
+            F.col("last.flagged_by").alias("revision_flagged_by"),
         )
     )
 
@@ -158,6 +170,8 @@ class Redecidable(BaseStage):
         "is_duplicate",
         "revision_status",
         "revised_text",
+        "revision_principles",
+        "revision_flagged_by",
         "prev_flagged",
     )
 

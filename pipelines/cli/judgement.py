@@ -61,7 +61,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from pipelines.core.lake import Lake
     from pipelines.judgement.distill import DistillError, describe, distill
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, {"distill.labelers": args.labelers} if args.labelers else None)
     if not (Path(args.lake) / "labels" / "_delta_log").is_dir():
         raise CLIError(f"no labels in {args.lake}: run `curate label` or `curate labels import` first")
     principle = principle_arg(cfg, args.principle)

@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(dist)
     dist.add_argument("--principle", required=True)
     dist.add_argument("--kind", choices=["encoder", "linear", "finetune"], help="default distill.kind (encoder)")
+    dist.add_argument(
+        "--labelers",
+        help="comma-separated labelers to learn from (distill.labelers; default: the principle's teacher, human:*, "
+        "iterate.labeler and the cascade's judge)",
+    )
     dist.set_defaults(func=cmd_distill)
 
     score = sub.add_parser("score", help="score documents as the nightly run does (classifier + cascade)")

@@ -290,7 +290,9 @@ class DistillConfig:
     """Distillation (`curate distill`): model kind, split and training settings."""
 
     kind: str = "encoder"  # encoder (frozen MiniLM + head) | linear (hashed n-grams) | finetune
-    labelers: str | None = None  # comma-separated labeler names to learn from; None = every labeler
+    # comma-separated labeler names to learn from (`human:*`: every human import); None = the labelers named for the
+    # principle: its teacher, human imports, iterate.labeler, the cascade's judge (distill.py `label_sources`)
+    labelers: str | None = None
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     seed: int = 0

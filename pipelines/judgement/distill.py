@@ -1,7 +1,11 @@
 """Distillation: train a small per-principle classifier on the teacher labels, evaluate it, register it.
 
-- Labels come from `labels` (status `ok`), optionally from chosen labelers only; labels of the same text
-  (several doc_ids, several labelers) are averaged into one teacher score.
+- Labels come from `labels` (status `ok`) of the labelers named for the principle (`label_sources`): its packaged
+  teacher, imported human labels (`human:*`), the labeler iteration relabels with (`iterate.labeler`) and the
+  cascade's judge where it writes labels - or exactly those `distill.labelers` lists. Labels any other labeler
+  wrote (an old exemplar run, a judge asked for them by `curate score --write-labels`) are not learnt from: they
+  are counted as ignored, and when they are all there is, distillation says so and how to choose them. Labels of
+  the same text (several doc_ids, several labelers) are averaged into one teacher score.
 - The split is by document (a hash of the normalised text): duplicates never straddle train and test, and a
   document stays in its split when labels are added, so two models distilled at different times are
   compared on the test documents they share.
@@ -52,6 +56,46 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 class DistillError(ValueError):
     """Not enough (or unusable) labels to distil from: the message says what to label."""
+
+
+@dataclass(frozen=True)
+class LabelSources:
+    """The labelers a principle's distillation learns from: `names` (a name ending in `*` is a prefix), each with
+    why it is named (`teacher ...`, `human labels`, `iterate.labeler`, `distill.labelers`, ...)."""
+
+    names: dict[str, str]
+
+    def matches(self, labeler: str) -> bool:
+        return any(labeler.startswith(n[:-1]) if n.endswith("*") else labeler == n for n in self.names)
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} ({why})" for n, why in self.names.items())
+
+
+def label_sources(principle: Any, cfg: RunConfig) -> LabelSources:
+    """`distill.labelers` when set; else the labelers the constitution and this config name as the principle's label
+    sources: its packaged teacher (`stack:toxic` labels as `stack`), imported human labels, `iterate.labeler` (a
+    round trains on what it just labelled) and the cascade's judge when it writes labels for the principle."""
+    from udfs.labelers import labeler_name
+    from udfs.teachers import check_teacher
+
+    if cfg.distill.labelers:
+        chosen = [s.strip() for s in cfg.distill.labelers.split(",") if s.strip()]
+        return LabelSources(dict.fromkeys(chosen, "distill.labelers"))
+    names: dict[str, str] = {}
+    if principle.teacher:
+        names[check_teacher(principle.teacher)[0]] = f"teacher {principle.teacher}"
+    names["human:*"] = "human labels"
+    j = cfg.classify.cascade
+    judged = not principle.positive_kind and (not j.judge_principles or principle.name in j.judge_principles)
+    more = [(cfg.iterate.labeler, "iterate.labeler")]
+    if j.enabled and j.judge and j.judge_writes_labels and judged:
+        more.append((j.judge, "classify.cascade.judge"))
+    for kind, why in more:
+        name = labeler_name(kind, cfg.label)
+        if name is not None and not LabelSources(names).matches(name):
+            names[name] = why
+    return LabelSources(names)
 
 
 def split_of(key: str, val_fraction: float, test_fraction: float, seed: int = 0) -> str:
@@ -296,6 +340,8 @@ class DistillResult:
     reference: dict[str, Any] = field(default_factory=dict)  # reference_check: human or teacher labels
     mlflow_run_id: str | None = None
     splits: dict[str, int] = field(default_factory=dict)
+    labelers: list[str] = field(default_factory=list)  # the labelers whose labels it learnt from
+    ignored: dict[str, int] = field(default_factory=dict)  # labels of labelers not named for it, by labeler
 
 
 def calibration_figure(scores: np.ndarray, y: np.ndarray, title: str, raw: np.ndarray | None = None) -> Any:
@@ -330,13 +376,24 @@ def calibration_figure(scores: np.ndarray, y: np.ndarray, title: str, raw: np.nd
     return fig
 
 
-def _label_rows(lake: Lake, principle: str, labelers: list[str] | None) -> pd.DataFrame:
+def _label_rows(lake: Lake, principle: Any, sources: LabelSources) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The principle's `ok` labels from `sources`, and the count of every other labeler's (ignored). Only labels
+    of others: a DistillError that names them and says how to learn from them."""
     from pyspark.sql import functions as F
 
-    df = lake.read("labels").where((F.col("principle") == principle) & (F.col("status") == "ok"))
-    if labelers:
-        df = df.where(F.col("labeler").isin(labelers))
-    return df.select("text_hash", "text", "score", "labeler").toPandas()
+    df = lake.read("labels").where((F.col("principle") == principle.name) & (F.col("status") == "ok"))
+    counts = {r["labeler"]: int(r["count"]) for r in df.groupBy("labeler").count().collect()}
+    used = sorted(x for x in counts if sources.matches(x))
+    ignored = {x: n for x, n in sorted(counts.items()) if x not in used}
+    if not used and ignored:
+        found = ", ".join(f"{x} ({n})" for x, n in ignored.items())
+        raise DistillError(
+            f"{principle.name}: no labels from the labelers named for it ({sources.describe()}); the lake has labels "
+            f"from {found}. To learn from them set distill.labelers (`--labelers {','.join(ignored)}`, or "
+            f"`--set distill.labelers=...`)"
+        )
+    rows = df.where(F.col("labeler").isin(used)) if used else df.limit(0)
+    return rows.select("text_hash", "text", "score", "labeler").toPandas(), ignored
 
 
 def distill(
@@ -355,8 +412,9 @@ def distill(
     kind = kind or cfg.distill.kind
     if cfg.distill.calibrate not in CALIBRATIONS:
         raise DistillError(f"distill.calibrate must be one of {', '.join(CALIBRATIONS)}, got {cfg.distill.calibrate!r}")
-    labelers = [s.strip() for s in cfg.distill.labelers.split(",")] if cfg.distill.labelers else None
-    rows = _label_rows(lake, principle.name, labelers)
+    sources = label_sources(principle, cfg)
+    rows, ignored = _label_rows(lake, principle, sources)
+    used = sorted(rows["labeler"].unique()) if not rows.empty else []
     docs = training_frame(rows, principle.label_threshold, cfg.distill)
     if len(docs) < cfg.distill.min_labels:
         raise DistillError(f"{principle.name}: {len(docs)} labelled documents, need at least {cfg.distill.min_labels}")
@@ -406,7 +464,10 @@ def distill(
             {
                 "principle": principle.name,
                 "kind": kind,
-                "labelers": ",".join(labelers) if labelers else "all",
+                # the labelers it learnt from, those it could have (and why), and what it left out
+                "labelers": ",".join(used),
+                "label_sources": sources.describe(),
+                "labelers_ignored": ",".join(f"{x} ({n})" for x, n in ignored.items()) or "none",
                 "label_threshold": str(principle.label_threshold),
                 "c": str(c),
                 "c_chosen_on_validation": str(bool(c_aucs)),
@@ -472,6 +533,8 @@ def distill(
         reference=reference,
         mlflow_run_id=run_id,
         splits={s: len(p) for s, p in parts.items()},
+        labelers=used,
+        ignored=ignored,
     )
 
 
@@ -482,6 +545,9 @@ def describe(result: DistillResult) -> str:
     # which teachers it learned from, always: labels of an unexpected labeler must be visible where it is trained
     used = {k.split(":", 1)[1]: v for k, v in result.label_counts.items() if k.startswith("labeler:")}
     line += "; labels from " + (", ".join(f"{k} ({v})" for k, v in sorted(used.items())) or "none")
+    if result.ignored:
+        left = ", ".join(f"{k} ({v})" for k, v in result.ignored.items())
+        line += f"; ignored {left}: not named for {result.principle} (distill.labelers chooses)"
     if result.champion:
         line += " -> champion" + (f" (was version {result.previous_champion})" if result.previous_champion else "")
     elif not result.reference.get("passed", True):

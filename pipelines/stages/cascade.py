@@ -134,7 +134,8 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
     teach = [spec is not None and cfg.enabled for spec in teacher_specs(constitution)]
     cold = [t and p.name not in ctx.champions for t, p in zip(teach, principles, strict=True)]
     # A document flagged for a principle before (iteration) is re-judged by the teacher whatever its new score:
-    # it is restored only when a scorer at least as strong as the one that flagged it clears it.
+    # it is restored only when a scorer at least as strong as the one that flagged it clears it (for an accepted
+    # revision, pipelines/stages/decide.py `hold_revisions` enforces that against its recorded flagger).
     was = (
         [
             F.array_contains(F.coalesce(F.col("prev_flagged"), F.array().cast("array<string>")), p.name)

@@ -42,6 +42,7 @@ from schemas import require_columns
 from schemas.vocab import (
     BUDGET_STATUSES,
     KEPT_ACTIONS,
+    SCORER_RANK,
     Action,
     Count,
     DecidedBy,
@@ -50,6 +51,7 @@ from schemas.vocab import (
     Reason,
     RevisionStatus,
     RunStatus,
+    Scorer,
     Tag,
 )
 
@@ -59,6 +61,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 RETAIN_BUCKETS = 10_000
+#: `runs.counts` of an iteration round: documents whose accepted revision stood because the scorer that cleared the
+#: original was not strong enough (`hold_revisions`).
+REVISIONS_HELD = "revisions_held"
 
 
 def _compact(items: list[Column]) -> Column:
@@ -282,6 +287,43 @@ def corpus_rows(decided: DataFrame, constitution: Constitution, run_id: str) -> 
     )
 
 
+def hold_revisions(df: DataFrame, constitution: Constitution) -> DataFrame:
+    """Iteration: a principle an accepted revision was made for stays flagged (added to `revise_principles`, so the
+    revised text is published again) unless the scorer that now clears the original text is strong enough: stronger
+    than the classifier stage and at least as strong as the one that flagged it (`revision_flagged_by`; unknown in
+    rows written before it was recorded: then only the judge). `held_principles` lists what was held.
+
+    Why the classifier never clears a revision: it is the stage iteration retrains, so its word on a document moves
+    with every retrain (a head distilled from a handful of labels, from labels of an unintended labeler); two
+    classifier verdicts that disagree on a text are the uncertainty the cascade sends to a stronger scorer; and
+    keeping the revision costs only the passage it removed, which the strongest scorer available judged
+    acceptable to lose, while the original brings back a passage something flagged and nothing stronger cleared.
+    Strength is the cascade's order (schemas/vocab.py `Scorer`): classifier < packaged teacher < judge.
+    """
+    if "revision_principles" not in df.columns:
+        return df
+    rank = F.create_map(*[x for s, r in SCORER_RANK.items() for x in (F.lit(str(s)), F.lit(r))])
+    strongest = F.lit(max(SCORER_RANK.values()))
+    flagger = F.coalesce(F.element_at(rank, F.col("revision_flagged_by")), strongest)
+    need = F.greatest(F.lit(SCORER_RANK[Scorer.TEACHER]), flagger)
+    n = len(constitution.principles)
+    deciders = F.col("decided_by") if "decided_by" in df.columns else F.array(*[F.lit(str(Scorer.CLASSIFIER))] * n)
+    accepted = F.coalesce(F.col("revision_status") == str(RevisionStatus.OK), F.lit(False))
+    revised_for = F.coalesce(F.col("revision_principles"), F.array().cast("array<string>"))
+    held = []
+    for i, p in enumerate(constitution.principles):
+        if p.positive_kind:
+            continue
+        decider = F.coalesce(F.element_at(deciders, i + 1), F.lit(str(Scorer.CLASSIFIER)))
+        clearer = F.coalesce(F.element_at(rank, decider), F.lit(SCORER_RANK[Scorer.CLASSIFIER]))
+        flagged_now = F.array_contains("revise_principles", p.name) | F.array_contains("drop_principles", p.name)
+        hold = accepted & F.array_contains(revised_for, p.name) & ~flagged_now & (clearer < need)
+        held.append(F.when(hold, F.lit(p.name)))
+    return df.withColumn("held_principles", _compact(held)).withColumn(
+        "revise_principles", F.concat("revise_principles", "held_principles")
+    )
+
+
 def fallback_action(cfg: ReviseConfig) -> str:
     """The action for a flagged document left unrevised: the revision stage already tried excision when the
     fallback is `excise`, so what remains is a drop."""
@@ -308,8 +350,9 @@ def changed_decision() -> Column:
 class Decide(BaseStage):
     """One action per document from everything the earlier stages added; returns the `decisions` and `corpus`
     rows. With `redecide` (iteration) the input carries the previous state (`prev_action`, `prev_tags`,
-    `prev_weight`): the stage adds `changed`, its corpus rows delete the documents it drops, and a round in which
-    nothing changed halts at the fixed point (its scores and revisions are still published)."""
+    `prev_weight`): an accepted revision stands unless a strong enough scorer clears the original (`hold_revisions`),
+    the stage adds `changed`, its corpus rows delete the documents it drops, and a round in which nothing changed
+    halts at the fixed point (its scores and revisions are still published)."""
 
     name: ClassVar[str] = "decide_v2"
     reads: ClassVar[tuple[str, ...]] = (
@@ -334,6 +377,8 @@ class Decide(BaseStage):
         assert df is not None
         # the pure transform publishes its `text` column when a document is not revised: here, the cleaned text
         r = ctx.cfg.revise
+        if self.redecide:
+            df = hold_revisions(df, ctx.constitution)
         out = transform(df.withColumnRenamed("clean_text", "text"), ctx.constitution, fallback_action(r), r.over_budget)
         out = out.withColumnRenamed("text", "clean_text")
         return out.withColumn("changed", changed_decision()) if self.redecide else out
@@ -364,6 +409,8 @@ class Decide(BaseStage):
         counts.update({Count.reason(r["reason"]): int(r["count"]) for r in reasons})
         if self.redecide:
             counts[Count.CHANGED] = out.where(F.col("changed")).count()
+            if "held_principles" in out.columns:  # revisions a weaker scorer than their flagger would have undone
+                counts[REVISIONS_HELD] = out.where(F.size("held_principles") > 0).count()
         return counts
 
     def halt(self, counts: Mapping[str, int], ctx: StageContext) -> Halt | None:

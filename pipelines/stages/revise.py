@@ -40,7 +40,7 @@ from pipelines.core.progress import Progress
 from pipelines.core.stage import BaseStage, StageContext
 from pipelines.judgement.teachers import local_scores
 from schemas import TABLES
-from schemas.vocab import UNTRIED, Method, RevisionStatus
+from schemas.vocab import UNTRIED, Method, RevisionStatus, Scorer
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -174,9 +174,23 @@ def _outcome_rows(outcomes: list[Outcome], run_id: str) -> list[tuple[Any, ...]]
             o.llm_rewrite,
             o.error,
             now,
+            None,  # flagged_by: filled from the scores by `Revise.transform`
         )
         for o in outcomes
     ]
+
+
+def flagged_by(constitution: Constitution) -> Column:
+    """The strongest cascade stage (`decided_by`) that flagged one of the document's `revise_principles`; null where
+    the scores carry no `decided_by` or nothing is flagged."""
+    names = F.array(*[F.lit(n) for n in constitution.names])
+    deciders = F.transform(
+        F.col("revise_principles"),
+        lambda n: F.element_at(F.col("decided_by"), F.array_position(names, n).cast("int")),
+    )
+    out = F.when(F.array_contains(deciders, str(Scorer.JUDGE)), F.lit(str(Scorer.JUDGE)))
+    out = out.when(F.array_contains(deciders, str(Scorer.TEACHER)), F.lit(str(Scorer.TEACHER)))
+    return out.when(F.size(deciders) > 0, F.lit(str(Scorer.CLASSIFIER)))
 
 
 @dataclass(frozen=True)
@@ -222,6 +236,9 @@ class Revise(BaseStage):
         # a null status, which would take the fallback: a cap must not turn into a drop there either).
         schema = nullable(TABLES["revisions"])
         done = ctx.stage(lake.spark.createDataFrame(_outcome_rows(outcomes, ctx.run_id), schema), "revise_outcomes")
+        if "decided_by" in df.columns:  # who flagged it: iteration weighs whoever would clear it against that
+            flaggers = df.select("doc_id", flagged_by(ctx.constitution).alias("flagged_by"))
+            done = done.drop("flagged_by").join(flaggers, "doc_id", "left")
         fields = [c for c in schema.fieldNames() if c != "doc_id"]
         joined = df.join(
             done.select("doc_id", F.struct(*fields).alias("revision")),
