@@ -1,7 +1,7 @@
 """How `make test` and `make check` share the suite between two pytest-xdist workers (`-n 2 --dist loadfile`).
 
 xdist's loadfile hands out whole modules (a module's fixtures are built once, on one worker) in the order of their
-test counts. Test counts say little here: tests/test_cluster.py has 4 tests and takes minutes, tests/test_sentences.py
+test counts. Test counts say little here: tests/test_cluster.py has 3 tests and takes minutes, tests/test_sentences.py
 has 15 and takes seconds, so a heavy module handed out last leaves one worker idle for minutes at the end. This
 scheduler keeps loadfile's unit but hands the units out longest first (the classic LPT rule), by the serial seconds
 measured below, and keeps the modules that share an expensive session fixture on one worker, so that the fixture
@@ -33,14 +33,14 @@ SHARED_FIXTURE_GROUPS: dict[str, str] = {
 
 #: Serial seconds per module on an idle 2-core machine (setup included), rounded; from `--durations` of full runs.
 MODULE_SECONDS: dict[str, float] = {
-    "test_faults.py": 420,
-    "test_cluster.py": 150,
+    "test_faults.py": 200,
     "test_iterate.py": 120,
+    "test_cluster.py": 110,
     "test_inputs.py": 90,
     "test_distill.py": 90,
     "test_conformance.py": 75,
-    "test_crash.py": 70,
     "test_published.py": 110,
+    "test_crash.py": 50,
     "test_writer_lock.py": 55,
     "test_report.py": 60,
     "test_evaluate.py": 50,
@@ -62,7 +62,7 @@ MODULE_SECONDS: dict[str, float] = {
     "test_llm_map.py": 15,
     "test_never_back.py": 20,
     "test_evaluate_scorer.py": 15,
-    "test_interrupt.py": 130,
+    "test_interrupt.py": 100,
     "test_cli_small.py": 15,
 }
 

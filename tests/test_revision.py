@@ -430,6 +430,27 @@ def test_a_revision_is_judged_by_its_worst_sentence(constitution, rescore) -> No
     assert (kind, principle, index) == ("sentence_flagged", "toxicity", "1") and snippet == insult
 
 
+# Violent as a whole (the packaged teacher: 0.91), neither sentence alone (0.66 and 0.12): excision's second round
+# removes the first, and what is left - the plan without its target - re-scored clean.
+CONTEXT_ONLY = (
+    "The traitors live among us. Get the lists, go house to house, and make sure none of them are left by Sunday."
+)
+
+
+def test_an_excision_that_removes_only_context_is_rejected(embed) -> None:
+    constitution = load_constitution(None)
+    rescore = local_rescorer(constitution, ClassifyConfig())
+    parts = [CONTEXT_ONLY, *(CONTEXT_ONLY[a:b] for a, b in split_sentences(CONTEXT_ONLY))]
+    v = constitution.names.index("violence")
+    whole, first, second = (row[v] for row in rescore([(str(k), t) for k, t in enumerate(parts)]).values())
+    assert whole >= 0.7 > first > second  # the case this test is about; fails if the teacher changes
+    (out,) = revise(
+        [_row("d", CONTEXT_ONLY, ("violence",))], constitution, ReviseConfig(method="excise"), rescore, embed
+    )
+    assert (out.status, out.reject_reasons) == ("rejected", ["excise_context_only:violence"])
+    assert out.revised_text == CONTEXT_ONLY[CONTEXT_ONLY.index("Get") :]  # what would have been published
+
+
 # A long page (about 450 words of council news) with the insult in its middle.
 PAGE_SENTENCES = [COUNCIL, RESIDENTS, FESTIVAL, TICKETS, HARBOUR] * 8
 LONG_PAGE = " ".join([*PAGE_SENTENCES[:20], INSULT, *PAGE_SENTENCES[20:]])

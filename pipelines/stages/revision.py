@@ -204,6 +204,36 @@ def sentence_check(
     return out
 
 
+def _harm_removed(
+    outcomes: list[Outcome],
+    sentences: list[list[tuple[int, int]]],
+    plans: Mapping[int, list[int]],
+    candidates: list[int],
+    result: dict[int, tuple[str, list[str], float | None]],
+    rescore: Rescore,
+    constitution: Constitution,
+    clock: _Clock,
+) -> list[int]:
+    """The candidates whose removed sentences, read together, still score at or above each flagged principle's span
+    threshold; the others get `excise_context_only:<principle>`. Removing context is not removing harm: when no
+    sentence is flagged alone, the later rounds remove the most offending ones, and the rest can then pass because
+    what made it harmful was the sentence taken away ("Our enemies live among us." before "Get the lists, go door
+    to door, and make sure none of them are alive by morning." - the second alone scored 0.59 for violence)."""
+    index = {n: i for i, n in enumerate(constitution.names)}
+    removed = {
+        i: " ".join(outcomes[i].original_text[s:e] for s, e in (sentences[i][j] for j in plans[i])) for i in candidates
+    }
+    scores = clock.score(rescore, [(f"r{i}", text) for i, text in removed.items()])
+    kept = []
+    for i in candidates:
+        weak = [p for p in outcomes[i].principles if scores[f"r{i}"][index[p]] < constitution.get(p).spans_from]
+        if weak:
+            result[i] = (result[i][0], [f"excise_context_only:{p}" for p in weak], result[i][2])
+        else:
+            kept.append(i)
+    return kept
+
+
 def _similarities(clock: _Clock, embed: Embed, pairs: list[tuple[str, str]]) -> list[float]:
     if not pairs:
         return []
@@ -386,7 +416,9 @@ def _excise(
     for i, bad in zip(clean, worst, strict=True):
         if bad:
             result[i] = (result[i][0], bad, result[i][2])
-    accepted = [i for i in clean if not result[i][1]]
+    accepted = _harm_removed(
+        outcomes, sentences, last_plan, [i for i in clean if not result[i][1]], result, rescore, constitution, clock
+    )
     sims = _similarities(clock, embed, [(outcomes[i].original_text, result[i][0]) for i in accepted])
     sim_of = dict(zip(accepted, sims, strict=True))
     for i, o in enumerate(outcomes):
