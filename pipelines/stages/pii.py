@@ -6,10 +6,12 @@ classifier and the LLM reviser (a remote endpoint) - already reads the redacted 
 ever publish it. What is where (the README's "Personal data" section):
 
 - `corpus.text`: redacted. The `pii` table: per document and kind, the count and the character offsets into the
-  cleaned text the stage read (`quality.clean_text`), never the values.
+  cleaned text the stage read (C4's output), never the values.
+- `quality.clean_text`: redacted. The stage returns the `quality` rows again, with the redacted text, and the
+  executor publishes them in place of the quality stage's (a later stage's table replaces an earlier one's of the
+  same name: pipelines/core/execute.py), so the unredacted cleaned text is never written to the table.
 - `raw_docs.text` (bronze) keeps the original as ingested, unless `pii.redact_bronze: true`: then the stage's
   `raw_docs:redacted` rows replace the bronze text of the documents it found personal data in, at publish time.
-- `quality.clean_text` is the quality stage's output, written before redaction: it holds the values too.
 
 Score first, decide once: nothing is dropped here; a batch that is mostly personal data fails the gate.
 """
@@ -24,6 +26,7 @@ from pyspark.sql import functions as F
 
 from pipelines.core.publish import REDACT_BRONZE
 from pipelines.core.stage import BaseStage, Gate, StageContext, decided
+from pipelines.stages.quality import C4_OUTPUT, quality_rows
 from schemas import TABLES
 from udfs.pii import KEEP, KINDS, Options, redact_udf
 
@@ -66,6 +69,17 @@ def pii_rows(out: DataFrame, ctx: StageContext) -> DataFrame:
     )
 
 
+def quality_text(ctx: StageContext) -> Column:
+    """`quality.clean_text` (C4's output as it came, possibly empty) redacted, from the stage's output."""
+    c4 = F.col(C4_OUTPUT)
+    if "c4" in ctx.cfg.quality.rule_sets:
+        # with C4 on, the text the stage redacted is C4's output wherever that is not empty (pipelines/stages/
+        # quality.py `text_for_later_stages`), and an empty output holds nothing to redact: no second pass
+        return F.when(c4.isNull() | (c4 == ""), c4).otherwise(F.col("clean_text"))
+    # with C4 off the stage redacted the original text; C4's output (computed all the same) needs its own pass
+    return redacted(c4, ctx).getField("text")
+
+
 class Pii(BaseStage):
     """Replaces `clean_text` by its redacted form and adds `pii_kinds`, `pii_starts`, `pii_ends` (one entry per
     value found, offsets into the text as it came in); returns the `pii` rows and, with `pii.redact_bronze`,
@@ -89,6 +103,10 @@ class Pii(BaseStage):
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         tables = {"pii": pii_rows(out, ctx)}
+        if ctx.cfg.pii.enabled and C4_OUTPUT in out.columns:
+            # the nightly chain: the `quality` rows with the redacted text (an iteration round has no quality
+            # columns - it re-reads `quality.clean_text`, already redacted by the night that wrote it)
+            tables["quality"] = quality_rows(out, ctx.run_id, quality_text(ctx))
         if ctx.cfg.pii.enabled and ctx.cfg.pii.redact_bronze:
             # the bronze text itself, not the cleaned text: C4 may have removed a line that held the value
             raw = ctx.the_lake.read("raw_docs").join(out.select("doc_id"), "doc_id", "left_semi")
