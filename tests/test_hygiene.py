@@ -39,11 +39,12 @@ def _ctx(**overrides: object) -> StageContext:
 
 def test_pii_stage_redacts_and_records_offsets_not_values(spark) -> None:
     text = "Write to ana.silva@correio.pt or call +351 21 346 1234. Our LAN is 192.168.0.1, release 2.4.1.7."
-    df = spark.createDataFrame(
-        [("a", text), ("b", "Nothing personal in version 1.2.3 of 2024-01-15.")], "doc_id string, clean_text string"
-    )
+    rows = [("a", text, []), ("b", "Nothing personal in version 1.2.3 of 2024-01-15.", []), ("c", text, ["short"])]
+    df = spark.createDataFrame(rows, "doc_id string, clean_text string, quality_reasons array<string>")
     out = Pii().transform(df, _ctx())
     got = {r["doc_id"]: r for r in out.collect()}
+    # a document the quality rules drop is not scanned: nothing publishes its cleaned text (`quality` stores null)
+    assert (got["c"]["clean_text"], got["c"]["pii_kinds"]) == (text, [])
     assert got["a"]["clean_text"] == (
         "Write to <EMAIL_ADDRESS> or call <PHONE_NUMBER>. Our LAN is 192.168.0.1, release 2.4.1.7."
     )
@@ -129,7 +130,7 @@ def test_two_nights_plant_benchmarks_and_personal_data(tmp_path: Path, spark) ->
     assert "maria.keller@postfach.de" in raw[team]  # an earlier night's bronze is not touched
     assert lake.read("corpus").where(F.col("text").contains("219-09-9999")).count() == 0
     names = [s.name for s in NIGHTLY.stages]
-    order = ["secrets_v1", "pii_v1", "dedup_v3", "decontaminate_v1", "classify_v2"]
+    order = ["secrets_v1", "pii_v2", "dedup_v3", "decontaminate_v1", "classify_v2"]
     assert names[names.index("secrets_v1") : names.index("classify_v2") + 1] == order
 
 
@@ -172,6 +173,8 @@ def test_no_table_but_bronze_holds_planted_personal_data(tmp_path: Path, spark) 
     assert all(
         f"<{p}>" in text["https://contact.example/team"] for p in ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD")
     )
+    # the dropped documents were not scanned (the cost of redacting them buys nothing): their cleaned text is null
+    assert text["https://paste.example/keys"] is None and text["https://spam.example/x"] is None
 
     night2 = ("ana.silva@correio.pt", "+351 21 346 1234", "5500 0000 0000 0004")
     planted2 = [
