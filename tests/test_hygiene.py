@@ -195,3 +195,22 @@ def test_no_table_but_bronze_holds_planted_personal_data(tmp_path: Path, spark) 
 def _cfg(**overrides: object) -> RunConfig:
     # a few planted documents are a large share of these tiny nights: the share gates would stop them
     return load_config(overrides={**BASE, "secrets.max_fraction": 1.0, "pii.max_fraction": 1.0, **overrides})
+
+
+def test_evaluates_held_out_prompts_are_default_targets(tmp_path: Path, spark) -> None:
+    """A page that quotes a prompt `curate evaluate` continues is contaminated by the default set that holds them."""
+    sets = "package:curate/evaluate_prompts"  # spelled out: the name users configure
+    assert sets in load_config().decontaminate.sets
+    prompt = "When the engineers asked the AI system to explain its decision, it"  # defaults/ai_prompts.txt
+    flood, lighthouse, _ = (a[1] for a in ARTICLES)
+    planted = [("https://blog.example/ai", f"{flood} {prompt} stayed silent. {lighthouse}")]
+    cfg = _cfg(**{"decontaminate.sets": sets, "decontaminate.max_fraction": 1.0})
+    s = run_pipeline(tmp_path / "lake", write_jsonl(tmp_path / "n.jsonl", jsonl_lines(planted)), cfg, crawl_id="n")
+    assert s.status == "success" and s.counts["contaminated:evaluate_prompts"] == 1
+    lake = Lake(tmp_path / "lake", spark)
+    (d,) = lake.read("decisions").collect()
+    assert (d["action"], d["reasons"]) == ("revise", ["contaminated:evaluate_prompts"])
+    (c,) = lake.read("contamination").collect()
+    assert c["set"] == "evaluate_prompts" and c["action"] == "excise"
+    (text,) = [r["text"] for r in lake.read("corpus").collect()]
+    assert "explain its decision" not in text and "flood barrier" in text
