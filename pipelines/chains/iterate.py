@@ -301,8 +301,9 @@ ROUND = Chain(
     name="iterate",
     stages=(
         Redecidable(),
-        # the text re-read from `quality` is the cleaned text before redaction and excision: redo both, or a round
-        # would publish personal data and benchmark passages the nightly run had removed
+        # the text re-read from `quality` is the cleaned text before excision (and, in a lake written before the
+        # pii stage republished `quality` redacted, before redaction): redo both, or a round would publish
+        # benchmark passages or personal data the nightly run had removed (redacting placeholders finds nothing)
         Pii(),
         Decontaminate(),
         Relabel(),

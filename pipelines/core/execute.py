@@ -415,7 +415,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             with progress.stage(f"{stage.name}: writing {', '.join(rest)}"):
                 publish.publish_bronze(lake, rest)
         else:
-            pending.update(tables)
+            pending.update(tables)  # a later stage's table replaces an earlier one's (pipelines/core/stage.py)
         if stage.updates_champions:  # the aliases, overlaid with this run's choices (not yet aliased: see finish)
             chosen = {p: champion_of(ctx.cfg, p, uri) for p, uri in ctx.promotions.items()}
             ctx = ctx.with_champions({**champions_for(ctx.constitution, ctx.cfg), **chosen})

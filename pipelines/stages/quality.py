@@ -53,6 +53,7 @@ from expectations import suites
 from pipelines.core.config import QualityConfig
 from pipelines.core.stage import BaseStage, Gate, StageContext
 from schemas import TABLES, require_columns
+from schemas.vocab import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -487,6 +488,19 @@ QUALITY_COLUMNS = tuple(c for c in TABLES["quality"].fieldNames() if c not in ("
 C4_OUTPUT = "c4_output"
 
 
+def quality_rows(out: DataFrame, run_id: str, clean_text: Column) -> DataFrame:
+    """The `quality` table's rows from a frame that carries the quality columns, with `clean_text` as given: the
+    quality stage's C4 output, or the pii stage's redacted form of it (pipelines/stages/pii.py publishes these rows
+    in place of the quality stage's, so that the table never holds personal data). The reasons are the quality
+    rules' own: the secrets stage, which runs in between, appends `secret:<kind>` to the travelling column."""
+    own = F.filter("quality_reasons", lambda r: ~r.startswith(f"{Reason.SECRET}:"))
+    columns = [
+        clean_text.alias(c) if c == "clean_text" else own.alias(c) if c == "quality_reasons" else F.col(c)
+        for c in QUALITY_COLUMNS
+    ]
+    return out.select("doc_id", F.lit(run_id).alias("run_id"), *columns)
+
+
 class Quality(BaseStage):
     """Every rule set's metrics and reasons as columns, and `clean_text`: the text every later stage reads (C4's
     cleaned text; the original where C4 is off or left nothing). The original `text` leaves the frame here: it
@@ -513,8 +527,7 @@ class Quality(BaseStage):
         return (Gate("quality", lambda _ctx, _counts: suites.quality(check_lang_score=check_lang), on="quality"),)
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
-        columns = [F.col(C4_OUTPUT).alias(c) if c == "clean_text" else F.col(c) for c in QUALITY_COLUMNS]
-        return {"quality": out.select("doc_id", F.lit(ctx.run_id).alias("run_id"), *columns)}
+        return {"quality": quality_rows(out, ctx.run_id, F.col(C4_OUTPUT))}
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         return {"quality_failed": out.where(F.size("quality_reasons") > 0).count()}
