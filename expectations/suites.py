@@ -6,17 +6,28 @@ Gates sit between stages; a failing one stops the run before anything is publish
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import great_expectations.expectations as gxe
+from typing import TYPE_CHECKING, Any
 
 from schemas import ACTIONS
 from schemas.vocab import KEPT_ACTIONS, DupKind
 
+if TYPE_CHECKING:
+    from great_expectations.expectations import Expectation
+
 HEX64 = r"^[0-9a-f]{64}$"
 
 
-def ingest(max_quarantine_fraction: float) -> list[gxe.Expectation]:
+def _gx() -> Any:
+    """Great Expectations, imported when a suite is built: the import takes 2-4 s, which every process that only
+    imports a stage (a benchmark, a worker) would otherwise pay."""
+    import great_expectations.expectations as gxe
+
+    return gxe
+
+
+def ingest(max_quarantine_fraction: float) -> list[Expectation]:
     """On the parsed batch: enough of it parsed into documents, and every record is identified."""
+    gxe = _gx()
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["doc"], mostly=1.0 - max_quarantine_fraction),
@@ -25,8 +36,9 @@ def ingest(max_quarantine_fraction: float) -> list[gxe.Expectation]:
     ]
 
 
-def pending_docs() -> list[gxe.Expectation]:
+def pending_docs() -> list[Expectation]:
     """On the documents this run decides: ids unique, text present."""
+    gxe = _gx()
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="doc_id"),
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
@@ -36,9 +48,10 @@ def pending_docs() -> list[gxe.Expectation]:
     ]
 
 
-def quality(*, check_lang_score: bool = True) -> list[gxe.Expectation]:
+def quality(*, check_lang_score: bool = True) -> list[Expectation]:
     """On the quality table: every document scored, counts and ratios in range, cleaned text present.
     `check_lang_score`: language id ran (`quality.lang.model` is not `none`), so its score is in [0, 1]."""
+    gxe = _gx()
     ratios = [
         "alpha_word_ratio",
         "bullet_line_ratio",
@@ -61,8 +74,9 @@ def quality(*, check_lang_score: bool = True) -> list[gxe.Expectation]:
     ]
 
 
-def dedup() -> list[gxe.Expectation]:
+def dedup() -> list[Expectation]:
     """On the deduplicated batch: one row per document, every one in a cluster, duplicates with a known kind."""
+    gxe = _gx()
     return [
         gxe.ExpectColumnValuesToMatchRegex(column="exact_hash", regex=HEX64),
         gxe.ExpectColumnValuesToNotBeNull(column="is_duplicate"),
@@ -75,7 +89,8 @@ def dedup() -> list[gxe.Expectation]:
     ]
 
 
-def scores(principles: Sequence[str]) -> list[gxe.Expectation]:
+def scores(principles: Sequence[str]) -> list[Expectation]:
+    gxe = _gx()
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="score"),
         gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
@@ -84,8 +99,9 @@ def scores(principles: Sequence[str]) -> list[gxe.Expectation]:
     ]
 
 
-def decisions(expected_rows: int) -> list[gxe.Expectation]:
+def decisions(expected_rows: int) -> list[Expectation]:
     """Before publishing: exactly one decision per pending document, each with a known action."""
+    gxe = _gx()
     return [
         gxe.ExpectTableRowCountToEqual(value=expected_rows),
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
@@ -94,7 +110,8 @@ def decisions(expected_rows: int) -> list[gxe.Expectation]:
     ]
 
 
-def corpus() -> list[gxe.Expectation]:
+def corpus() -> list[Expectation]:
+    gxe = _gx()
     return [
         gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),

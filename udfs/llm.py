@@ -19,8 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import openai
-
 logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "error", "timeout"]
@@ -134,6 +132,8 @@ class LLMClient:
                 # A config error, not a per-request failure: fail before sending thousands of doomed calls.
                 raise ValueError(f"environment variable {config.api_key_env!r} is not set or empty")
             api_key = key
+        import openai  # half a second of import that a process reading only LLMConfig (every config load) need not pay
+
         self._client = openai.OpenAI(
             base_url=config.base_url,
             api_key=api_key,
@@ -235,6 +235,8 @@ class LLMClient:
 
     def _attempt(self, messages: list[dict[str, Any]]) -> str:
         """One HTTP call. Raises _Retryable for transient failures; anything else is final."""
+        import openai
+
         cfg = self.config
         try:
             response = self._completions.create(
