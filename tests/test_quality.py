@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.core.config import C4Config, ConfigError, LangConfig, QualityConfig, load_config
+from pipelines.core.config import ConfigError, QualityConfig, load_config
+from pipelines.core.config_quality import C4Config, LangConfig
 from pipelines.stages import quality
 
 GOOD = (
