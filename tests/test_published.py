@@ -54,6 +54,11 @@ COUNTS = (
 )
 
 
+# The killed lake (a first night, then a second killed in a process of its own) costs about a minute to build: the
+# tests that read it are in the full tier (`make test`, CI); the fast tier keeps the pure rules below them.
+on_the_killed_lake = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The lake after night 1, and night 2 killed (fault injection: `CURATE_KILL_AT=publish:corpus`) between its
@@ -86,6 +91,7 @@ def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[list[dic
     return [json.loads(line) for line in out.out.splitlines()], out.err
 
 
+@on_the_killed_lake
 def test_sql_shows_the_previous_night_until_a_night_finishes(
     killed: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +117,7 @@ def test_sql_shows_the_previous_night_until_a_night_finishes(
     assert sorted((r["crawl_id"], r["status"]) for r in rows) == [("n1", "success"), ("n2", "running")]
 
 
+@on_the_killed_lake
 def test_export_writes_the_previous_night(
     killed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,6 +134,7 @@ def test_export_writes_the_previous_night(
     capsys.readouterr()
 
 
+@on_the_killed_lake
 def test_diff_ends_at_the_published_corpus_by_default(
     killed: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,6 +148,7 @@ def test_diff_ends_at_the_published_corpus_by_default(
     assert [(r["change"], r["decision"]) for r in rows] == [("added", None)]
 
 
+@on_the_killed_lake
 def test_report_shows_the_previous_night_and_the_killed_one_on_request(
     killed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -160,6 +169,7 @@ def test_report_shows_the_previous_night_and_the_killed_one_on_request(
     capsys.readouterr()
 
 
+@on_the_killed_lake
 def test_a_rerun_publishes_the_new_night(
     killed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,6 +213,7 @@ def test_the_notebook_reads_the_previous_night(killed: dict[str, Any], jupyter_e
     assert printed(nb, "cell-12").startswith(f"corpus v{v1}: {NIGHT1_CORPUS} documents -> v{v1}: {NIGHT1_CORPUS}")
 
 
+@on_the_killed_lake
 def test_a_published_handle_only_reads(killed: dict[str, Any], spark: Any) -> None:
     lake = Lake(killed["lake"], spark).published()
     assert lake.read_version("corpus") == killed["s1"].table_versions["corpus"]
