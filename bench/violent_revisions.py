@@ -22,12 +22,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from revision_common import load_avg
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "violence_labelled.jsonl"
-
-
-def load_avg() -> str:
-    return "load " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
