@@ -82,36 +82,6 @@ def test_a_document_scores_the_same_in_whatever_batch() -> None:
     assert np.array_equal(scorer.score(texts[::-1])[::-1], together)
 
 
-def test_an_engine_thread_scores_with_one_torch_thread_and_the_same_scores() -> None:
-    # Sail runs a UDF partition per core on threads of its own; with torch's default (a thread per core) each
-    # partition ran two busy threads on two cores, and a 300-document night's classify took 56-62 s instead of
-    # 32-34 s. Scores must not move with it, and the driver's main thread keeps every core.
-    import threading
-
-    import torch
-
-    scorer = scorers.load_scorer(scorers.scorer_spec(load_constitution(), ClassifyConfig()))
-    texts = [ARTICLES[0][1], TOXIC_DOC, "The bus leaves at ten."]
-    main_threads = torch.get_num_threads()
-    from udfs import encoder
-
-    encoder._CACHE = encoder.EmbeddingCache()  # or the thread would read the main thread's embeddings back
-    on_main = scorer.score(texts)
-    seen: dict[str, Any] = {}
-
-    def engine_task() -> None:
-        encoder._CACHE = encoder.EmbeddingCache()
-        seen["scores"] = scorer.score(texts)
-        seen["threads"] = torch.get_num_threads()
-
-    task = threading.Thread(target=engine_task)
-    task.start()
-    task.join()
-    assert seen["threads"] == 1
-    assert torch.get_num_threads() == main_threads
-    assert np.array_equal(seen["scores"], on_main)
-
-
 @pytest.fixture(scope="module")
 def champion_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A lake with a distilled toxicity champion, built once for the module: the tests below only read it (the

@@ -61,21 +61,6 @@ def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def task_threads(threads: int) -> int:
-    """Torch threads for an encoder call on this thread (0 = leave torch's default).
-
-    `threads` > 0 is the user's choice. Otherwise a call on an engine task's thread (Sail runs a UDF partition per
-    core, each on a thread of its own) gets one: two partitions with torch's default of one thread per core run four
-    busy threads on two cores, and OpenMP's spinning waits cost more than the second thread gains (a 300-document
-    night's classify: 56-62 s against 32-34 s with one, 2 cores). Spark sets `OMP_NUM_THREADS` to
-    `spark.task.cpus` in its Python workers for the same reason. The main thread (scoring in the driver, `curate
-    label`, `distill`) keeps every core. Torch's thread count is per calling thread, so one does not change the
-    other; the embeddings are bit-identical either way (checked with 1 and 2 threads)."""
-    if threads > 0:
-        return threads
-    return 0 if threading.current_thread() is threading.main_thread() else 1
-
-
 def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     """Sentence embeddings from token states: mean over the real tokens, then L2 norm (torch tensors)."""
     import torch
@@ -132,7 +117,8 @@ class Encoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        self.threads = threads
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.device = pick_device(device)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
@@ -149,9 +135,6 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
-        want = task_threads(self.threads)
-        if want and torch.get_num_threads() != want:
-            torch.set_num_threads(want)
         tokens = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
         lengths = np.array([padded_length(len(ids), self.max_tokens) for ids in tokens["input_ids"]])
         out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)

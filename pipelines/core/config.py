@@ -144,7 +144,7 @@ class ClassifyConfig:
     max_tokens: int = 128
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch threads per engine task; 0 = one (udfs/encoder.py task_threads says why)
+    threads: int = 0  # 0 = one per core the engine gives the worker
     # Score with the registered champion `models:/<model_prefix>_<principle>@champion` where one exists (the
     # exemplar scorer otherwise). registry_uri None = the lake's own MLflow store (<lake>/_state/mlflow.db).
     use_champion: bool = True
