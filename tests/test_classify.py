@@ -82,6 +82,25 @@ def test_a_document_scores_the_same_in_whatever_batch() -> None:
     assert np.array_equal(scorer.score(texts[::-1])[::-1], together)
 
 
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_waits_passively_unless_the_user_chose(preset: str | None) -> None:
+    # torch's OpenMP threads spin while they wait; on a busy machine that doubled classify's time (udfs/__init__.py).
+    # libgomp reads the policy when torch is imported: the product must set it before any of its modules does.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": preset} if preset else {}
+    )
+    code = (
+        "import sys, os, pipelines.cli.main, pipelines.stages.classify, udfs.encoder; "
+        "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", preset or "PASSIVE"]
+
+
 @pytest.fixture(scope="module")
 def champion_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A lake with a distilled toxicity champion, built once for the module: the tests below only read it (the

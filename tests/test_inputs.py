@@ -16,6 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from pipelines.chains.run import run_pipeline
 from pipelines.core.config import IngestConfig, load_config
+from pipelines.core.published import published_versions
 from pipelines.stages import ingest
 from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
 from udfs.parse import parse_file
@@ -352,6 +353,14 @@ def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(tmp_path: Path
     assert len(keys) == len(set(keys)) == 4  # run 1's three and run B's drop
     assert [r["run_id"] for r in _table(lake, "revisions")] == []
     assert {r["run_id"]: r["status"] for r in _table(lake, "runs")}[killed] == "failed"
+    # the repair is in `runs`, and readers see what it fixed (not run B's broken lake) without waiting for a night
+    (fixed,) = [r for r in _table(lake, "runs") if r["command"] == "repair"]
+    assert fixed["status"] == "success" and dict(fixed["counts"])["changes"] == len(changes)
+    assert "published: sql, export, diff and report read the repaired lake" in fix_out
+    published = published_versions(_table(lake, "runs"))  # what `curate sql`, export, diff and report read
+    assert {t: published[t] for t in ("corpus", "decisions")} == {
+        t: DeltaTable(str(lake / t)).version() for t in ("corpus", "decisions")
+    }
 
     # a repaired lake runs again: new documents, decided and accounted for
     night2 = write_jsonl(tmp_path / "n2.jsonl", jsonl_lines([(u + "?2", t + " Second.") for u, t in ARTICLES]))

@@ -191,6 +191,27 @@ def test_a_rerun_publishes_the_new_night(
     assert f"(run {s2.run_id}, crawl n2, success)" in capsys.readouterr().out
 
 
+@on_the_killed_lake
+def test_a_repair_does_not_publish_half_a_night(
+    killed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`curate repair` closes the killed night's `running` row and records itself in `runs`; the lake it leaves
+    holds a corpus document without its decision, so readers keep night 1 until a run decides it."""
+    root = tmp_path / "lake"
+    shutil.copytree(killed["lake"], root)
+    assert main(["repair", "--lake", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "not published yet" in out and "1 corpus row(s) have no decision yet" in out
+    (seen,), _ = _json(capsys, ["sql", "--lake", str(root), "--format", "json", COUNTS])
+    assert seen == {"corpus": NIGHT1_CORPUS, "decisions": NIGHT1_DECISIONS, "undecided": 0}
+    rows, _ = _json(capsys, ["sql", "--lake", str(root), "--format", "json", "SELECT command, status FROM runs"])
+    assert sorted((r["command"], r["status"]) for r in rows) == [
+        ("repair", "success"),
+        ("run", "failed"),
+        ("run", "success"),
+    ]
+
+
 @pytest.mark.slow  # a Jupyter kernel
 def test_the_notebook_reads_the_previous_night(killed: dict[str, Any], jupyter_env: dict[str, str]) -> None:
     import nbformat

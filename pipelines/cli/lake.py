@@ -384,6 +384,12 @@ def cmd_repair(args: argparse.Namespace) -> int:
         print(f"not repaired: {line}")
     if result.undecided:
         print(f"note: {result.undecided} ingested document(s) have no decision yet: the next `curate run` decides them")
+    if result.changes and not args.dry_run:
+        if result.published:
+            print("published: sql, export, diff and report read the repaired lake")
+        else:
+            why = f"; {result.kept_undecided} corpus row(s) have no decision yet" if result.kept_undecided else ""
+            print(f"not published yet: readers see the last good night until the next successful `curate run`{why}")
     acct = result.accounting
     verb = "would change" if args.dry_run else "changed"
     state = (

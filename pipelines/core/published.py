@@ -35,10 +35,12 @@ PINNED = (
 )
 
 
-def _finished(row: Mapping[str, Any]) -> tuple[bool, float]:
-    """Sort key of a row by when it ended (its start where it never recorded an end); naive and aware times are
-    compared by their POSIX seconds, so rows two releases wrote still order."""
-    when = row.get("finished_at") or row.get("started_at")
+def ended(finished_at: Any, started_at: Any) -> tuple[bool, float]:
+    """Sort key of a `runs` row by when it ended (its start where it never recorded an end), rows with neither
+    first; naive and aware times are compared by their POSIX seconds, so rows two releases wrote still order. The
+    one ordering of `runs` rows: the published state (here) and the operations (pipelines/ops/versions.py) agree
+    on which row is the last."""
+    when = finished_at or started_at
     if when is None:
         return (False, 0.0)
     return (True, when.timestamp() if isinstance(when, datetime) else float(when))
@@ -58,7 +60,7 @@ def published_versions(rows: Iterable[Mapping[str, Any]]) -> dict[str, int | Non
     good = [r for r in rows if r.get("status") in GOOD and r.get("table_versions")]
     versions: Mapping[Any, Any] = {}
     if good:
-        tv = max(good, key=_finished)["table_versions"]
+        tv = max(good, key=lambda r: ended(r.get("finished_at"), r.get("started_at")))["table_versions"]
         versions = dict(tv)  # a dict, or the (key, value) pairs delta-rs gives for a map
     return {t: None if versions.get(t) is None else int(versions[t]) for t in PINNED}
 

@@ -51,6 +51,8 @@ class Repair:
     unfixed: list[str] = field(default_factory=list)  # found, but no fix keeps every document: said, not touched
     accounting: dict[str, int] = field(default_factory=dict)  # after the repair (before it, for a dry run)
     undecided: int = 0  # ingested documents without any decision (a killed run's): the next `curate run` decides them
+    kept_undecided: int = 0  # corpus rows without any decision (a night killed between its corpus and decisions)
+    published: bool = False  # the repaired lake is what readers see now (its `runs` row names its table versions)
 
     @property
     def broken(self) -> bool:
@@ -91,7 +93,8 @@ def _order(row: dict[str, Any], succeeded: set[str], positions: dict[str, tuple[
 def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
     """Find and (unless `dry_run`) fix the broken invariants of `lake`. The caller holds the writer lock."""
     out = Repair()
-    repair_id = "repair-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    started = datetime.now(UTC)
+    repair_id = "repair-" + started.strftime("%Y%m%dT%H%M%SZ")
 
     # 1. runs left `running` by a killed writer: the executor's own recovery, so both say the same thing
     runs = lake.read("runs").select("run_id", "status").collect() if lake.exists("runs") else []
@@ -265,4 +268,35 @@ def repair(lake: Lake, tracking: TrackingConfig, *, dry_run: bool) -> Repair:
             keep = [r for v in new_revisions.values() for r in v]
             _replace(lake, "revisions", set(new_revisions), keep, revisions_tbl.schema)
     out.accounting = check_accounting(lake)
+    if not dry_run and out.changes:
+        _record(lake, repair_id, started, out)
     return out
+
+
+def _record(lake: Lake, repair_id: str, started: datetime, out: Repair) -> None:
+    """The repair as a `runs` row (command `repair`), so that `curate history` shows it and readers see what it fixed.
+
+    Readers see the table versions of the last good `runs` row (pipelines/core/published.py). The repair names
+    the versions it left only when they are a whole lake: nothing broken or left unfixed, and no document of a
+    killed night without its decision (undecided, or kept in `corpus` before its `decisions` commit). Otherwise the
+    row names none, readers keep the last published state, and the next successful `curate run` publishes the
+    repair with the documents it decides."""
+    from pipelines.ops.versions import write_runs_row
+
+    out.kept_undecided = lake.read("corpus").join(lake.read("decisions"), "doc_id", "left_anti").count()
+    out.published = not (out.broken or out.unfixed or out.undecided or out.kept_undecided)
+    counts = {**out.accounting, "changes": len(out.changes), "unfixed": len(out.unfixed)}
+    counts.update(undecided=out.undecided, kept_undecided=out.kept_undecided)
+    write_runs_row(
+        lake,
+        {
+            "run_id": repair_id,
+            "status": str(RunStatus.SUCCESS),
+            "engine": "delta-rs",
+            "counts": counts,
+            "table_versions": lake.versions() if out.published else {},
+            "started_at": started,
+            "finished_at": datetime.now(UTC),
+            "command": "repair",
+        },
+    )

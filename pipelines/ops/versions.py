@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pipelines.core.lake import Lake
-from pipelines.core.published import GOOD
+from pipelines.core.published import GOOD, ended
 from schemas import TABLES
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ class RunRow:
     target_run_id: str | None = None
 
     @property
-    def order(self) -> datetime:
-        return self.finished_at or self.started_at or datetime.min.replace(tzinfo=UTC)
+    def order(self) -> tuple[bool, float]:
+        return ended(self.finished_at, self.started_at)
 
 
 def as_counts(value: Any) -> dict[str, int]:
