@@ -101,6 +101,35 @@ def test_openmp_waits_passively_unless_the_user_chose(preset: str | None) -> Non
     assert done.stdout.split() == ["False", preset or "PASSIVE"]
 
 
+def test_engine_threads_that_build_encoders_at_once_all_get_one() -> None:
+    # Sail runs each partition on a thread: the 1M night's teacher band spanned several, two threads imported
+    # transformers at once and classify died ("cannot import name 'AutoModel' from 'transformers'", udfs/hf.py).
+    # A fresh interpreter, because the race is in the first import.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import threading
+from udfs.encoder import shared_encoder
+got, errors = [], []
+def build(i):
+    try:
+        got.append((i % 2, id(shared_encoder("cpu", 128 if i % 2 else 256))))
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=build, args=(i,)) for i in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), len(got), len(set(got)), errors[:1])
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # no thread failed, all six got an encoder, one per setting
+    assert done.stdout.split()[:3] == ["0", "6", "2"], done.stdout
+
+
 @pytest.fixture(scope="module")
 def champion_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A lake with a distilled toxicity champion, built once for the module: the tests below only read it (the

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from udfs.hf import LOAD_LOCK
+
 ENCODER_NAME = "all-MiniLM-L6-v2"
 #: Padded lengths are multiples of this (or `max_tokens`): at most PAD_MULTIPLE - 1 pad tokens per text.
 PAD_MULTIPLE = 16
@@ -114,17 +116,18 @@ class Encoder:
         """`path`: another MiniLM checkpoint (a fine-tuned one); default the packaged model."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        with LOAD_LOCK:  # engine threads build encoders at once (udfs/hf.py)
+            import torch
+            from transformers import AutoModel, AutoTokenizer
 
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.device = pick_device(device)
-        self.max_tokens = max_tokens
-        self.batch_size = batch_size
-        path = path or encoder_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+            if threads > 0:
+                torch.set_num_threads(threads)
+            self.device = pick_device(device)
+            self.max_tokens = max_tokens
+            self.batch_size = batch_size
+            path = path or encoder_dir()
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         # bf16 halves memory traffic on GPUs; CPUs without bf16 units get slower, so fp32 there.
         self.dtype = torch.bfloat16 if self.device == "cuda" else None
         # an embedding is a function of the model, the device's precision, the token ids and the padded length
@@ -161,7 +164,13 @@ class Encoder:
         return out
 
 
-@lru_cache(maxsize=4)
 def shared_encoder(device: str = "auto", max_tokens: int = 256, batch_size: int = 32, threads: int = 0) -> Encoder:
-    """One encoder per worker process: UDF batches and partitions reuse it instead of reloading."""
+    """One encoder per worker process: UDF batches and partitions reuse it instead of reloading. Partitions that
+    ask at once wait for the first to build it (an `lru_cache` alone would let each build its own)."""
+    with LOAD_LOCK:
+        return _shared_encoder(device, max_tokens, batch_size, threads)
+
+
+@lru_cache(maxsize=4)
+def _shared_encoder(device: str, max_tokens: int, batch_size: int, threads: int) -> Encoder:
     return Encoder(device=device, max_tokens=max_tokens, batch_size=batch_size, threads=threads)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from udfs.hf import LOAD_LOCK
 from udfs.label_types import LabelResult, PrincipleSpec
 
 #: Version of the message template around a principle's own (versioned) label prompt; part of the cache key.
@@ -193,8 +193,6 @@ class OpenAILabeler(_PromptedLabeler):
 
 # ---- local transformers --------------------------------------------------------------------------------
 
-_LOCAL_LOCK = threading.Lock()
-
 
 class TransformersLabeler(_PromptedLabeler):
     """The packaged SmolLM2 in-process: next-token distribution over the ten digits, no generation."""
@@ -205,7 +203,7 @@ class TransformersLabeler(_PromptedLabeler):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from udfs.llm_server import prepare_model_dir
 
-        with _LOCAL_LOCK:
+        with LOAD_LOCK:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
