@@ -156,7 +156,10 @@ def bootstrap(work: Path, sets: list[str]) -> str:
     for p in PRINCIPLES:
         labeler = "jigsaw" if p == "toxicity" else "exemplar"
         curate("label", "--lake", str(boot), "--principle", p, "--labeler", labeler, "--sample", "1000", *sset)
-        curate("distill", "--lake", str(boot), "--principle", p, "--kind", "linear", *sset)
+        # distill learns by default only from the labelers the constitution names (issue 22 item 3): jigsaw is not
+        # toxicity's, so it is named here; the exemplar labeler is (iterate.labeler)
+        named = ["--labelers", labeler] if p == "toxicity" else []
+        curate("distill", "--lake", str(boot), "--principle", p, "--kind", "linear", *named, *sset)
     uri = f"sqlite:///{boot / '_state' / 'mlflow.db'}"
     from mlflow.tracking import MlflowClient
 
