@@ -127,6 +127,7 @@ def run_night(lake: Path, folder: Path, crawl_id: str, sets: list[str], log: Pat
     with log.open("w") as out:
         for line in proc.stdout:
             out.write(line)
+            out.flush()  # a night's progress is readable while it runs
             m = STAGE_LINE.match(line.strip())
             if m:
                 stages.append({"stage": m.group(1), "seconds": float(m.group(2)), "peak_rss_mb": peak["now"]})
@@ -230,6 +231,8 @@ def main() -> int:
             rate = n / s["seconds"] if s["seconds"] > 0 else float("inf")
             print(f"| {s['stage']} | {s['seconds']:.1f} | {rate:,.0f} | {s['peak_rss_mb']:,.0f} |", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
+        # after every night, so a run stopped early keeps the nights it finished
+        (args.out or work / "results.json").write_text(json.dumps(results, indent=1, default=str))
         if args.until_clear and lake_name == "main" and b["backlog_after"] == 0:
             break
     results["uptime_end"] = uptime()
