@@ -284,8 +284,10 @@ def backlog(lake: Path, crawl_id: str) -> dict[str, Any]:
     import pandas as pd
     from deltalake import DeltaTable
 
-    runs = DeltaTable(str(lake / "runs")).to_pandas(columns=["run_id", "crawl_id", "seq", "started_at", "counts"])
-    mine = runs[runs["crawl_id"] == crawl_id].sort_values(["seq", "started_at"])
+    cols = ["run_id", "crawl_id", "status", "seq", "started_at", "counts"]
+    runs = DeltaTable(str(lake / "runs")).to_pandas(columns=cols)
+    # the night's successful run (an interrupted one published nothing; its counts are not the lake's)
+    mine = runs[(runs["crawl_id"] == crawl_id) & (runs["status"] == "success")].sort_values(["seq", "started_at"])
     if mine.empty:
         raise SystemExit(f"{crawl_id}: no runs row in {lake}")
     run = mine.iloc[-1]
