@@ -26,7 +26,19 @@ Measured runs:
 3. `night-2` .. `night-6`: 100k new documents each on that lake, against the growing corpus.
 Ratios: each of nights 2-6 over `fresh-100k` (goal: <= 1.5 when the corpus is >= 5x larger).
 
+The deferred backlog (issue 22 item 1): a revise-band document the night had no revision budget for
+(`revise.max_excise_docs`, `revise.max_docs`, `revise.time_budget_s`) gets the action `defer` (`revise.over_budget:
+defer`, the default) and the next night takes it first. After every night this reads the lake's Delta tables with
+`deltalake` (no engine) and reports the documents deferred that night (and why, by `reasons`; how many of them an
+earlier night had deferred already), the backlog left (documents whose latest decision is `defer`, "latest" ordered
+as pipelines/core/decisions.py orders it: the run's `seq`, then `started_at`, then the run id) and its age (the
+night that ingested its oldest document, and hours since, as the run's own `deferred_oldest_age_h`). The counts are
+checked against what the run recorded in `runs.counts` (`action:defer`, `pending_deferred`, `deferred_total`).
+`--no-fresh` skips the `fresh-100k` reference night; `--until-clear` runs 100k nights after night 1 until the
+backlog is 0 (at most `--max-nights`).
+
 Usage: python bench/chain_scale.py [--first 1000000] [--nightly 100000] [--nights 5] [--work /tmp/curate-chain]
+       [--no-fresh] [--until-clear [--max-nights 10]] [--set revise.max_excise_docs=200] [--registry URI]
 """
 
 from __future__ import annotations
@@ -115,6 +127,7 @@ def run_night(lake: Path, folder: Path, crawl_id: str, sets: list[str], log: Pat
     with log.open("w") as out:
         for line in proc.stdout:
             out.write(line)
+            out.flush()  # a night's progress is readable while it runs
             m = STAGE_LINE.match(line.strip())
             if m:
                 stages.append({"stage": m.group(1), "seconds": float(m.group(2)), "peak_rss_mb": peak["now"]})
@@ -144,7 +157,10 @@ def bootstrap(work: Path, sets: list[str]) -> str:
     for p in PRINCIPLES:
         labeler = "jigsaw" if p == "toxicity" else "exemplar"
         curate("label", "--lake", str(boot), "--principle", p, "--labeler", labeler, "--sample", "1000", *sset)
-        curate("distill", "--lake", str(boot), "--principle", p, "--kind", "linear", *sset)
+        # distill learns by default only from the labelers the constitution names (issue 22 item 3): jigsaw is not
+        # toxicity's, so it is named here; the exemplar labeler is (iterate.labeler)
+        named = ["--labelers", labeler] if p == "toxicity" else []
+        curate("distill", "--lake", str(boot), "--principle", p, "--kind", "linear", *named, *sset)
     uri = f"sqlite:///{boot / '_state' / 'mlflow.db'}"
     from mlflow.tracking import MlflowClient
 
@@ -160,12 +176,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--first", type=int, default=1_000_000)
     parser.add_argument("--nightly", type=int, default=100_000)
-    parser.add_argument("--nights", type=int, default=5)
+    parser.add_argument("--nights", type=int, default=5, help="100k nights after night 1 (without --until-clear)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate-chain"))
     # revision by excision (no LLM): the LLM path's throughput is bench/revision_throughput.py's subject
     parser.add_argument("--set", action="append", default=["revise.method=excise"], help="config overrides")
     parser.add_argument("--out", type=Path, help="results JSON (default WORK/results.json)")
     parser.add_argument("--registry", help="reuse the registry of an earlier bootstrap (sqlite:///.../mlflow.db)")
+    parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-100k reference night")
+    parser.add_argument("--until-clear", action="store_true", help="nights after night 1 until the backlog is 0")
+    parser.add_argument("--max-nights", type=int, default=10, help="with --until-clear: at most this many nights")
     args = parser.parse_args()
     if corpus_absent():
         return 0
@@ -176,10 +195,12 @@ def main() -> int:
     uri = args.registry or bootstrap(work, list(args.set))
     print(f"bootstrap (3k docs, 5 linear champions): {time.monotonic() - t0:.0f} s; registry {uri}", flush=True)
     sets = [f"classify.registry_uri={uri}", *args.set]
-    plan = [("fresh", "fresh-100k", args.nightly, 1000)]
+    plan = [] if args.no_fresh else [("fresh", "fresh-100k", args.nightly, 1000)]
     plan += [("main", "night-1", args.first, 1)]
-    plan += [("main", f"night-{i}", args.nightly, i) for i in range(2, args.nights + 2)]
+    later = args.max_nights if args.until_clear else args.nights
+    plan += [("main", f"night-{i}", args.nightly, i) for i in range(2, later + 2)]
     results: dict[str, Any] = {"first": args.first, "nightly": args.nightly, "sets": sets, "runs": {}}
+    results["uptime_start"] = uptime()
     for lake_name, crawl_id, n, seed in plan:
         lake = work / f"lake-{lake_name}"
         if crawl_id in ("fresh-100k", "night-1"):
@@ -190,11 +211,19 @@ def main() -> int:
         generate(folder, n, seed=seed, date=f"2026-02-{seed % 28 + 1:02d}")
         gen_s = time.monotonic() - g0
         r = run_night(lake, folder, crawl_id, sets, work / f"{crawl_id}.log")
-        r.update(docs=n, generate_s=gen_s, corpus_rows=corpus_rows(lake))
+        r.update(docs=n, generate_s=gen_s, corpus_rows=corpus_rows(lake), backlog=backlog(lake, crawl_id))
         results["runs"][crawl_id] = r
+        b = r["backlog"]
         print(
             f"\n## {crawl_id}: {n:,} new documents, corpus after {r['corpus_rows']:,} rows; "
             f"wall {r['wall_s']:.0f} s, peak RSS {r['peak_rss_mb']:,.0f} MB; {r['uptime']}",
+            flush=True,
+        )
+        print(
+            f"deferred tonight {b['deferred_tonight']:,} ({b['deferred_reasons'] or 'none'}; "
+            f"{b['redeferred']:,} of them deferred before), backlog taken first {b['backlog_before']:,}, "
+            f"backlog after {b['backlog_after']:,} (oldest from {b['oldest_crawl'] or '-'}); "
+            f"revisions {b['revisions'] or 'none'}",
             flush=True,
         )
         print("| stage | s | docs/s | peak RSS MB |\n|---|---|---|---|")
@@ -202,14 +231,115 @@ def main() -> int:
             rate = n / s["seconds"] if s["seconds"] > 0 else float("inf")
             print(f"| {s['stage']} | {s['seconds']:.1f} | {rate:,.0f} | {s['peak_rss_mb']:,.0f} |", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
-    fresh = results["runs"]["fresh-100k"]["wall_s"]
+        # after every night, so a run stopped early keeps the nights it finished
+        (args.out or work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        if args.until_clear and lake_name == "main" and b["backlog_after"] == 0:
+            break
+    results["uptime_end"] = uptime()
+    fresh = results["runs"].get("fresh-100k", {}).get("wall_s")
     print("\n| night | new docs | corpus rows after | wall s | / fresh-100k |\n|---|---|---|---|---|")
     for crawl_id, r in results["runs"].items():
-        print(f"| {crawl_id} | {r['docs']:,} | {r['corpus_rows']:,} | {r['wall_s']:.0f} | {r['wall_s'] / fresh:.2f} |")
+        ratio = f"{r['wall_s'] / fresh:.2f}" if fresh else "-"
+        print(f"| {crawl_id} | {r['docs']:,} | {r['corpus_rows']:,} | {r['wall_s']:.0f} | {ratio} |")
+    print(backlog_table(results["runs"]))
     out = args.out or work / "results.json"
-    out.write_text(json.dumps(results, indent=1))
+    out.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nuptime at end: {uptime()}; results in {out}")
     return 0
+
+
+def backlog_table(runs: dict[str, dict[str, Any]]) -> str:
+    """The deferred backlog night by night, and how many nights after the first it took to clear."""
+    lines = [
+        "\n| night | new docs | backlog taken first | deferred tonight | of them deferred before | backlog after "
+        "| oldest backlog ingested by | its age (nights, h) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = [c for c in runs if c != "fresh-100k"]
+    for crawl_id in ["fresh-100k", *names] if "fresh-100k" in runs else names:
+        r, b = runs[crawl_id], runs[crawl_id]["backlog"]
+        age = f"{b['oldest_age_nights']}, {b['oldest_age_h']:.2f}" if b["oldest_crawl"] else "-"
+        lines.append(
+            f"| {crawl_id} | {r['docs']:,} | {b['backlog_before']:,} | {b['deferred_tonight']:,} | "
+            f"{b['redeferred']:,} | {b['backlog_after']:,} | {b['oldest_crawl'] or '-'} | {age} | {r['wall_s']:.0f} |"
+        )
+    after = [runs[c]["backlog"]["backlog_after"] for c in names]
+    if after and after[0]:
+        cleared = next((i for i, x in enumerate(after) if x == 0), None)
+        lines.append(
+            f"\nbacklog after night-1: {after[0]:,}; "
+            + (f"cleared after {cleared} more night(s)" if cleared is not None else "not cleared in the nights run")
+        )
+    elif after:
+        lines.append("\nnight-1 deferred nothing: no backlog")
+    return "\n".join(lines)
+
+
+def backlog(lake: Path, crawl_id: str) -> dict[str, Any]:
+    """The deferred backlog after the night `crawl_id`, from the lake's Delta tables (deltalake, no engine).
+
+    "Latest decision" as pipelines/core/decisions.py defines it: a document's decisions ordered by their run's `seq`
+    (null: 0), then the run's `started_at`, then the run id; a decision whose run has no `runs` row sorts first.
+    The numbers are checked against the run's own `runs.counts`."""
+    import pandas as pd
+    from deltalake import DeltaTable
+
+    cols = ["run_id", "crawl_id", "status", "seq", "started_at", "counts"]
+    runs = DeltaTable(str(lake / "runs")).to_pandas(columns=cols)
+    # the night's successful run (an interrupted one published nothing; its counts are not the lake's)
+    mine = runs[(runs["crawl_id"] == crawl_id) & (runs["status"] == "success")].sort_values(["seq", "started_at"])
+    if mine.empty:
+        raise SystemExit(f"{crawl_id}: no runs row in {lake}")
+    run = mine.iloc[-1]
+    counts = dict(run["counts"]) if run["counts"] is not None else {}
+    dec = DeltaTable(str(lake / "decisions")).to_pandas(columns=["doc_id", "run_id", "action", "reasons"])
+    order = runs[["run_id", "seq", "started_at"]].assign(known=1)
+    dec = dec.merge(order, on="run_id", how="left")
+    dec["known"] = dec["known"].fillna(0)
+    dec["seq"] = dec["seq"].fillna(0)
+    dec = dec.sort_values(["doc_id", "known", "seq", "started_at", "run_id"], na_position="first", kind="stable")
+    latest = dec.drop_duplicates("doc_id", keep="last")
+    pending = latest[latest["action"] == "defer"]
+    tonight = dec[(dec["run_id"] == run["run_id"]) & (dec["action"] == "defer")]
+    reasons: dict[str, int] = {}
+    for rs in tonight["reasons"]:
+        key = "+".join(sorted(rs)) if rs is not None else "-"
+        reasons[key] = reasons.get(key, 0) + 1
+    raw = DeltaTable(str(lake / "raw_docs")).to_pandas(columns=["doc_id", "crawl_id", "ingested_at"])
+    redeferred = int(raw[raw["doc_id"].isin(tonight["doc_id"]) & (raw["crawl_id"] != crawl_id)]["doc_id"].nunique())
+    out: dict[str, Any] = {
+        "run_id": run["run_id"],
+        "deferred_tonight": len(tonight),
+        "deferred_reasons": reasons,
+        "redeferred": redeferred,
+        "backlog_before": int(counts.get("pending_deferred", 0)),
+        "backlog_after": len(pending),
+        "revisions": {k: int(v) for k, v in counts.items() if k.startswith("revision:")},
+        "oldest_crawl": None,
+        "oldest_age_nights": None,
+        "oldest_age_h": 0.0,
+        "by_crawl": {},
+        "run_counts": {k: int(v) for k, v in counts.items() if "defer" in k},
+    }
+    if len(pending):
+        held = raw[raw["doc_id"].isin(pending["doc_id"])]
+        out["by_crawl"] = {str(k): int(v) for k, v in held.groupby("crawl_id").size().items()}
+        first = held.sort_values("ingested_at").iloc[0]
+        out["oldest_crawl"] = first["crawl_id"]
+        out["oldest_age_nights"] = night_number(crawl_id) - night_number(first["crawl_id"])
+        ts = pd.Timestamp(first["ingested_at"])
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+        out["oldest_age_h"] = (pd.Timestamp.now(tz="UTC") - ts).total_seconds() / 3600
+    # what the run recorded must agree: its own count of defers, and the backlog its accounting check left
+    recorded = (int(counts.get("action:defer", 0)), int(counts.get("deferred_total", 0)))
+    if recorded != (out["deferred_tonight"], out["backlog_after"]):
+        print(f"WARNING {crawl_id}: runs.counts says deferred/backlog {recorded}, the tables {out}", flush=True)
+        out["mismatch"] = recorded
+    return out
+
+
+def night_number(crawl_id: str) -> int:
+    return int(crawl_id.rsplit("-", 1)[1]) if crawl_id.startswith("night-") else 0
 
 
 def corpus_rows(lake: Path) -> int:
