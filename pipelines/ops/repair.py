@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pipelines.core.decisions import run_positions
 from pipelines.core.execute import accounting, check_accounting, corpus_without_raw, recover_abandoned
 from pipelines.core.lake import Lake, LakeError
+from pipelines.ops.versions import write_runs_row
 from schemas.vocab import KEPT_ACTIONS, OUT_ACTIONS, Action, RunStatus
 
 if TYPE_CHECKING:
@@ -281,9 +282,8 @@ def _record(lake: Lake, repair_id: str, started: datetime, out: Repair) -> None:
     killed night without its decision (undecided, or kept in `corpus` before its `decisions` commit). Otherwise the
     row names none, readers keep the last published state, and the next successful `curate run` publishes the
     repair with the documents it decides."""
-    from pipelines.ops.versions import write_runs_row
-
-    out.kept_undecided = lake.read("corpus").join(lake.read("decisions"), "doc_id", "left_anti").count()
+    decided = lake.read("decisions").select("doc_id")
+    out.kept_undecided = lake.read("corpus").select("doc_id").join(decided, "doc_id", "left_anti").count()
     out.published = not (out.broken or out.unfixed or out.undecided or out.kept_undecided)
     counts = {**out.accounting, "changes": len(out.changes), "unfixed": len(out.unfixed)}
     counts.update(undecided=out.undecided, kept_undecided=out.kept_undecided)
