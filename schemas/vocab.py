@@ -123,6 +123,9 @@ class Reason:
     # a duplicate whose representative the same run did not publish (dropped or deferred by a later stage): deferred,
     # so that the next run decides it on its own, against an index that holds published documents only
     UNPUBLISHED_REPRESENTATIVE = "unpublished_representative"
+    # an exact duplicate (the same normalised words) of a document the same run dropped on its own judgement, its
+    # cluster holding no member the run keeps: dropped with it (`dedup.dup_of` names the document it copies)
+    COPY_OF_DROPPED = "copy_of_dropped"
 
     @staticmethod
     def of(prefix: str, name: str) -> str:
@@ -154,6 +157,10 @@ class Count:
     DEFERRED_TOTAL = "deferred_total"  # the backlog: documents whose latest decision is `defer`
     DEFERRED_OLDEST_H = "deferred_oldest_age_h"  # hours since the oldest deferred document was ingested
     PROMOTED = "promoted"
+    # near duplicates judged on their own because their representative was flagged (pipelines/stages/members.py)
+    MEMBERS_JUDGED = "members_judged"
+    # of those, the ones that took their cluster's place in the corpus because the representative was not kept
+    MEMBERS_PROMOTED = "members_promoted"
 
     @staticmethod
     def flagged(principle: str, positive: bool = False) -> str:

@@ -412,33 +412,109 @@ def test_true_pair_sharing_a_bucket_with_a_dissimilar_minimum_is_linked(
     assert (out["x2"].dup_of, out["x2"].dup_kind) == (("x1", "near_duplicate") if linked else (None, None))
 
 
-def test_duplicate_of_a_representative_the_run_does_not_publish_is_deferred(spark) -> None:
+def _settled(spark, rows: list[tuple[object, ...]]) -> dict[str, object]:
     c = load_constitution()
-    toxic = [0.99 if n == "toxicity" else 0.0 for n in c.names]
-    clean = [0.0 for _ in c.names]
     schema = (
-        "doc_id string, text string, quality_reasons array<string>, is_duplicate boolean, dup_kind string, "
-        "dup_of string, principle_scores array<double>, revision_status string, revised_text string"
+        "doc_id string, crawl_id string, text string, quality_reasons array<string>, is_duplicate boolean, "
+        "dup_kind string, dup_of string, cluster_id string, exact_hash string, member_judged boolean, "
+        "principle_scores array<double>, revision_status string, revised_text string"
     )
-    rows = [
-        ("rep", "t", [], False, None, None, toxic, None, None),  # dropped by a principle tonight
-        ("copy", "t", [], True, "near_duplicate", "rep", None, None, None),
-        ("exact-copy", "t", [], True, "exact_duplicate", "rep", None, None, None),
-        ("ok-rep", "t", [], False, None, None, clean, None, None),
-        ("ok-copy", "t", [], True, "near_duplicate", "ok-rep", None, None, None),
-        ("old-copy", "t", [], True, "near_duplicate", "published-long-ago", None, None, None),
-    ]
     flagged = decide.principle_flags(spark.createDataFrame(rows, schema), c)
-    out = _by_id(decide.transform(flagged, c))
+    return _by_id(decide.transform(flagged, c))
+
+
+def _scores(**by_name: float) -> list[float]:
+    return [by_name.get(n, 0.0) for n in load_constitution().names]
+
+
+def test_a_dropped_representative_is_replaced_by_its_smallest_member_that_passes(spark) -> None:
+    toxic, clean = _scores(toxicity=0.99), _scores()
+    rows = [
+        ("rep", "c1", "t", [], False, None, None, "rep", "h-rep", False, toxic, None, None),  # dropped by a principle
+        ("m-b", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-b", True, clean, None, None),
+        ("m-a", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-a", True, clean, None, None),
+        ("m-0", "c0", "t", [], True, "near_duplicate", "rep", "rep", "h-0", True, toxic, None, None),  # earlier crawl
+        ("copy-of-rep", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-rep", False, None, None, None),
+        # a near member dedup made a duplicate and the members stage did not judge: no judgement of its own
+        ("unjudged", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-u", False, None, None, None),
+        ("old-copy", "c1", "t", [], True, "near_duplicate", "published-long-ago", "x", "h-o", False, None, None, None),
+    ]
+    out = _settled(spark, rows)
     assert (out["rep"].action, out["rep"].reasons) == ("drop", ["principle:toxicity"])
-    assert (out["copy"].action, out["copy"].reasons, out["copy"].stage) == (
-        "defer",
-        ["unpublished_representative", "near_duplicate"],
-        "dedup",
+    # m-0 sorts first (crawl c0) but its own judgement drops it: the smallest member that passes is m-a
+    a = out["m-a"]
+    assert (a.action, a.reasons, a.stage, a.is_duplicate, a.dup_of, a.cluster_id, a.dup_kind) == (
+        "keep",
+        [],
+        "publish",
+        False,
+        None,
+        "m-a",
+        None,
     )
-    assert (out["exact-copy"].action, out["exact-copy"].reasons[0]) == ("defer", "unpublished_representative")
-    assert (out["ok-rep"].action, out["ok-copy"].action, out["ok-copy"].reasons) == ("keep", "drop", ["near_duplicate"])
-    assert (out["old-copy"].action, out["old-copy"].reasons) == ("drop", ["near_duplicate"])
+    assert a.regrouped is True
+    for d in ("m-b", "m-0", "copy-of-rep", "unjudged"):
+        r = out[d]
+        assert (r.action, r.stage, r.dup_of, r.cluster_id, r.is_duplicate, r.regrouped) == (
+            "drop",
+            "dedup",
+            "m-a",
+            "m-a",
+            True,
+            True,
+        ), d
+    assert out["m-b"].reasons == ["near_duplicate"] and out["copy-of-rep"].reasons == ["exact_duplicate"]
+    assert out["m-0"].reasons == ["near_duplicate"]  # a duplicate of what is published, as dedup's precedence says
+    old = out["old-copy"]
+    assert (old.action, old.reasons, old.dup_of, old.regrouped) == (
+        "drop",
+        ["near_duplicate"],
+        "published-long-ago",
+        False,
+    )
+
+
+def test_a_cluster_with_no_member_that_passes_is_decided_member_by_member(spark) -> None:
+    v = load_constitution().get("violence")
+    assert v.mode == "revise"
+    toxic, clean = _scores(toxicity=0.99), _scores()
+    violent_band = _scores(violence=(v.revise_threshold + v.filter_threshold) / 2)  # in its revise band
+    rows = [
+        ("rep", "c1", "t", [], False, None, None, "rep", "h-rep", False, toxic, None, None),
+        ("m-toxic", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-t", True, toxic, None, None),
+        ("m-band", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-v", True, violent_band, None, None),
+        ("copy-of-rep", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-rep", False, None, None, None),
+        ("copy-of-band", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-v", False, None, None, None),
+        ("unjudged", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-u", False, None, None, None),
+        ("copy-of-unjudged", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-u", False, None, None, None),
+        # the representative of another cluster is kept: its judged member is its duplicate, as if never judged
+        ("ok-rep", "c1", "t", [], False, None, None, "ok-rep", "h-ok", False, clean, None, None),
+        ("ok-member", "c1", "t", [], True, "near_duplicate", "ok-rep", "ok-rep", "h-okm", True, toxic, None, None),
+    ]
+    out = _settled(spark, rows)
+    t = out["m-toxic"]
+    assert (t.action, t.reasons, t.stage, t.dup_of, t.regrouped) == (
+        "drop",
+        ["principle:toxicity"],
+        "classify",
+        "rep",
+        False,
+    )
+    # members are not revised: one in a revise band waits for a night that judges it alone
+    b = out["m-band"]
+    assert (b.action, b.reasons, b.stage) == ("defer", ["unpublished_representative", "near_duplicate"], "dedup")
+    r = out["copy-of-rep"]
+    assert (r.action, r.reasons, r.dup_of, r.regrouped) == ("drop", ["exact_duplicate", "copy_of_dropped"], "rep", True)
+    for d in ("copy-of-band", "copy-of-unjudged", "unjudged"):
+        assert (out[d].action, out[d].reasons[0], out[d].dup_of) == ("defer", "unpublished_representative", "rep"), d
+    m = out["ok-member"]
+    assert (out["ok-rep"].action, m.action, m.reasons, m.stage, m.dup_of) == (
+        "keep",
+        "drop",
+        ["near_duplicate"],
+        "dedup",
+        "ok-rep",
+    )
 
 
 NAV = "\n".join(
@@ -511,24 +587,37 @@ def _state(spark, built: dict[str, object], run: str) -> tuple[dict[str, object]
     return decisions, corpus, index
 
 
-def test_index_holds_published_documents_only_and_an_orphaned_copy_is_deferred(spark, published_nights) -> None:
+def test_the_clean_copy_of_a_dropped_page_is_judged_and_published_the_same_night(spark, published_nights) -> None:
+    from pipelines.core.lake import Lake
+
     urls = published_nights["urls"]
     decisions, corpus, index = _state(spark, published_nights, "s1")
     assert decisions[urls["rant"]].action == "drop" and decisions[urls["rant"]].stage in ("classify", "revise")
-    # the clean copy of the dropped page is no duplicate of anything published: deferred, not dropped
+    # the clean copy of the dropped page is no duplicate of anything published: judged on its own, it takes the
+    # cluster's place tonight
     d = decisions[urls["clean"]]
-    assert (d.action, d.reasons, d.stage) == ("defer", ["unpublished_representative", "near_duplicate"], "dedup")
-    assert corpus == {urls["a"]}
-    assert index == corpus  # the dropped page left no keys
+    assert (d.action, d.reasons, d.stage) == ("keep", [], "publish")
+    assert corpus == index == {urls["a"], urls["clean"]}  # the dropped page left no keys; the copy has its own
+    c = published_nights["s1"].counts  # type: ignore[attr-defined]
+    assert (c["members_judged"], c["members_promoted"], c["deferred_total"]) == (1, 1, 0)
+    lake = Lake(published_nights["lake"], spark)  # type: ignore[arg-type]
+    url_of = {r.doc_id: r.url for r in lake.read("raw_docs").collect()}
+    rows = {url_of[r.doc_id]: r for r in lake.read("dedup").collect()}
+    copy = rows[urls["clean"]]
+    # the dedup table says what was published: the copy represents itself and its text is there for verification
+    assert (copy.is_duplicate, copy.dup_of, url_of[copy.cluster_id]) == (False, None, urls["clean"])
+    assert copy.dedup_text is not None and "toxic" not in copy.dedup_text.lower()
+    # its scores are in the scores table beside the dropped page's, decided as classify decides
+    scored = {url_of[r.doc_id] for r in lake.read("scores").collect()}
+    assert {urls["rant"], urls["clean"], urls["a"]} <= scored
 
 
-def test_next_night_publishes_the_deferred_copy_and_verifies_on_the_cleaned_text(spark, published_nights) -> None:
+def test_next_night_matches_the_copy_published_in_its_place(spark, published_nights) -> None:
     urls = published_nights["urls"]
     c = published_nights["s2"].counts  # type: ignore[attr-defined]
-    assert (c["pending"], c["pending_deferred"], c["deferred_total"], c["unaccounted"]) == (3, 1, 0, 0)
+    assert (c["pending"], c["pending_deferred"], c["deferred_total"], c["unaccounted"]) == (2, 0, 0, 0)
     decisions, corpus, index = _state(spark, published_nights, "s2")
-    # the deferred copy, judged on its own and against published documents only, represents its cluster now
-    assert decisions[urls["clean"]].action == "keep"
+    # the copy published on night 1 represents its cluster: night 2's edit of it is its near duplicate
     assert (decisions[urls["clean2"]].action, decisions[urls["clean2"]].reasons) == ("drop", ["near_duplicate"])
     assert corpus == index == {urls["a"], urls["clean"]}
 

@@ -83,3 +83,13 @@ def test_dry_run_prints_the_chain_without_an_engine(tmp_path: Path, capsys: pyte
     assert stages[-1]["tables"][-2:] == ["corpus", "decisions"]  # the crash-safe order ends with these
     assert plan["config"]["classify"]["registry_uri"].endswith("_state/mlflow.db")  # resolved, as MLflow logs it
     assert not lake.exists()  # no engine, no lake
+
+
+def test_a_table_a_stage_amends_keeps_the_earlier_rows_it_does_not_replace(spark: Any) -> None:
+    from pipelines.core.execute import amended
+
+    schema = "doc_id string, principle string, score double"
+    earlier = spark.createDataFrame([("a", "toxicity", 0.1), ("a", "violence", 0.2), ("b", "toxicity", 0.3)], schema)
+    rows = spark.createDataFrame([("a", "violence", 0.9), ("c", "toxicity", 0.5)], schema)
+    got = sorted(tuple(r) for r in amended(earlier, rows, "scores").collect())  # keyed by (doc_id, principle)
+    assert got == [("a", "toxicity", 0.1), ("a", "violence", 0.9), ("b", "toxicity", 0.3), ("c", "toxicity", 0.5)]

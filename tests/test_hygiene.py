@@ -214,3 +214,37 @@ def test_evaluates_held_out_prompts_are_default_targets(tmp_path: Path, spark) -
     assert c["set"] == "evaluate_prompts" and c["action"] == "excise"
     (text,) = [r["text"] for r in lake.read("corpus").collect()]
     assert "explain its decision" not in text and "flood barrier" in text
+
+
+def test_the_copy_of_a_dropped_page_is_decontaminated_before_it_takes_the_page_s_place(tmp_path: Path, spark) -> None:
+    """Members a flagged page's cluster keeps are judged in full: a near copy of a toxic page that carries a benchmark
+    question instead of the insults is published in the page's place, with the question excised."""
+    from tests.test_pipeline import TOXIC
+    from udfs.records import doc_id_for
+
+    exam = _bench(tmp_path / "exam.jsonl", [{"question": QUESTION, "answer": "B. " + ANSWER}])
+    body = "\n".join(a[1] for a in ARTICLES)
+    rant, copy = f"{body}\n{TOXIC}", f"{body}\n{QUESTION} {ANSWER}"
+    rant_url = "https://forum.example/rant"
+    copy_url = next(  # the rant sorts first, so it represents the cluster and the copy is its member
+        u
+        for u in (f"https://copy.example/{i}" for i in range(100))
+        if doc_id_for(copy, u, None) > doc_id_for(rant, rant_url, None)
+    )
+    cfg = load_config(overrides={**BASE, "decontaminate.sets": str(exam), "decontaminate.max_fraction": 1.0})
+    pages = [(rant_url, rant), (copy_url, copy)]
+    s = run_pipeline(tmp_path / "lake", write_jsonl(tmp_path / "n.jsonl", jsonl_lines(pages)), cfg, crawl_id="n")
+    assert s.status == "success"
+    assert (s.counts["members_judged"], s.counts["members_promoted"], s.counts["deferred_total"]) == (1, 1, 0)
+    lake = Lake(tmp_path / "lake", spark)
+    ids = {r["url"]: r["doc_id"] for r in lake.read("raw_docs").collect()}
+    decisions = {r["doc_id"]: r for r in lake.read("decisions").collect()}
+    assert decisions[ids[rant_url]]["action"] == "drop"
+    d = decisions[ids[copy_url]]
+    assert (d["action"], d["stage"], d["reasons"]) == ("revise", "decontaminate", ["contaminated:exam"])
+    (text,) = [r["text"] for r in lake.read("corpus").collect()]
+    assert "estuary" not in text and "flood barrier" in text and "idiot" not in text
+    (c,) = lake.read("contamination").collect()
+    assert (c["doc_id"], c["set"], c["action"]) == (ids[copy_url], "exam", "excise")
+    (row,) = lake.read("dedup").where(F.col("doc_id") == ids[copy_url]).collect()
+    assert (row["is_duplicate"], row["dup_of"], row["cluster_id"]) == (False, None, ids[copy_url])

@@ -1,7 +1,7 @@
 """`curate run`: the nightly chain (ingest -> undecided -> quality -> secrets -> pii -> dedup -> decontaminate ->
-classify -> revise -> decide -> dedup index -> audit), run by the executor (pipelines/core/execute.py), which also
-publishes (pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py) among its
-MLflow artifacts.
+classify -> members -> revise -> decide -> dedup index -> audit), run by the executor (pipelines/core/execute.py),
+which also publishes (pipelines/core/publish.py); a successful run gets its HTML report (pipelines/ops/report.py)
+among its MLflow artifacts.
 
 Crash safety: nothing user-visible but the bronze tables is written before every gate has passed; the published
 tables are written by idempotent MERGEs, `corpus` before `decisions`, so a rerun after a crash at any point
@@ -29,6 +29,7 @@ from pipelines.stages.classify import Classify
 from pipelines.stages.decide import Decide
 from pipelines.stages.decontaminate import Decontaminate
 from pipelines.stages.dedup import Dedup, DedupIndex
+from pipelines.stages.members import JudgeMembers
 from pipelines.stages.pii import Pii
 from pipelines.stages.quality import Quality
 from pipelines.stages.revise import Revise
@@ -51,6 +52,7 @@ NIGHTLY = Chain(
         Dedup(),
         Decontaminate(),
         Classify(),
+        JudgeMembers(),  # the near duplicates of what classify flagged, judged on their own in the same run
         Revise(),
         Decide(),
         DedupIndex(),  # the index keys of what the run publishes, after its decision

@@ -352,6 +352,12 @@ def execute(chain: Chain, ctx: StageContext, lake: Lake, progress: Progress | No
     return summary
 
 
+def amended(earlier: DataFrame, rows: DataFrame, table: str) -> DataFrame:
+    """`earlier` with `rows` in place of its rows of the same key (pipelines/core/stage.py `amends`)."""
+    key = list(publish.KEYS[table][0])
+    return earlier.join(rows.select(*key), key, "left_anti").unionByName(rows)
+
+
 def _during(what: str, progress: Progress) -> str:
     return f"{what} during {progress.current}" if progress.current else what
 
@@ -396,6 +402,8 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             with progress.stage(f"{stage.name}: writing {', '.join(early)}"):
                 publish.publish_bronze(lake, early)
         for gate in stage.gates(ctx):
+            if gate.optional and gate.on not in tables:
+                continue
             target = out if gate.on is None else tables[gate.on]
             if gate.where is not None:
                 target = target.where(gate.where)
@@ -415,7 +423,8 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
             with progress.stage(f"{stage.name}: writing {', '.join(rest)}"):
                 publish.publish_bronze(lake, rest)
         else:
-            pending.update(tables)  # a later stage's table replaces an earlier one's (pipelines/core/stage.py)
+            for t, rows in tables.items():  # a later stage's table replaces an earlier one's, or amends it
+                pending[t] = amended(pending[t], rows, t) if t in stage.amends and t in pending else rows
         if stage.updates_champions:  # the aliases, overlaid with this run's choices (not yet aliased: see finish)
             chosen = {p: champion_of(ctx.cfg, p, uri) for p, uri in ctx.promotions.items()}
             ctx = ctx.with_champions({**champions_for(ctx.constitution, ctx.cfg), **chosen})

@@ -8,6 +8,8 @@ materialised output, so a model UDF runs once per document), and the executor pu
 gate of the chain has passed (pipelines/core/publish.py), except for the bronze tables of a stage marked `bronze`,
 which are written as soon as its own gates pass. A table a later stage returns replaces the one of the same name
 an earlier stage returned (the pii stage republishes `quality` with the redacted text): the last word is published.
+A table named in the stage's `amends` is merged instead: its rows replace those of the same key (publish.KEYS) and
+add to the rest (the members stage adds the scores of the duplicates it judged to classify's).
 
 Adding a stage: a class with these attributes in one module, an entry in a chain tuple, a test. The executor
 checks `reads` against the incoming columns and `adds` against the outgoing ones, and raises
@@ -50,6 +52,8 @@ class Gate:
     where: str | None = None  # a SQL predicate: gate only these rows
     # what the user should know when it fails (where the evidence is), appended to the failure's message
     hint: Callable[[StageContext, Mapping[str, int]], str] | None = None
+    # the table is one the stage returns only when it has rows for it (`on` only): no table, nothing to gate
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class Stage(Protocol):
     before_gates: ClassVar[tuple[str, ...]]  # of its bronze tables, those published before its gates run
     updates_champions: ClassVar[bool]  # the executor re-resolves the champions after it
     materialise: ClassVar[bool]  # the executor stages its output (False: cheap to recompute)
+    amends: ClassVar[tuple[str, ...]]  # its tables that amend an earlier stage's by key rather than replace them
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]: ...
 
@@ -138,6 +143,7 @@ class BaseStage:
     # The executor writes the output under the run's staging dir and reads it back, so that what follows reads
     # it once computed (a model UDF must run once per document). False: the output is cheap to recompute.
     materialise: ClassVar[bool] = True
+    amends: ClassVar[tuple[str, ...]] = ()
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         return ()

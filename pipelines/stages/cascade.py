@@ -124,8 +124,9 @@ def zone(score: Column, p: Principle) -> Column:
     return F.when(score >= p.filter_threshold, 2).when(score >= p.revise_threshold, 1).otherwise(0)
 
 
-def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
-    """`df` (doc_id, text, principle_scores from the classifier) with the cascade's columns (module docstring)."""
+def apply(df: DataFrame, ctx: StageContext, tag: str = "cascade") -> DataFrame:
+    """`df` (doc_id, text, principle_scores from the classifier) with the cascade's columns (module docstring).
+    `tag` names what it stages (see classify.score)."""
     cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
     principles = constitution.principles
     n = len(principles)
@@ -170,7 +171,7 @@ def apply(df: DataFrame, ctx: StageContext) -> DataFrame:
             .withColumn("_t_ends", F.when(F.col("_go"), F.col("_taught.ends")))
             .drop("_taught")
         )
-        out = ctx.stage(out.drop("_go"), "cascade_teacher")
+        out = ctx.stage(out.drop("_go"), f"{tag}_teacher")
     else:
         no_window = F.lit(None).cast("array<int>")
         out = (

@@ -198,23 +198,24 @@ def to_scores_table(
     )
 
 
-def score(df: DataFrame, ctx: StageContext) -> DataFrame:
+def score(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
     """`df` (doc_id, text) scored as the nightly run scores: the context's champions (exemplar scorer elsewhere),
-    then the cascade (pipelines/stages/cascade.py). `curate score` calls this too."""
+    then the cascade (pipelines/stages/cascade.py). `curate score` calls this too. `tag` names what it stages and
+    its progress line, so that a second call in a run (pipelines/stages/members.py) leaves the first's alone."""
     fallback = model_uri(ctx.constitution)
     for p in ctx.constitution.names:  # which model scored what, for the run's record
         ctx.notes[f"model:{p}"] = ctx.champions[p].model_uri if p in ctx.champions else fallback
     progress = ctx.progress
     if progress is None or not progress.enabled or ctx.lake is None:
-        scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), "classify_scored")
+        scored = ctx.stage(transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions), f"{tag}_scored")
     else:
         # the scoring runs in the engine's UDFs while this thread waits on the write: they count, this polls
-        counter = UdfCounter(ctx.lake.state_dir / "staging" / ctx.run_id / "progress" / "classify")
+        counter = UdfCounter(ctx.lake.state_dir / "staging" / ctx.run_id / "progress" / tag)
         total = df.count()
-        with progress.polled("classify: documents scored", total, counter.done):
+        with progress.polled(f"{tag}: documents scored", total, counter.done):
             scoring = transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions, str(counter.root))
-            scored = ctx.stage(scoring, "classify_scored")
-    return ctx.stage(cascade.apply(scored, ctx), "classify_cascade")
+            scored = ctx.stage(scoring, f"{tag}_scored")
+    return ctx.stage(cascade.apply(scored, ctx, "cascade" if tag == "classify" else f"{tag}_cascade"), f"{tag}_cascade")
 
 
 def score_texts(
@@ -297,6 +298,18 @@ def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constit
     return fig
 
 
+def scores_table(out: DataFrame, ctx: StageContext, name: str = "scores") -> DataFrame:
+    """The `scores` rows, with spans, of the scored documents of a stage's output (`clean_text`, the scores and
+    the cascade's columns), staged as `name`."""
+    scored = out.where(F.col("principle_scores").isNotNull()).select(
+        "doc_id", F.col("clean_text").alias("text"), "principle_scores", "principle_models", *CASCADE_COLUMNS
+    )
+    judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
+    # the spans UDF runs here: materialised once for the gate, the counts and publishing
+    rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
+    return ctx.stage(rows, name)
+
+
 class Classify(BaseStage):
     """Scores every document still in the running (no quality reason, not a duplicate) against every principle,
     with the context's champions (exemplar scorer elsewhere), and adds the principle flags the revision and
@@ -331,13 +344,7 @@ class Classify(BaseStage):
         return (Gate("scores", lambda _ctx, _counts: suites.scores(names), on="scores"),)
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
-        scored = out.where(F.col("principle_scores").isNotNull()).select(
-            "doc_id", F.col("clean_text").alias("text"), "principle_scores", "principle_models", *CASCADE_COLUMNS
-        )
-        judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
-        # the spans UDF runs here: materialised once for the gate, the counts and publishing
-        rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
-        return {"scores": ctx.stage(rows, "scores")}
+        return {"scores": scores_table(out, ctx)}
 
     def counts(self, out: DataFrame, tables: Mapping[str, DataFrame], ctx: StageContext) -> dict[str, int]:
         scores = tables["scores"]

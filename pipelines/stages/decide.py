@@ -38,7 +38,7 @@ from pipelines.core.config import ReviseConfig
 from pipelines.core.constitution import Constitution
 from pipelines.core.publish import DELETE
 from pipelines.core.stage import BaseStage, Gate, Halt, StageContext
-from schemas import require_columns
+from schemas import TABLES, require_columns
 from schemas.vocab import (
     BUDGET_STATUSES,
     KEPT_ACTIONS,
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 RETAIN_BUCKETS = 10_000
+#: `member_judged` (pipelines/stages/members.py): a near duplicate judged on its own.
+MEMBER = "member_judged"
+_SEP = "\x00"  # sorts before every character of a crawl_id: (crawl_id, doc_id) order as one string
 #: `runs.counts` of an iteration round: documents whose accepted revision stood because the scorer that cleared the
 #: original was not strong enough (`hold_revisions`).
 REVISIONS_HELD = "revisions_held"
@@ -157,7 +160,11 @@ def transform(
         "decide",
     )
     q_fail = F.size("quality_reasons") > 0
-    dup = F.coalesce(F.col("is_duplicate"), F.lit(False))
+    # a near duplicate the members stage judged is decided on its own here; `settle_clusters` makes it a
+    # duplicate again unless its cluster's representative is not published
+    judged = F.coalesce(F.col(MEMBER), F.lit(False)) if MEMBER in df.columns else F.lit(False)
+    dup = F.coalesce(F.col("is_duplicate"), F.lit(False)) & ~judged
+    kind = F.col("dup_kind") if "dup_kind" in df.columns else F.lit(str(DupKind.EXACT))
     p_drop = F.size("drop_principles") > 0
     needs_revision = F.size("revise_principles") > 0
     ok = str(RevisionStatus.OK)
@@ -166,6 +173,8 @@ def transform(
     status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
     no_budget = rev_failed & F.col("revision_status").isin(*[str(s) for s in BUDGET_STATUSES])
     failed_action = F.when(no_budget, F.lit(str(over_budget))).otherwise(F.lit(str(fallback)))
+    # members are not revised (one revision per cluster): one in a revise band waits for a night that judges it alone
+    unrevised_member = judged & rev_failed & F.col("revision_status").isNull()
     tagged = F.size("tag_principles") > 0
     empty = F.array().cast("array<string>")
     upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
@@ -177,6 +186,7 @@ def transform(
     action = (
         F.when(q_fail | dup | c_drop | p_drop, str(Action.DROP))
         .when(revised_ok, str(Action.REVISE))
+        .when(unrevised_member, str(Action.DEFER))
         .when(rev_failed, failed_action)
         .when(c_excise, str(Action.REVISE))
         .when(tagged | c_tag, str(Action.TAG))
@@ -185,10 +195,11 @@ def transform(
     prefix = lambda pre, col: F.transform(F.col(col), lambda x: F.concat(F.lit(pre), x))  # noqa: E731
     reasons = (
         F.when(q_fail, F.col("quality_reasons"))
-        .when(dup, F.array(F.col("dup_kind") if "dup_kind" in df.columns else F.lit(str(DupKind.EXACT))))
+        .when(dup, F.array(kind))
         .when(c_drop, contaminated)
         .when(p_drop, prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"))
         .when(revised_ok, prefix(f"{Reason.REVISED}:", "revise_principles"))
+        .when(unrevised_member, F.array(F.lit(Reason.UNPUBLISHED_REPRESENTATIVE), kind))
         .when(
             rev_failed,
             F.concat(
@@ -207,6 +218,7 @@ def transform(
         .when(dup, str(DecidedBy.DEDUP))
         .when(c_drop, str(DecidedBy.DECONTAMINATE))
         .when(p_drop, str(DecidedBy.CLASSIFY))
+        .when(unrevised_member, str(DecidedBy.DEDUP))
         .when(needs_revision, str(DecidedBy.REVISE))
         .when(c_excise, str(DecidedBy.DECONTAMINATE))
         .when(tagged, str(DecidedBy.CLASSIFY))
@@ -231,27 +243,115 @@ def transform(
         .withColumn("weight", F.when(kept, weight_of(upsampled, constitution)).otherwise(F.lit(0.0)))
         .withColumn("out_text", F.when(revised_ok, F.col("revised_text")).otherwise(F.col("text")))
     )
-    return defer_orphaned_duplicates(out) if "dup_of" in df.columns else out
+    return settle_clusters(out) if "dup_of" in df.columns else out
 
 
-def defer_orphaned_duplicates(decided: DataFrame) -> DataFrame:
-    """A duplicate whose representative is decided in the same frame and not kept (dropped by a principle or by
-    decontamination, or deferred) becomes `defer` with the reasons `unpublished_representative` and its dup kind:
-    it is a copy of nothing the corpus holds, so the next run decides it again, first, against an index that holds
-    published documents only - the best remaining member of the cluster then represents it, scored and judged on
-    its own. A representative from an earlier run is published (dedup matches nothing else), so it never orphans."""
-    reps = decided.select(F.col("doc_id").alias("_rep_id"), is_kept(F.col("action")).alias("_rep_kept"))
-    joined = decided.join(reps, F.col("dup_of") == F.col("_rep_id"), "left")
-    orphan = F.coalesce(F.col("is_duplicate"), F.lit(False)) & ~F.coalesce(F.col("_rep_kept"), F.lit(True))
-    kind = F.col("dup_kind") if "dup_kind" in decided.columns else F.lit(str(DupKind.EXACT))
-    return (
-        joined.withColumn("action", F.when(orphan, F.lit(str(Action.DEFER))).otherwise(F.col("action")))
+def settle_clusters(decided: DataFrame) -> DataFrame:
+    """Who publishes a cluster whose representative (decided in the same frame) is not kept: dropped by a principle
+    or decontamination, or deferred. Adds `regrouped`: the row's dedup facts changed (`Decide` amends `dedup`).
+
+    - Its near duplicates judged on their own (`member_judged`, pipelines/stages/members.py): the smallest one,
+      by (crawl_id, doc_id), whose own decision keeps it is published in the representative's place (`dup_of`
+      null, `cluster_id` itself); every other member becomes its duplicate (`dup_of` = it).
+    - When none is kept: a judged member keeps its own decision (a drop for its own reasons, or `defer` when it
+      needs a revision); an exact duplicate whose exact survivor (the batch document with its words) was dropped
+      is dropped with it (reasons: its dup kind, `copy_of_dropped`; `dup_of` = that survivor); any other member
+      is deferred (`unpublished_representative`, its dup kind): the next run decides it again, first.
+    - A judged member of a representative that is kept is its duplicate, as if never judged.
+
+    A representative from an earlier run is published (dedup matches nothing else), so it never orphans."""
+    cols = decided.columns
+    judged = F.coalesce(F.col(MEMBER), F.lit(False)) if MEMBER in cols else F.lit(False)
+    in_dup = F.coalesce(F.col("is_duplicate"), F.lit(False))
+    kind = F.col("dup_kind") if "dup_kind" in cols else F.lit(str(DupKind.EXACT))
+    reps = decided.select(
+        F.col("doc_id").alias("_rep_id"), is_kept(F.col("action")).alias("_rep_kept"), F.col("action").alias("_rep_do")
+    )
+    j = decided.join(reps, F.col("dup_of") == F.col("_rep_id"), "left")
+    orphan = in_dup & ~F.coalesce(F.col("_rep_kept"), F.lit(True))
+    crawl = F.coalesce(F.col("crawl_id"), F.lit("")) if "crawl_id" in cols else F.lit("")
+    best = (
+        j.where(orphan & judged & is_kept(F.col("action")))
+        .groupBy(F.col("dup_of").alias("_cluster"))
+        .agg(F.min(F.concat(crawl, F.lit(_SEP), F.col("doc_id"))).alias("_best"))
+    )
+    j = j.join(best, F.col("dup_of") == F.col("_cluster"), "left")
+    promoted = F.substring_index(F.col("_best"), _SEP, -1)
+    has_p = orphan & F.col("_best").isNotNull()
+    is_p = has_p & F.coalesce(F.col("doc_id") == promoted, F.lit(False))
+    if "exact_hash" in cols:  # an exact duplicate's survivor: the batch document with its words that dedup kept
+        survivors = (
+            decided.where((~in_dup & ~is_kept(F.col("action"))) | judged)
+            .groupBy(F.col("exact_hash").alias("_hash"))
+            .agg(F.min(F.concat(F.col("doc_id"), F.lit(_SEP), F.col("action"))).alias("_surv"))
+        )
+        j = j.join(survivors, F.col("exact_hash") == F.col("_hash"), "left")
+        surv_id, surv_do = F.substring_index(F.col("_surv"), _SEP, 1), F.substring_index(F.col("_surv"), _SEP, -1)
+    else:
+        surv_id, surv_do = F.col("dup_of"), F.col("_rep_do")  # no exact hashes: every exact duplicate copies the rep
+    own = orphan & ~has_p & judged
+    copy_of_dropped = orphan & ~has_p & ~judged & (kind == str(DupKind.EXACT)) & F.coalesce(surv_do == str(Action.DROP), F.lit(False))
+    deferred = orphan & ~has_p & ~judged & ~copy_of_dropped
+    as_dup = in_dup & ~is_p & ~own & ~copy_of_dropped & ~deferred
+    by_dedup = as_dup | copy_of_dropped | deferred
+    empty = F.array().cast("array<string>")
+    # the conditions read columns the updates below rewrite: evaluated once, first
+    j = j.select(
+        "*",
+        is_p.alias("_is_p"),
+        has_p.alias("_has_p"),
+        as_dup.alias("_as_dup"),
+        copy_of_dropped.alias("_copy"),
+        deferred.alias("_deferred"),
+        by_dedup.alias("_by_dedup"),
+        promoted.alias("_promoted"),
+        surv_id.alias("_surv_id"),
+    )
+    is_p, has_p, as_dup, copy_of_dropped, deferred, by_dedup, promoted, surv_id = (
+        F.col(c) for c in ("_is_p", "_has_p", "_as_dup", "_copy", "_deferred", "_by_dedup", "_promoted", "_surv_id")
+    )
+    out = (
+        j.withColumn(
+            "action",
+            F.when(as_dup | copy_of_dropped, str(Action.DROP))
+            .when(deferred, str(Action.DEFER))
+            .otherwise(F.col("action")),
+        )
         .withColumn(
             "reasons",
-            F.when(orphan, F.array(F.lit(Reason.UNPUBLISHED_REPRESENTATIVE), kind)).otherwise(F.col("reasons")),
+            F.when(as_dup, F.array(kind))
+            .when(copy_of_dropped, F.array(kind, F.lit(Reason.COPY_OF_DROPPED)))
+            .when(deferred, F.array(F.lit(Reason.UNPUBLISHED_REPRESENTATIVE), kind))
+            .otherwise(F.col("reasons")),
         )
-        .drop("_rep_id", "_rep_kept")
+        .withColumn("stage", F.when(by_dedup, str(DecidedBy.DEDUP)).otherwise(F.col("stage")))
+        .withColumn("tags", F.when(by_dedup, empty).otherwise(F.col("tags")))
+        .withColumn("weight", F.when(by_dedup, F.lit(0.0)).otherwise(F.col("weight")))
+        .withColumn(
+            "dup_of",
+            F.when(is_p, F.lit(None).cast("string"))
+            .when(has_p, promoted)
+            .when(copy_of_dropped, surv_id)
+            .otherwise(F.col("dup_of")),
+        )
+        .withColumn("is_duplicate", F.when(is_p, F.lit(False)).otherwise(F.col("is_duplicate")))
+        .withColumn("regrouped", has_p | copy_of_dropped)
     )
+    if "dup_kind" in cols:
+        out = out.withColumn("dup_kind", F.when(is_p, F.lit(None).cast("string")).otherwise(F.col("dup_kind")))
+    if "cluster_id" in cols:
+        out = out.withColumn("cluster_id", F.when(has_p, promoted).otherwise(F.col("cluster_id")))
+    return out.drop(
+        "_rep_id", "_rep_kept", "_rep_do", "_cluster", "_best", "_hash", "_surv", "_is_p", "_has_p", "_as_dup"
+    ).drop("_copy", "_deferred", "_by_dedup", "_promoted", "_surv_id")
+
+
+def regrouped_rows(decided: DataFrame, run_id: str) -> DataFrame:
+    """`dedup` rows of the documents whose cluster `settle_clusters` regrouped; a promoted member's `dedup_text` is
+    the text it is published from (cleaned, redacted; excised if decontamination excised it)."""
+    rows = decided.where(F.col("regrouped")).withColumn("run_id", F.lit(run_id))
+    rows = rows.withColumn("dedup_text", F.when(~F.col("is_duplicate"), F.col("clean_text")))
+    return rows.select(*TABLES["dedup"].fieldNames())
 
 
 def decision_rows(decided: DataFrame, run_id: str) -> DataFrame:
@@ -355,6 +455,7 @@ class Decide(BaseStage):
     halts at the fixed point (its scores and revisions are still published)."""
 
     name: ClassVar[str] = "decide_v2"
+    amends: ClassVar[tuple[str, ...]] = ("dedup",)  # the members a cluster's new representative regrouped
     reads: ClassVar[tuple[str, ...]] = (
         "doc_id",
         "crawl_id",
@@ -389,7 +490,10 @@ class Decide(BaseStage):
             corpus = corpus_rows(out, ctx.constitution, ctx.run_id).withColumn(DELETE, ~is_kept(F.col("action")))
         else:
             corpus = corpus_rows(out.where(is_kept(F.col("action"))), ctx.constitution, ctx.run_id)
-        return {"decisions": decision_rows(out, ctx.run_id), "corpus": corpus}
+        tables = {"decisions": decision_rows(out, ctx.run_id), "corpus": corpus}
+        if "regrouped" in out.columns and "exact_hash" in out.columns:
+            tables["dedup"] = regrouped_rows(out, ctx.run_id)
+        return tables
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
         documents = Count.REDECIDED if self.redecide else Count.PENDING
@@ -407,6 +511,8 @@ class Decide(BaseStage):
         counts = {Count.action(r["action"]): int(r["count"]) for r in out.groupBy("action").count().collect()}
         reasons = out.select(F.explode("reasons").alias("reason")).groupBy("reason").count().collect()
         counts.update({Count.reason(r["reason"]): int(r["count"]) for r in reasons})
+        if MEMBER in out.columns:
+            counts[Count.MEMBERS_PROMOTED] = out.where(F.col(MEMBER) & ~F.col("is_duplicate")).count()
         if self.redecide:
             counts[Count.CHANGED] = out.where(F.col("changed")).count()
             if "held_principles" in out.columns:  # revisions a weaker scorer than their flagger would have undone

@@ -93,7 +93,7 @@ def _hash_targets(bench: BenchmarkSet, cfg: RunConfig) -> pd.DataFrame:
     return frame.astype({"ngram": "int64", "n_words": "int32"}).reset_index(drop=True)
 
 
-def targets(ctx: StageContext) -> tuple[DataFrame, DataFrame | None, dict[str, int]]:
+def targets(ctx: StageContext, prefix: str = "") -> tuple[DataFrame, DataFrame | None, dict[str, int]]:
     """(the configured sets' targets: ngram, n_words, set, item; the new `benchmark_ngrams` rows or None; counts).
     Sets already in the table at this version and scheme are read, not hashed again."""
     cfg, lake = ctx.cfg, ctx.the_lake
@@ -111,10 +111,11 @@ def targets(ctx: StageContext) -> tuple[DataFrame, DataFrame | None, dict[str, i
     new = None
     if fresh:
         frame = pd.concat([target_rows(b, cfg, ctx.run_id) for b in fresh], ignore_index=True)
-        new = ctx.stage(lake.spark.createDataFrame(frame, nullable(TABLES["benchmark_ngrams"])), "benchmark_new")
+        fresh_rows = lake.spark.createDataFrame(frame, nullable(TABLES["benchmark_ngrams"]))
+        new = ctx.stage(fresh_rows, f"{prefix}benchmark_new")
         counts["benchmark_ngrams_built"] = len(frame)
         stored = stored.unionByName(new)
-    return ctx.stage(stored.select("ngram", "n_words", "set", "item"), "benchmark_targets"), new, counts
+    return ctx.stage(stored.select("ngram", "n_words", "set", "item"), f"{prefix}benchmark_targets"), new, counts
 
 
 def excised(text: str, matched: set[int], lengths: tuple[int, ...], min_ratio: float) -> str | None:
@@ -126,6 +127,66 @@ def excised(text: str, matched: set[int], lengths: tuple[int, ...], min_ratio: f
     cut = [(s, e) for s, e in split_sentences(text) if any(s < re and rs < e for rs, re in ranges)]
     out = excise(text, cut)
     return out if out.strip() and len(out) >= min_ratio * len(text) else None
+
+
+def match(live: DataFrame, ctx: StageContext, prefix: str = "") -> tuple[DataFrame, DataFrame | None, dict[str, int]]:
+    """(`RESULT_SCHEMA` rows of the contaminated documents of `live` (doc_id, clean_text); the new `benchmark_ngrams`
+    rows or None; counts). `prefix` names what it stages, so that a second call in a run leaves the first's alone."""
+    spark, d = ctx.the_lake.spark, ctx.cfg.decontaminate
+    tgt, new, counts = targets(ctx, prefix)
+    lengths = tuple(sorted(int(r["n_words"]) for r in tgt.select("n_words").distinct().collect()))
+    # The UDF keeps only window hashes that are some target's (a vectorised membership test against the sorted
+    # hashes, ~1.3 MB for the default sets); the join then says which set and item each belongs to. Exploding
+    # every window of every document into join rows made the join the stage's cost (bench/README.md).
+    wanted = np.unique(tgt.select("ngram").toPandas()["ngram"].to_numpy(dtype=np.int64))
+    grams = live.select("doc_id", F.explode(hashes_udf(lengths, wanted)(F.col("clean_text"))).alias("ngram"))
+    hits = grams.join(F.broadcast(tgt), "ngram")
+    matches = hits.groupBy("doc_id", "set", "item").agg(
+        F.countDistinct("ngram").alias("matched"), F.collect_set("ngram").alias("ngrams")
+    )
+    per_doc = matches.groupBy("doc_id").agg(
+        F.array_sort(F.collect_set("set")).alias("sets"),
+        F.flatten(F.collect_list("ngrams")).alias("ngrams"),
+        F.array_sort(F.collect_list(F.struct("set", "item", F.col("matched").cast("long").alias("matched")))).alias(
+            "items"
+        ),
+    )
+    found = per_doc.join(live.select("doc_id", "clean_text"), "doc_id").collect()
+    rows: list[tuple[Any, ...]] = []
+    for r in found:
+        action, text = d.action, None
+        if d.action == "excise":
+            text = excised(r["clean_text"] or "", set(r["ngrams"]), lengths, ctx.cfg.revise.excise_min_ratio)
+            action = "excise" if text is not None else "drop"
+        items = [(x["set"], x["item"], int(x["matched"])) for x in r["items"]]
+        rows.append((r["doc_id"], action, text, list(r["sets"]), items))
+    return ctx.stage(spark.createDataFrame(rows, RESULT_SCHEMA), f"{prefix}decont_result"), new, counts
+
+
+def contamination_rows(out: DataFrame, run_id: str) -> DataFrame:
+    """The `contamination` rows of documents with `decont_action` and `contamination` columns: one per matched item."""
+    found = out.select("doc_id", "decont_action", F.explode("contamination").alias("m"))
+    return found.select(
+        "doc_id",
+        "m.set",
+        "m.item",
+        "m.matched",
+        F.col("decont_action").alias("action"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("found_at"),
+    )
+
+
+def with_result(df: DataFrame, result: DataFrame) -> DataFrame:
+    """`df` with the decontamination columns from `match`'s rows (clean where it has none), and the excised
+    `clean_text` of an excised document."""
+    joined = df.join(result, "doc_id", "left")
+    return (
+        joined.withColumn("clean_text", F.coalesce(F.col("excised_text"), F.col("clean_text")))
+        .withColumn("contaminated_sets", F.coalesce(F.col("contaminated_sets"), F.array().cast("array<string>")))
+        .withColumn("contamination", F.coalesce(F.col("contamination"), F.array().cast(f"array<{MATCH}>")))
+        .drop("excised_text")
+    )
 
 
 class Decontaminate(BaseStage):
@@ -148,61 +209,17 @@ class Decontaminate(BaseStage):
         self._built = {}  # one run at a time per process (the writer lock): drop the state of earlier runs
         off = not d.enabled or not d.sets
         result = spark.createDataFrame([], RESULT_SCHEMA) if off else self._match(df, ctx)
-        joined = df.join(result, "doc_id", "left")
-        return (
-            joined.withColumn("clean_text", F.coalesce(F.col("excised_text"), F.col("clean_text")))
-            .withColumn("contaminated_sets", F.coalesce(F.col("contaminated_sets"), F.array().cast("array<string>")))
-            .withColumn("contamination", F.coalesce(F.col("contamination"), F.array().cast(f"array<{MATCH}>")))
-            .drop("excised_text")
-        )
+        return with_result(df, result)
 
     def _match(self, df: DataFrame, ctx: StageContext) -> DataFrame:
-        spark, d = ctx.the_lake.spark, ctx.cfg.decontaminate
-        tgt, new, counts = targets(ctx)
-        self._built[ctx.run_id] = (new, counts)
-        lengths = tuple(sorted(int(r["n_words"]) for r in tgt.select("n_words").distinct().collect()))
         live = df.where((F.size("quality_reasons") == 0) & ~F.coalesce(F.col("is_duplicate"), F.lit(False)))
-        # The UDF keeps only window hashes that are some target's (a vectorised membership test against the sorted
-        # hashes, ~1.3 MB for the default sets); the join then says which set and item each belongs to. Exploding
-        # every window of every document into join rows made the join the stage's cost (bench/README.md).
-        wanted = np.unique(tgt.select("ngram").toPandas()["ngram"].to_numpy(dtype=np.int64))
-        grams = live.select("doc_id", F.explode(hashes_udf(lengths, wanted)(F.col("clean_text"))).alias("ngram"))
-        hits = grams.join(F.broadcast(tgt), "ngram")
-        matches = hits.groupBy("doc_id", "set", "item").agg(
-            F.countDistinct("ngram").alias("matched"), F.collect_set("ngram").alias("ngrams")
-        )
-        per_doc = matches.groupBy("doc_id").agg(
-            F.array_sort(F.collect_set("set")).alias("sets"),
-            F.flatten(F.collect_list("ngrams")).alias("ngrams"),
-            F.array_sort(F.collect_list(F.struct("set", "item", F.col("matched").cast("long").alias("matched")))).alias(
-                "items"
-            ),
-        )
-        found = per_doc.join(live.select("doc_id", "clean_text"), "doc_id").collect()
-        rows: list[tuple[Any, ...]] = []
-        for r in found:
-            action, text = d.action, None
-            if d.action == "excise":
-                text = excised(r["clean_text"] or "", set(r["ngrams"]), lengths, ctx.cfg.revise.excise_min_ratio)
-                action = "excise" if text is not None else "drop"
-            items = [(x["set"], x["item"], int(x["matched"])) for x in r["items"]]
-            rows.append((r["doc_id"], action, text, list(r["sets"]), items))
-        return ctx.stage(spark.createDataFrame(rows, RESULT_SCHEMA), "decont_result")
+        result, new, counts = match(live, ctx)
+        self._built[ctx.run_id] = (new, counts)
+        return result
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         new, _ = self._built.get(ctx.run_id, (None, {}))
-        found = out.select("doc_id", "decont_action", F.explode("contamination").alias("m"))
-        tables = {
-            "contamination": found.select(
-                "doc_id",
-                "m.set",
-                "m.item",
-                "m.matched",
-                F.col("decont_action").alias("action"),
-                F.lit(ctx.run_id).alias("run_id"),
-                F.current_timestamp().alias("found_at"),
-            )
-        }
+        tables = {"contamination": contamination_rows(out, ctx.run_id)}
         return {**tables, "benchmark_ngrams": new} if new is not None else tables
 
     def gates(self, ctx: StageContext) -> tuple[Gate, ...]:
