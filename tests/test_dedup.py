@@ -482,7 +482,7 @@ def test_a_cluster_with_no_member_that_passes_is_decided_member_by_member(spark)
     rows = [
         ("rep", "c1", "t", [], False, None, None, "rep", "h-rep", False, toxic, None, None),
         ("m-toxic", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-t", True, toxic, None, None),
-        ("m-band", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-v", True, violent_band, None, None),
+        ("m-band", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-v", True, violent_band, "over_cap", None),
         ("copy-of-rep", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-rep", False, None, None, None),
         ("copy-of-band", "c1", "t", [], True, "exact_duplicate", "rep", "rep", "h-v", False, None, None, None),
         ("unjudged", "c1", "t", [], True, "near_duplicate", "rep", "rep", "h-u", False, None, None, None),
@@ -500,9 +500,9 @@ def test_a_cluster_with_no_member_that_passes_is_decided_member_by_member(spark)
         "rep",
         False,
     )
-    # members are not revised: one in a revise band waits for a night that judges it alone
+    # a member is revised like any document: one the night had no budget for is deferred for that reason
     b = out["m-band"]
-    assert (b.action, b.reasons, b.stage) == ("defer", ["unpublished_representative", "near_duplicate"], "dedup")
+    assert (b.action, b.reasons, b.stage) == ("defer", ["revision_over_cap", "flagged:violence"], "revise")
     r = out["copy-of-rep"]
     assert (r.action, r.reasons, r.dup_of, r.regrouped) == ("drop", ["exact_duplicate", "copy_of_dropped"], "rep", True)
     for d in ("copy-of-band", "copy-of-unjudged", "unjudged"):
@@ -628,3 +628,23 @@ def test_cross_night_verification_compares_the_text_dedup_read(spark, published_
     # the edited A matches night 1's A on the cleaned text both were deduplicated on (0.97), not on night 1's raw
     # page with its navigation lines (0.56)
     assert (decisions[urls["a2"]].action, decisions[urls["a2"]].reasons) == ("drop", ["near_duplicate"])
+
+
+def test_a_judged_member_in_a_revise_band_is_a_revision_candidate_after_the_live_ones(spark) -> None:
+    from pipelines.stages.revise import candidates
+
+    c = load_constitution()
+    v = c.get("violence")
+    band = _scores(violence=(v.revise_threshold + v.filter_threshold) / 2)
+    schema = (
+        "doc_id string, clean_text string, quality_reasons array<string>, is_duplicate boolean, "
+        "member_judged boolean, principle_scores array<double>"
+    )
+    rows = [
+        ("live", "t", [], False, False, band),
+        ("member", "t", [], True, True, band),  # judged by the members stage: revised like any document
+        ("dup", "t", [], True, False, band),  # a duplicate of a published page: never revised
+    ]
+    flagged = decide.principle_flags(spark.createDataFrame(rows, schema), c)
+    got = {r.doc_id: r._member for r in candidates(flagged, c).collect()}
+    assert got == {"live": False, "member": True}

@@ -298,15 +298,22 @@ def score_histogram_figure(hists: Mapping[str, list[int]], constitution: Constit
     return fig
 
 
-def scores_table(out: DataFrame, ctx: StageContext, name: str = "scores") -> DataFrame:
+def scores_table(out: DataFrame, ctx: StageContext, name: str = "scores", spans_for: Column | None = None) -> DataFrame:
     """The `scores` rows, with spans, of the scored documents of a stage's output (`clean_text`, the scores and
-    the cascade's columns), staged as `name`."""
-    scored = out.where(F.col("principle_scores").isNotNull()).select(
-        "doc_id", F.col("clean_text").alias("text"), "principle_scores", "principle_models", *CASCADE_COLUMNS
-    )
+    the cascade's columns), staged as `name`. `spans_for`: only these documents get spans (the others none)."""
+    scored = out.where(F.col("principle_scores").isNotNull())
     judge = next((v for k, v in ctx.notes.items() if k.startswith("judge:")), None)
+    parts = (
+        [(scored, True)] if spans_for is None else [(scored.where(spans_for), True), (scored.where(~spans_for), False)]
+    )
+    rows: DataFrame | None = None
+    for part, spans in parts:
+        text = [F.col("clean_text").alias("text")] if spans else []  # no text, no spans (to_scores_table)
+        frame = part.select("doc_id", *text, "principle_scores", "principle_models", *CASCADE_COLUMNS)
+        got = to_scores_table(frame, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
+        rows = got if rows is None else rows.unionByName(got)
+    assert rows is not None
     # the spans UDF runs here: materialised once for the gate, the counts and publishing
-    rows = to_scores_table(scored, ctx.constitution, ctx.run_id, ctx.cfg.classify, ctx.champions, judge)
     return ctx.stage(rows, name)
 
 

@@ -2,8 +2,8 @@
 into one `action` per document, with reasons and the stage that decided.
 
 Precedence: quality -> duplicate -> contaminated drop -> principle drop -> revision -> excision -> tag -> keep. A
-duplicate whose representative (decided in the same run) is not kept is deferred, not dropped
-(`defer_orphaned_duplicates`): the next run decides it on its own.
+cluster whose representative (decided in the same run) is not kept is settled by its members' own judgements
+(`settle_clusters`): the smallest member that passes is published in the representative's place.
 Decontamination (pipelines/stages/decontaminate.py, optional columns `decont_action` / `contaminated_sets`): a
 `drop` is a drop with the reasons `contaminated:<set>`; an `excise` (the text already excised) makes a document
 that would be kept a `revise` (its published text differs from the cleaned text); a `tag` tags it
@@ -173,8 +173,6 @@ def transform(
     status = F.coalesce(F.col("revision_status"), F.lit("not_attempted"))
     no_budget = rev_failed & F.col("revision_status").isin(*[str(s) for s in BUDGET_STATUSES])
     failed_action = F.when(no_budget, F.lit(str(over_budget))).otherwise(F.lit(str(fallback)))
-    # members are not revised (one revision per cluster): one in a revise band waits for a night that judges it alone
-    unrevised_member = judged & rev_failed & F.col("revision_status").isNull()
     tagged = F.size("tag_principles") > 0
     empty = F.array().cast("array<string>")
     upsampled = F.col("upsample_principles") if "upsample_principles" in df.columns else empty
@@ -186,7 +184,6 @@ def transform(
     action = (
         F.when(q_fail | dup | c_drop | p_drop, str(Action.DROP))
         .when(revised_ok, str(Action.REVISE))
-        .when(unrevised_member, str(Action.DEFER))
         .when(rev_failed, failed_action)
         .when(c_excise, str(Action.REVISE))
         .when(tagged | c_tag, str(Action.TAG))
@@ -199,7 +196,6 @@ def transform(
         .when(c_drop, contaminated)
         .when(p_drop, prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"))
         .when(revised_ok, prefix(f"{Reason.REVISED}:", "revise_principles"))
-        .when(unrevised_member, F.array(F.lit(Reason.UNPUBLISHED_REPRESENTATIVE), kind))
         .when(
             rev_failed,
             F.concat(
@@ -218,7 +214,6 @@ def transform(
         .when(dup, str(DecidedBy.DEDUP))
         .when(c_drop, str(DecidedBy.DECONTAMINATE))
         .when(p_drop, str(DecidedBy.CLASSIFY))
-        .when(unrevised_member, str(DecidedBy.DEDUP))
         .when(needs_revision, str(DecidedBy.REVISE))
         .when(c_excise, str(DecidedBy.DECONTAMINATE))
         .when(tagged, str(DecidedBy.CLASSIFY))
@@ -253,8 +248,8 @@ def settle_clusters(decided: DataFrame) -> DataFrame:
     - Its near duplicates judged on their own (`member_judged`, pipelines/stages/members.py): the smallest one,
       by (crawl_id, doc_id), whose own decision keeps it is published in the representative's place (`dup_of`
       null, `cluster_id` itself); every other member becomes its duplicate (`dup_of` = it).
-    - When none is kept: a judged member keeps its own decision (a drop for its own reasons, or `defer` when it
-      needs a revision); an exact duplicate whose exact survivor (the batch document with its words) was dropped
+    - When none is kept: a judged member keeps its own decision (a drop for its own reasons, or `defer` when its
+      revision had no budget); an exact duplicate whose exact survivor (the batch document with its words) was dropped
       is dropped with it (reasons: its dup kind, `copy_of_dropped`; `dup_of` = that survivor); any other member
       is deferred (`unpublished_representative`, its dup kind): the next run decides it again, first.
     - A judged member of a representative that is kept is its duplicate, as if never judged.
@@ -290,7 +285,9 @@ def settle_clusters(decided: DataFrame) -> DataFrame:
     else:
         surv_id, surv_do = F.col("dup_of"), F.col("_rep_do")  # no exact hashes: every exact duplicate copies the rep
     own = orphan & ~has_p & judged
-    copy_of_dropped = orphan & ~has_p & ~judged & (kind == str(DupKind.EXACT)) & F.coalesce(surv_do == str(Action.DROP), F.lit(False))
+    copy_of_dropped = (
+        orphan & ~has_p & ~judged & (kind == str(DupKind.EXACT)) & F.coalesce(surv_do == str(Action.DROP), F.lit(False))
+    )
     deferred = orphan & ~has_p & ~judged & ~copy_of_dropped
     as_dup = in_dup & ~is_p & ~own & ~copy_of_dropped & ~deferred
     by_dedup = as_dup | copy_of_dropped | deferred

@@ -37,9 +37,11 @@ cross-night pair. A nightly run computes signatures for its own documents only, 
 it touches (of published documents only: a lake indexed by an older release may hold others), verifies against
 `dedup_text`, and exact-matches only earlier documents whose representative is published. The index rows are
 written after the decision (`DedupIndex`), in the same publish as `corpus`: a document a later stage drops or defers
-leaves no keys, and an iteration round that drops a published document deletes its keys. A duplicate whose
-representative the same run does not publish is deferred (pipelines/stages/decide.py): the next run decides it
-again first, scored and judged on its own, against an index that holds only published documents.
+leaves no keys, and an iteration round that drops a published document deletes its keys. When the run does not
+publish a cluster's representative, its near duplicates, judged on their own (pipelines/stages/members.py), put
+the smallest that passes in its place, and the decision amends the `dedup` rows it regrouped
+(pipelines/stages/decide.py `settle_clusters`); a member left without a decision of its own is deferred, and the
+next run decides it again first, against an index that holds only published documents.
 """
 
 from __future__ import annotations

@@ -9,13 +9,15 @@ cluster a night, so a family of k edited copies of a dropped page took k nights 
 "Deferred backlog at 1M").
 
 This stage takes the near duplicates (exact survivors with bands) of every flagged representative of the batch
-and runs them through decontamination and the classifier cascade, as the representative was. It does not revise
-them: one revision per cluster is the budget's unit. The decision stage (pipelines/stages/decide.py
-`settle_clusters`) then publishes the smallest member whose own decision keeps it in place of a representative
-it does not publish, drops the others as its duplicates, and judges the rest of a cluster that keeps no member on
-their own. The members' `scores` and `contamination` rows amend the ones of classify and decontamination.
+and runs them through decontamination and the classifier cascade, as the representative was; the revise stage
+then takes the ones in a revise band after the live documents, within the same caps. The decision stage
+(pipelines/stages/decide.py `settle_clusters`) publishes the smallest member whose own decision keeps it in place
+of a representative it does not publish, drops the others as its duplicates, and leaves the members of a cluster
+that keeps none their own decisions. The members' `scores` and `contamination` rows amend the ones of classify and
+decontamination; a member its own scores drop gets no spans (it is published by no decision: the spans, a
+sentence-by-sentence re-scoring by the scorer that decided, were most of this stage's cost at 1M).
 
-Cost: the members of flagged representatives only (2,172 of 1M documents in the 1M benchmark), scored once.
+Cost: the members of flagged representatives only (4,634 of 1M documents in the 1M benchmark), scored once.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ class JudgeMembers(BaseStage):
         judged = out.where(F.col(MEMBER))
         if judged.limit(1).count() == 0:
             return {}
-        tables = {"scores": classify.scores_table(judged, ctx, "members_scores")}
+        spans_for = F.size("drop_principles") == 0
+        tables = {"scores": classify.scores_table(judged, ctx, "members_scores", spans_for=spans_for)}
         if "contamination" in out.columns:
             tables["contamination"] = decontaminate.contamination_rows(judged, ctx.run_id)
         return tables

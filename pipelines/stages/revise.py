@@ -50,7 +50,8 @@ from pipelines.stages.revision import Outcome, document_embedder, revise
 
 
 def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
-    """Documents that need a rewrite: in a revise band, not dropped for quality, duplication or a principle."""
+    """Documents that need a rewrite: in a revise band, not dropped for quality, duplication or a principle (a
+    judged member of a flagged representative's cluster is no duplicate here: `_member` is true)."""
     names = F.array(*[F.lit(n) for n in constitution.names])
     if "decont_action" not in df.columns:  # the iteration chain has no decontamination stage
         df = df.withColumn("decont_action", F.lit(None).cast("string"))
@@ -72,10 +73,13 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
         first, last = F.array_min(bound("window_starts")), F.array_max(bound("window_ends"))
     else:
         first = last = F.lit(None).cast("int")
+    # a near duplicate the members stage judged is revised like any document (pipelines/stages/members.py), after
+    # the live ones (`_member` orders it last)
+    member = F.coalesce(F.col("member_judged"), F.lit(False)) if "member_judged" in df.columns else F.lit(False)
     return (
         df.where(
             (F.size("quality_reasons") == 0)
-            & ~F.coalesce(F.col("is_duplicate"), F.lit(False))
+            & (~F.coalesce(F.col("is_duplicate"), F.lit(False)) | member)
             & (F.size("drop_principles") == 0)
             & (F.size("revise_principles") > 0)
             # a document decontamination drops is not worth an LLM call
@@ -90,6 +94,7 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             "score_before",
             first.alias("passage_start"),
             last.alias("passage_end"),
+            member.alias("_member"),
         )
     )
 
@@ -268,8 +273,9 @@ class Revise(BaseStage):
         # budget ran out before them; tonight's must not push them back again), then the highest scores.
         backlog = deferred(lake).withColumn("_deferred", F.lit(True))
         cands = cands.join(backlog, "doc_id", "left").withColumn("_deferred", F.coalesce("_deferred", F.lit(False)))
-        order = (F.col("_deferred").desc(), F.col("score_before").desc(), F.col("doc_id"))
-        ordered = [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).drop("_deferred").collect()]
+        order = (F.col("_deferred").desc(), F.col("_member"), F.col("score_before").desc(), F.col("doc_id"))
+        ordered = cands.withColumn("fits", fits).orderBy(*order).drop("_deferred", "_member")
+        ordered = [x.asDict() for x in ordered.collect()]
         if not ordered:
             return []
         to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
