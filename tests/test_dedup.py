@@ -648,3 +648,41 @@ def test_a_judged_member_in_a_revise_band_is_a_revision_candidate_after_the_live
     flagged = decide.principle_flags(spark.createDataFrame(rows, schema), c)
     got = {r.doc_id: r._member for r in candidates(flagged, c).collect()}
     assert got == {"live": False, "member": True}
+
+
+def test_members_are_revised_after_the_live_documents_with_the_budget_left(spark, lake, tmp_path: Path) -> None:
+    """Revise's second pass: members of a representative the run drops, after every live candidate, within what
+    the caps left; never a member of a representative the same run revised (it would be that page's duplicate)."""
+    from pipelines.core.execute import Stager
+    from pipelines.core.stage import StageContext
+    from pipelines.stages.revise import Revise
+    from tests.fixtures import ARTICLES
+
+    c = load_constitution()
+    v = c.get("violence")
+    band, dropped = _scores(violence=(v.revise_threshold + v.filter_threshold) / 2), _scores(toxicity=0.99)
+    text = "\n".join(a[1] for a in ARTICLES)
+    threat = f"{text}\nI am going to find where you live and beat you with a hammer until you stop breathing."
+    schema = (
+        "doc_id string, crawl_id string, clean_text string, quality_reasons array<string>, is_duplicate boolean, "
+        "dup_of string, member_judged boolean, principle_scores array<double>"
+    )
+    rows = [
+        ("live", "c", text, [], False, None, False, band),
+        ("rep", "c", text, [], False, None, False, dropped),  # dropped by toxicity: its members may take its place
+        ("member-a", "c", text, [], True, "rep", True, band),
+        ("member-b", "c", text, [], True, "rep", True, band),
+        # a representative in a band whose excision is accepted: published, so its member is its duplicate
+        ("rep-2", "c", threat, [], False, None, False, band),
+        ("member-2", "c", threat, [], True, "rep-2", True, band),
+    ]
+    cfg = load_config(overrides={"revise.method": "excise", "revise.max_excise_docs": 3})
+    ctx = StageContext(
+        cfg=cfg, constitution=c, run_id="r", crawl_id="c", lake=lake, materialise=Stager(spark, tmp_path / "st")
+    )
+    out = Revise().transform(decide.principle_flags(spark.createDataFrame(rows, schema), c), ctx)
+    status = {r.doc_id: r.revision_status for r in out.collect()}
+    # the live candidates first, the first member with the one excision left, the other over the cap
+    assert status["live"] not in (None, "over_cap") and status["member-a"] not in (None, "over_cap")
+    assert (status["member-b"], status["rep"]) == ("over_cap", None)
+    assert (status["rep-2"], status["member-2"]) == ("ok", None)

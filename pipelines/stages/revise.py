@@ -51,7 +51,8 @@ from pipelines.stages.revision import Outcome, document_embedder, revise
 
 def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
     """Documents that need a rewrite: in a revise band, not dropped for quality, duplication or a principle (a
-    judged member of a flagged representative's cluster is no duplicate here: `_member` is true)."""
+    judged member of a flagged representative's cluster is no duplicate here: `_member` is true, `_rep` its
+    representative)."""
     names = F.array(*[F.lit(n) for n in constitution.names])
     if "decont_action" not in df.columns:  # the iteration chain has no decontamination stage
         df = df.withColumn("decont_action", F.lit(None).cast("string"))
@@ -73,9 +74,10 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
         first, last = F.array_min(bound("window_starts")), F.array_max(bound("window_ends"))
     else:
         first = last = F.lit(None).cast("int")
-    # a near duplicate the members stage judged is revised like any document (pipelines/stages/members.py), after
-    # the live ones (`_member` orders it last)
+    # a near duplicate the members stage judged (pipelines/stages/members.py) is revised like any document, in a
+    # second pass after the live ones, when its representative (`_rep`) is not published anyway (`Revise`)
     member = F.coalesce(F.col("member_judged"), F.lit(False)) if "member_judged" in df.columns else F.lit(False)
+    rep = F.col("dup_of") if "dup_of" in df.columns else F.lit(None).cast("string")
     return (
         df.where(
             (F.size("quality_reasons") == 0)
@@ -95,6 +97,7 @@ def candidates(df: DataFrame, constitution: Constitution) -> DataFrame:
             first.alias("passage_start"),
             last.alias("passage_end"),
             member.alias("_member"),
+            rep.alias("_rep"),
         )
     )
 
@@ -236,7 +239,21 @@ class Revise(BaseStage):
         # Revision switched off is a choice, not a budget: its band documents get no outcome and take the fallback
         # (`revision_not_attempted`); only a cap or a time budget makes them `over_cap` / `over_budget` (deferred).
         if r.enabled and (self.llm or excises):
-            outcomes = self._revise(cands, ctx)
+            outcomes, used_llm, used_excise = self._revise(cands.where(~F.col("_member")), ctx, r)
+            # Members second, with what budget is left, and only those of a representative that is not published
+            # anyway: one the run dropped (not a candidate) or whose own revision failed. A member of a representative
+            # revised tonight would be its duplicate: revising it would spend the budget on a page nobody publishes.
+            revised = [o.doc_id for o in outcomes if o.status == RevisionStatus.OK]
+            members = cands.where(F.col("_member"))
+            if revised:
+                members = members.join(
+                    lake.spark.createDataFrame([(d,) for d in revised], "_rep string"), "_rep", "left_anti"
+                )
+            left = replace(
+                r, max_docs=max(0, r.max_docs - used_llm), max_excise_docs=max(0, r.max_excise_docs - used_excise)
+            )
+            if members.limit(1).count():
+                outcomes += self._revise(members, ctx, left)[0]
         # In iteration an untried document stays untried; one the round's excision cap left out is `over_cap` (not
         # a null status, which would take the fallback: a cap must not turn into a drop there either).
         schema = nullable(TABLES["revisions"])
@@ -256,11 +273,11 @@ class Revise(BaseStage):
             text = F.when(F.col("revision").isNotNull(), text).otherwise(F.col("revised_text"))
         return joined.withColumn("revision_status", status).withColumn("revised_text", text)
 
-    def _revise(self, cands: DataFrame, ctx: StageContext) -> list[Outcome]:
+    def _revise(self, cands: DataFrame, ctx: StageContext, r: ReviseConfig) -> tuple[list[Outcome], int, int]:
+        """The outcomes of `cands` under the caps of `r`, and how many documents went to the LLM and to excision."""
         from pipelines.stages.classify import transform as score
 
         lake, progress = ctx.the_lake, ctx.progress or Progress(enabled=False)
-        r = resolve_revise_method(ctx.cfg).revise  # a no-op where the chain's context resolved it
         spark = lake.spark
         # max_doc_chars bounds what the LLM must write back; excision has no such limit.
         # A long page is rewritten passage by passage (the deciding windows), so the limit is on the passage.
@@ -274,10 +291,10 @@ class Revise(BaseStage):
         backlog = deferred(lake).withColumn("_deferred", F.lit(True))
         cands = cands.join(backlog, "doc_id", "left").withColumn("_deferred", F.coalesce("_deferred", F.lit(False)))
         order = (F.col("_deferred").desc(), F.col("_member"), F.col("score_before").desc(), F.col("doc_id"))
-        ordered = cands.withColumn("fits", fits).orderBy(*order).drop("_deferred", "_member")
+        ordered = cands.withColumn("fits", fits).orderBy(*order).drop("_deferred", "_member", "_rep")
         ordered = [x.asDict() for x in ordered.collect()]
         if not ordered:
-            return []
+            return [], 0, 0
         to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
         constitution = ctx.constitution
 
@@ -309,7 +326,7 @@ class Revise(BaseStage):
                 if r.method == Method.LLM and self.llm:  # the LLM never saw it: say why it was excised instead
                     o.fallback_from = RevisionStatus.OVER_CAP if x["fits"] else RevisionStatus.TOO_LONG
             outcomes += excised
-        return outcomes
+        return outcomes, len(to_llm), len(to_excise)
 
     def tables(self, out: DataFrame, ctx: StageContext) -> Mapping[str, DataFrame]:
         tried = out.where(F.col("revision").isNotNull() & ~F.col("revision.status").isin(*[str(s) for s in UNTRIED]))
