@@ -113,8 +113,7 @@ def report_run(summary: Any, lake: str) -> None:
             f"deferred backlog: [bold]{c['deferred_total']}[/] document(s) had no revision budget (revise.max_docs, "
             "max_excise_docs or time_budget_s: reason revision_over_cap / revision_over_budget) or are copies of a "
             "page nothing published and nothing judged (unpublished_representative); the next run takes them first "
-            f"(oldest ingested "
-            f"{c.get('deferred_oldest_age_h', 0)} h ago):\n"
+            f"(oldest ingested {c.get('deferred_oldest_age_h', 0)} h ago):\n"
             f'  curate sql --lake {lake} "SELECT d.doc_id, d.reasons, r.ingested_at FROM decisions d JOIN raw_docs r '
             f"USING (doc_id) WHERE d.action = 'defer' AND d.run_id = '{summary.run_id}'\""
         )

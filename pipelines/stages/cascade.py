@@ -124,9 +124,9 @@ def zone(score: Column, p: Principle) -> Column:
     return F.when(score >= p.filter_threshold, 2).when(score >= p.revise_threshold, 1).otherwise(0)
 
 
-def apply(df: DataFrame, ctx: StageContext, tag: str = "cascade") -> DataFrame:
+def apply(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
     """`df` (doc_id, text, principle_scores from the classifier) with the cascade's columns (module docstring).
-    `tag` names what it stages (see classify.score)."""
+    `tag` prefixes what it stages (`<tag>_teacher`; see classify.score)."""
     cfg, constitution = ctx.cfg.classify.cascade, ctx.constitution
     principles = constitution.principles
     n = len(principles)

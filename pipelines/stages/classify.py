@@ -215,7 +215,7 @@ def score(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
         with progress.polled(f"{tag}: documents scored", total, counter.done):
             scoring = transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions, str(counter.root))
             scored = ctx.stage(scoring, f"{tag}_scored")
-    return ctx.stage(cascade.apply(scored, ctx, "cascade" if tag == "classify" else f"{tag}_cascade"), f"{tag}_cascade")
+    return ctx.stage(cascade.apply(scored, ctx, tag), f"{tag}_cascade")
 
 
 def score_texts(

@@ -239,21 +239,18 @@ class Revise(BaseStage):
         # Revision switched off is a choice, not a budget: its band documents get no outcome and take the fallback
         # (`revision_not_attempted`); only a cap or a time budget makes them `over_cap` / `over_budget` (deferred).
         if r.enabled and (self.llm or excises):
-            outcomes, used_llm, used_excise = self._revise(cands.where(~F.col("_member")), ctx, r)
+            ordered = self._ordered(cands, ctx, r)
+            live = [x for x in ordered if not x["_member"]]
+            outcomes, used_llm, used_excise = self._revise(live, ctx, r)
             # Members second, with what budget is left, and only those of a representative that is not published
             # anyway: one the run dropped (not a candidate) or whose own revision failed. A member of a representative
             # revised tonight would be its duplicate: revising it would spend the budget on a page nobody publishes.
-            revised = [o.doc_id for o in outcomes if o.status == RevisionStatus.OK]
-            members = cands.where(F.col("_member"))
-            if revised:
-                members = members.join(
-                    lake.spark.createDataFrame([(d,) for d in revised], "_rep string"), "_rep", "left_anti"
-                )
+            revised = {o.doc_id for o in outcomes if o.status == RevisionStatus.OK}
+            members = [x for x in ordered if x["_member"] and x["_rep"] not in revised]
             left = replace(
                 r, max_docs=max(0, r.max_docs - used_llm), max_excise_docs=max(0, r.max_excise_docs - used_excise)
             )
-            if members.limit(1).count():
-                outcomes += self._revise(members, ctx, left)[0]
+            outcomes += self._revise(members, ctx, left)[0]
         # In iteration an untried document stays untried; one the round's excision cap left out is `over_cap` (not
         # a null status, which would take the fallback: a cap must not turn into a drop there either).
         schema = nullable(TABLES["revisions"])
@@ -273,12 +270,8 @@ class Revise(BaseStage):
             text = F.when(F.col("revision").isNotNull(), text).otherwise(F.col("revised_text"))
         return joined.withColumn("revision_status", status).withColumn("revised_text", text)
 
-    def _revise(self, cands: DataFrame, ctx: StageContext, r: ReviseConfig) -> tuple[list[Outcome], int, int]:
-        """The outcomes of `cands` under the caps of `r`, and how many documents went to the LLM and to excision."""
-        from pipelines.stages.classify import transform as score
-
-        lake, progress = ctx.the_lake, ctx.progress or Progress(enabled=False)
-        spark = lake.spark
+    def _ordered(self, cands: DataFrame, ctx: StageContext, r: ReviseConfig) -> list[dict[str, Any]]:
+        """Every candidate as a row on the driver, in the order budgets are spent, with `fits` (it fits the LLM)."""
         # max_doc_chars bounds what the LLM must write back; excision has no such limit.
         # A long page is rewritten passage by passage (the deciding windows), so the limit is on the passage.
         passage = F.when(
@@ -288,13 +281,22 @@ class Revise(BaseStage):
         # Every candidate reaches the driver anyway (the attempted ones to be revised, the others as over_cap /
         # too_long outcomes): one ordered collect, split here. Documents an earlier run deferred come first (its
         # budget ran out before them; tonight's must not push them back again), then the highest scores.
-        backlog = deferred(lake).withColumn("_deferred", F.lit(True))
+        backlog = deferred(ctx.the_lake).withColumn("_deferred", F.lit(True))
         cands = cands.join(backlog, "doc_id", "left").withColumn("_deferred", F.coalesce("_deferred", F.lit(False)))
-        order = (F.col("_deferred").desc(), F.col("_member"), F.col("score_before").desc(), F.col("doc_id"))
-        ordered = cands.withColumn("fits", fits).orderBy(*order).drop("_deferred", "_member", "_rep")
-        ordered = [x.asDict() for x in ordered.collect()]
+        order = (F.col("_deferred").desc(), F.col("score_before").desc(), F.col("doc_id"))
+        return [x.asDict() for x in cands.withColumn("fits", fits).orderBy(*order).drop("_deferred").collect()]
+
+    def _revise(
+        self, ordered: list[dict[str, Any]], ctx: StageContext, r: ReviseConfig
+    ) -> tuple[list[Outcome], int, int]:
+        """The outcomes of `ordered` (`_ordered`'s rows) under the caps of `r`, and how many documents went to the
+        LLM and to excision."""
+        from pipelines.stages.classify import transform as score
+
         if not ordered:
             return [], 0, 0
+        lake, progress = ctx.the_lake, ctx.progress or Progress(enabled=False)
+        spark = lake.spark
         to_llm, to_excise, outcomes = plan(ordered, r, llm_allowed=self.llm)
         constitution = ctx.constitution
 
