@@ -126,6 +126,11 @@ class Reason:
     # an exact duplicate (the same normalised words) of a document the same run dropped on its own judgement, its
     # cluster holding no member the run keeps: dropped with it (`dedup.dup_of` names the document it copies)
     COPY_OF_DROPPED = "copy_of_dropped"
+    # a near copy of a flagged page (pipelines/stages/members.py) that holds the passage the page was dropped for:
+    # dropped for it too, whatever its own score (`holds_passage:<principle>` beside `principle:<principle>`)
+    HOLDS_PASSAGE = "holds_passage"
+    # ... that held the passage of a principle the page was to be revised for: the passage cut, the rest judged
+    PASSAGE_CUT = "passage_cut"
 
     @staticmethod
     def of(prefix: str, name: str) -> str:
@@ -161,6 +166,8 @@ class Count:
     MEMBERS_JUDGED = "members_judged"
     # of those, the ones that took their cluster's place in the corpus because the representative was not kept
     MEMBERS_PROMOTED = "members_promoted"
+    MEMBERS_HOLDING_PASSAGE = "members_holding_passage"  # dropped: they hold the passage their page was dropped for
+    MEMBERS_PASSAGE_CUT = "members_passage_cut"  # the passage their page was to be revised for, cut from them
 
     @staticmethod
     def flagged(principle: str, positive: bool = False) -> str:

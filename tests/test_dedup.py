@@ -534,9 +534,9 @@ def published_nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
     """Two nights on the packaged config (char 5-grams + verify), every document passing the quality rules.
 
     Night 1: `A` behind navigation lines that C4 cleaning removes; a page `rant` (three clean articles and a
-    toxic paragraph: dropped by toxicity) and its clean copy `clean` (Jaccard 0.80 with it), whose doc_id sorts
-    after the rant's, so the rant represents their cluster. Night 2: `A` lightly edited (0.97 with the cleaned
-    `A`, 0.56 with the raw page), and another clean copy.
+    toxic paragraph: dropped by toxicity), its clean copy `clean` (Jaccard 0.80 with it) and an edited copy that
+    keeps the paragraph, whose doc_ids sort after the rant's, so the rant represents their cluster. Night 2: `A`
+    lightly edited (0.97 with the cleaned `A`, 0.56 with the raw page), and another clean copy.
     """
     from pipelines.chains.run import run_pipeline
     from pipelines.stages import quality
@@ -560,10 +560,21 @@ def published_nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
         for u in (f"https://copy.example/{i}" for i in range(100))
         if doc_id_for(clean, u, None) > doc_id_for(rant, urls["rant"], None)
     )
+    # a copy of the rant that still holds its toxic paragraph: the guard drops it for that paragraph
+    urls["rant-copy"] = next(
+        u
+        for u in (f"https://rant-copy.example/{i}" for i in range(100))
+        if doc_id_for(f"{edit(clean, 40)}\n{TOXIC}", u, None) > doc_id_for(rant, urls["rant"], None)
+    )
     urls["clean2"] = "https://copy2.example/page"
     cfg = load_config(None, {"revise.enabled": False, "engine.shuffle_partitions": 2})
     lake = tmp / "lake"
-    n1 = [(urls["a"], f"{NAV}\n{A}"), (urls["rant"], rant), (urls["clean"], clean)]
+    n1 = [
+        (urls["a"], f"{NAV}\n{A}"),
+        (urls["rant"], rant),
+        (urls["clean"], clean),
+        (urls["rant-copy"], f"{edit(clean, 40)}\n{TOXIC}"),
+    ]
     n2 = [(urls["a2"], edit(A, 40)), (urls["clean2"], edit(clean, 40, 120))]
     try:
         s1 = run_pipeline(lake, write_jsonl(tmp / "n1.jsonl", jsonl_lines(n1)), cfg, crawl_id="n1")
@@ -599,7 +610,10 @@ def test_the_clean_copy_of_a_dropped_page_is_judged_and_published_the_same_night
     assert (d.action, d.reasons, d.stage) == ("keep", [], "publish")
     assert corpus == index == {urls["a"], urls["clean"]}  # the dropped page left no keys; the copy has its own
     c = published_nights["s1"].counts  # type: ignore[attr-defined]
-    assert (c["members_judged"], c["members_promoted"], c["deferred_total"]) == (1, 1, 0)
+    assert (c["members_judged"], c["members_promoted"], c["deferred_total"]) == (2, 1, 0)
+    # the copy that kept the toxic paragraph was found holding the passage the rant's spans name, and is dropped
+    assert (c["members_holding_passage"], c["members_passage_cut"]) == (1, 0)
+    assert decisions[urls["rant-copy"]].action == "drop"
     lake = Lake(published_nights["lake"], spark)  # type: ignore[arg-type]
     url_of = {r.doc_id: r.url for r in lake.read("raw_docs").collect()}
     rows = {url_of[r.doc_id]: r for r in lake.read("dedup").collect()}
@@ -686,3 +700,105 @@ def test_members_are_revised_after_the_live_documents_with_the_budget_left(spark
     assert status["live"] not in (None, "over_cap") and status["member-a"] not in (None, "over_cap")
     assert (status["member-b"], status["rep"]) == ("over_cap", None)
     assert (status["rep-2"], status["member-2"]) == ("ok", None)
+
+
+_THREAT = "Next time I see that councillor I will smash his skull in with a hammer and leave him in the gutter."
+_PAGE = (
+    "The council met on Monday to discuss the new bus timetable for the northern estates. "
+    "Several residents asked for an earlier first service on weekdays. "
+    f"{_THREAT} "
+    "The transport officer promised a consultation before the summer, and the library will stay open late."
+)
+
+
+def _guarded_cluster(spark, rep_score: float, without_threat: bool = True) -> dict[str, object]:
+    """A page flagged for violence at `rep_score`, its spans the threat, and three near copies the scorer (given
+    here) found clean: one with the threat reworded, one with it gone, one that is little more than the threat.
+    Through the members stage's guard, its flags and the decision, as the stage composes them."""
+    from pipelines.stages import members
+
+    c = load_constitution()
+    reworded = _PAGE.replace(
+        _THREAT,
+        "I will smash that councillor's skull in with a hammer next time I see him, and leave him in the gutter.",
+    )
+    without = _PAGE.replace(_THREAT + " ", "")
+    mostly_threat = f"Local news. {_THREAT}"
+    schema = (
+        "doc_id string, crawl_id string, clean_text string, quality_reasons array<string>, is_duplicate boolean, "
+        "dup_kind string, dup_of string, cluster_id string, exact_hash string, principle_scores array<double>, "
+        "revision_status string, revised_text string"
+    )
+    flagged, clean = _scores(violence=rep_score), _scores()
+    rows = [
+        ("rep", "c1", _PAGE, [], False, None, None, "rep", "h0", flagged, None, None),
+        ("m-a", "c1", reworded, [], True, "near_duplicate", "rep", "rep", "h1", clean, None, None),
+        ("m-b", "c1", without, [], True, "near_duplicate", "rep", "rep", "h2", clean, None, None),
+        ("m-c", "c1", mostly_threat, [], True, "near_duplicate", "rep", "rep", "h3", clean, None, None),
+    ]
+    rows = rows if without_threat else [r for r in rows if r[0] != "m-b"]
+    df = decide.principle_flags(spark.createDataFrame(rows, schema), c)
+    start = _PAGE.index(_THREAT)
+    scores = spark.createDataFrame(
+        [("rep", "violence", [(start, start + len(_THREAT), rep_score)]), ("rep", "toxicity", [(0, 10, 0.9)])],
+        "doc_id string, principle string, spans array<struct<start:int,end:int,score:double>>",
+    )
+    found = members.members_of_flagged(df)
+    assert sorted(r.doc_id for r in found.collect()) == sorted(r[0] for r in rows[1:])
+    guard = members.guarded(found, df, scores, 0.5).select(
+        "doc_id", F.col("clean_text").alias("_cut"), decide.HELD, decide.PASSAGE_CUT
+    )
+    judged = (
+        df.join(guard, "doc_id", "left")
+        .withColumn("clean_text", F.coalesce("_cut", "clean_text"))
+        .withColumn(decide.MEMBER, F.col("doc_id").startswith("m-"))
+        .drop("_cut")
+    )
+    judged = members.inherit_flags(decide.principle_flags(judged, c))
+    return _by_id(decide.transform(judged.withColumnRenamed("clean_text", "text"), c))
+
+
+def test_a_copy_that_still_holds_the_passage_a_page_was_dropped_for_does_not_take_its_place(spark) -> None:
+    # m-a sorts first and its own (lenient) score passes: without the guard it would be published in rep's place
+    v = load_constitution().get("violence")
+    out = _guarded_cluster(spark, rep_score=v.filter_threshold + 0.01)
+    assert (out["rep"].action, out["rep"].reasons) == ("drop", ["principle:violence"])
+    b = out["m-b"]  # the copy without the threat takes the page's place, as it is
+    assert (b.action, b.reasons, b.is_duplicate, b.dup_of, b.out_text) == (
+        "keep",
+        [],
+        False,
+        None,
+        _PAGE.replace(_THREAT + " ", ""),
+    )
+    assert (out["m-a"].action, out["m-a"].dup_of) == ("drop", "m-b")
+    assert (out["m-c"].action, out["m-c"].dup_of) == ("drop", "m-b")
+    # with no copy free of the threat, each is dropped for the passage it holds, and none is published
+    out = _guarded_cluster(spark, rep_score=v.filter_threshold + 0.01, without_threat=False)
+    for d in ("m-a", "m-c"):
+        assert (out[d].action, out[d].reasons, out[d].stage, out[d].dup_of) == (
+            "drop",
+            ["principle:violence", "holds_passage:violence"],
+            "classify",
+            "rep",
+        ), d
+
+
+def test_a_copy_that_holds_a_passage_in_a_revise_band_is_published_with_the_passage_cut(spark) -> None:
+    v = load_constitution().get("violence")
+    out = _guarded_cluster(spark, rep_score=(v.revise_threshold + v.filter_threshold) / 2)
+    # tonight the page's own revision was not attempted (no revision outcome in this frame): it takes the fallback
+    assert out["rep"].action != "keep" and out["rep"].action != "revise"
+    a = out["m-a"]  # the smallest member: the threat cut, the rest published in the page's place
+    assert (a.action, a.reasons, a.stage, a.is_duplicate, a.dup_of) == (
+        "revise",
+        ["passage_cut:violence"],
+        "classify",
+        False,
+        None,
+    )
+    assert "skull" not in a.out_text and a.out_text.startswith("The council met") and "library" in a.out_text
+    # a copy that is little more than the threat: the cut would leave too little, so it is dropped for it
+    c = out["m-c"]
+    assert (c.action, c.dup_of) == ("drop", "m-a")
+    assert out["m-b"].action == "drop" and out["m-b"].reasons == ["near_duplicate"]

@@ -366,6 +366,7 @@ def _run_stages(chain: Chain, ctx: StageContext, lake: Lake, summary: RunSummary
     progress = ctx.progress or Progress(enabled=False)
     df: DataFrame | None = None
     pending: dict[str, DataFrame] = {}
+    ctx = replace(ctx, tables=pending)  # the same dict: a stage sees what the stages before it returned
     gates = 0
 
     def finish(status: str) -> str:

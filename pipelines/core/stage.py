@@ -89,6 +89,9 @@ class StageContext:
     # with them, and the executor moves the `champion` alias to them only once the run's gates passed and its
     # publish committed (a failed or killed run leaves the old champions). Mutable like `notes`, append-only.
     promotions: dict[str, str] = field(default_factory=dict)
+    # The tables the run's earlier stages returned, not yet published (bound by the executor): a stage may read
+    # what an earlier one found (the members stage reads the representatives' `scores` spans), never write here.
+    tables: Mapping[str, DataFrame] = field(default_factory=dict)
 
     @property
     def the_lake(self) -> Lake:

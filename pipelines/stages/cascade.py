@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,7 +172,8 @@ def apply(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
             .withColumn("_t_ends", F.when(F.col("_go"), F.col("_taught.ends")))
             .drop("_taught")
         )
-        out = ctx.stage(out.drop("_go"), f"{tag}_teacher")
+        with ctx.progress.stage(f"{tag}: teacher") if ctx.progress else nullcontext():
+            out = ctx.stage(out.drop("_go"), f"{tag}_teacher")
     else:
         no_window = F.lit(None).cast("array<int>")
         out = (

@@ -212,7 +212,7 @@ def score(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
         # the scoring runs in the engine's UDFs while this thread waits on the write: they count, this polls
         counter = UdfCounter(ctx.lake.state_dir / "staging" / ctx.run_id / "progress" / tag)
         total = df.count()
-        with progress.polled(f"{tag}: documents scored", total, counter.done):
+        with progress.stage(f"{tag}: classifier"), progress.polled(f"{tag}: documents scored", total, counter.done):
             scoring = transform(df, ctx.constitution, ctx.cfg.classify, ctx.champions, str(counter.root))
             scored = ctx.stage(scoring, f"{tag}_scored")
     return ctx.stage(cascade.apply(scored, ctx, tag), f"{tag}_cascade")

@@ -63,6 +63,10 @@ if TYPE_CHECKING:
 RETAIN_BUCKETS = 10_000
 #: `member_judged` (pipelines/stages/members.py): a near duplicate judged on its own.
 MEMBER = "member_judged"
+# pipelines/stages/members.py's guard: the principles whose flagged passage of its representative a judged member
+# holds (and is dropped for), and those whose passage was cut from it
+HELD = "held_passage"
+PASSAGE_CUT = "passage_cut"
 _SEP = "\x00"  # sorts before every character of a crawl_id: (crawl_id, doc_id) order as one string
 #: `runs.counts` of an iteration round: documents whose accepted revision stood because the scorer that cleared the
 #: original was not strong enough (`hold_revisions`).
@@ -179,13 +183,16 @@ def transform(
     decont = F.col("decont_action") if "decont_action" in df.columns else F.lit(None).cast("string")
     c_drop, c_excise, c_tag = (F.coalesce(decont == a, F.lit(False)) for a in ("drop", "excise", "tag"))
     sets = F.col("contaminated_sets") if "contaminated_sets" in df.columns else empty
+    held = F.coalesce(F.col(HELD), empty) if HELD in df.columns else empty
+    cut_for = F.coalesce(F.col(PASSAGE_CUT), empty) if PASSAGE_CUT in df.columns else empty
+    cut = F.size(cut_for) > 0
     contaminated = F.transform(F.coalesce(sets, empty), lambda x: F.concat(F.lit(f"{Reason.CONTAMINATED}:"), x))
 
     action = (
         F.when(q_fail | dup | c_drop | p_drop, str(Action.DROP))
         .when(revised_ok, str(Action.REVISE))
         .when(rev_failed, failed_action)
-        .when(c_excise, str(Action.REVISE))
+        .when(c_excise | cut, str(Action.REVISE))
         .when(tagged | c_tag, str(Action.TAG))
         .otherwise(str(Action.KEEP))
     )
@@ -194,7 +201,13 @@ def transform(
         F.when(q_fail, F.col("quality_reasons"))
         .when(dup, F.array(kind))
         .when(c_drop, contaminated)
-        .when(p_drop, prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"))
+        .when(
+            p_drop,
+            F.concat(
+                prefix(f"{Reason.PRINCIPLE_DROP}:", "drop_principles"),
+                F.transform(held, lambda x: F.concat(F.lit(f"{Reason.HOLDS_PASSAGE}:"), x)),
+            ),
+        )
         .when(revised_ok, prefix(f"{Reason.REVISED}:", "revise_principles"))
         .when(
             rev_failed,
@@ -208,7 +221,8 @@ def transform(
     )
     kept = is_kept(action)
     upsampled_reasons = F.transform(upsampled, lambda n: F.concat(F.lit(f"{Reason.UPSAMPLED}:"), n))
-    reasons = F.when(kept, F.concat(reasons, contaminated, upsampled_reasons)).otherwise(reasons)
+    cut_reasons = F.transform(cut_for, lambda n: F.concat(F.lit(f"{Reason.PASSAGE_CUT}:"), n))
+    reasons = F.when(kept, F.concat(reasons, cut_reasons, contaminated, upsampled_reasons)).otherwise(reasons)
     stage = (
         F.when(q_fail, str(DecidedBy.QUALITY))
         .when(dup, str(DecidedBy.DEDUP))
@@ -216,6 +230,7 @@ def transform(
         .when(p_drop, str(DecidedBy.CLASSIFY))
         .when(needs_revision, str(DecidedBy.REVISE))
         .when(c_excise, str(DecidedBy.DECONTAMINATE))
+        .when(cut, str(DecidedBy.CLASSIFY))  # the passage classify flagged in the representative
         .when(tagged, str(DecidedBy.CLASSIFY))
         .when(c_tag, str(DecidedBy.DECONTAMINATE))
         .otherwise(str(DecidedBy.PUBLISH))
