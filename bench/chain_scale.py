@@ -320,6 +320,8 @@ def backlog(lake: Path, crawl_id: str) -> dict[str, Any]:
         "oldest_age_h": 0.0,
         "by_crawl": {},
         "run_counts": {k: int(v) for k, v in counts.items() if "defer" in k},
+        # the members stage: judged, published in a dropped page's place, dropped or cut by the passage guard
+        "members": {k: int(v) for k, v in counts.items() if k.startswith("members_")},
     }
     if len(pending):
         held = raw[raw["doc_id"].isin(pending["doc_id"])]
