@@ -97,7 +97,7 @@ def guard_text(text: str, rep_text: str | None, passages: list[dict[str, Any]] |
     held: list[str] = []
     cut: list[str] = []
     ranges: list[tuple[int, int]] = []
-    for p in passages or []:
+    for p in sorted(passages or [], key=lambda p: str(p["principle"])):  # collect_list has no order
         found = held_sentences(text, [(rep_text or "")[s["start"] : s["end"]] for s in p["spans"]])
         if found and p["drop"]:
             held.append(p["principle"])
