@@ -58,6 +58,13 @@ def excise(text: str, ranges: Sequence[tuple[int, int]]) -> str:
     return "".join(out)
 
 
+def excise_keeping(text: str, ranges: Sequence[tuple[int, int]], min_ratio: float) -> str | None:
+    """`excise(text, ranges)`, or None when less than `min_ratio` of the text, or only whitespace, would be left: a
+    cut that leaves too little does not stand for the document (decontamination and the members stage drop it)."""
+    out = excise(text, ranges)
+    return out if out.strip() and len(out) >= min_ratio * len(text) else None
+
+
 def sentence_order(sentence_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Sentence indices, most offending first: by the largest score/threshold ratio over the given principles.
 

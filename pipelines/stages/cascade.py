@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from pipelines.core.config import ClassifyConfig
     from pipelines.core.constitution import Constitution, Principle
     from pipelines.core.stage import StageContext
+from pipelines.core.progress import Progress
 from pipelines.judgement.teachers import shared_scorer, teacher_specs
 from pipelines.judgement.windowed import deciding_range, resolve_top_k
 from udfs.windows import with_context
@@ -172,7 +172,7 @@ def apply(df: DataFrame, ctx: StageContext, tag: str = "classify") -> DataFrame:
             .withColumn("_t_ends", F.when(F.col("_go"), F.col("_taught.ends")))
             .drop("_taught")
         )
-        with ctx.progress.stage(f"{tag}: teacher") if ctx.progress else nullcontext():
+        with (ctx.progress or Progress(enabled=False)).stage(f"{tag}: teacher"):
             out = ctx.stage(out.drop("_go"), f"{tag}_teacher")
     else:
         no_window = F.lit(None).cast("array<int>")

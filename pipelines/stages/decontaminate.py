@@ -34,7 +34,7 @@ from pipelines.core.lake import nullable
 from pipelines.core.stage import BaseStage, Gate, StageContext, decided
 from schemas import TABLES
 from udfs.benchmarks import BenchmarkSet, load_set
-from udfs.excise import excise
+from udfs.excise import excise_keeping
 from udfs.ngrams import hashes_udf, matched_char_ranges, target_hashes
 from udfs.sentences import split_sentences
 
@@ -125,8 +125,7 @@ def excised(text: str, matched: set[int], lengths: tuple[int, ...], min_ratio: f
     if not ranges:
         return None
     cut = [(s, e) for s, e in split_sentences(text) if any(s < re and rs < e for rs, re in ranges)]
-    out = excise(text, cut)
-    return out if out.strip() and len(out) >= min_ratio * len(text) else None
+    return excise_keeping(text, cut, min_ratio)
 
 
 def match(live: DataFrame, ctx: StageContext, prefix: str = "") -> tuple[DataFrame, DataFrame | None, dict[str, int]]:

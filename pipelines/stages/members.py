@@ -36,7 +36,6 @@ Cost: the members of flagged representatives only (4,634 of 1M documents in the 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -45,13 +44,13 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from expectations import suites
+from pipelines.core.progress import Progress
 from pipelines.core.stage import BaseStage, Gate, StageContext
 from pipelines.stages import classify, decontaminate
 from pipelines.stages.decide import HELD, MEMBER, PASSAGE_CUT, principle_flags
 from schemas.vocab import Count, DupKind
-from udfs.excise import excise
+from udfs.excise import excise_keeping
 from udfs.passages import held_sentences
-from udfs.revision import length_ratio
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -106,8 +105,8 @@ def guard_text(text: str, rep_text: str | None, passages: list[dict[str, Any]] |
             ranges += found
     if held or not cut:
         return held, [], text
-    after = excise(text, ranges)
-    if length_ratio(text, after) < min_ratio:  # too little left to stand for the page: dropped as if held
+    after = excise_keeping(text, ranges, min_ratio)
+    if after is None:  # too little left to stand for the page: dropped as if held
         return cut, [], text
     return [], cut, after
 
@@ -197,15 +196,15 @@ class JudgeMembers(BaseStage):
         if found.limit(1).count() == 0:
             none = F.lit(None).cast("array<string>")
             return df.withColumn(MEMBER, F.lit(False)).withColumn(HELD, none).withColumn(PASSAGE_CUT, none)
-        timed = ctx.progress.stage if ctx.progress else lambda _name: nullcontext()
-        with timed("members: passages of their pages"):
+        progress = ctx.progress or Progress(enabled=False)
+        with progress.stage("members: passages of their pages"):
             guard = guarded(found, df, ctx.tables.get("scores"), ctx.cfg.revise.excise_min_ratio)
             members = ctx.stage(guard.drop("dup_of"), "members")
         judged = members
         if "decont_action" in df.columns:
             d = ctx.cfg.decontaminate
             if d.enabled and d.sets:
-                with timed("members: decontaminate"):
+                with progress.stage("members: decontaminate"):
                     result, _, _ = decontaminate.match(members, ctx, prefix="members_")
             else:
                 result = ctx.the_lake.spark.createDataFrame([], decontaminate.RESULT_SCHEMA)
