@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from pipelines.core.config import ConfigError, QualityConfig, load_config
@@ -138,6 +140,53 @@ def test_duplicate_scan_skips_ahead_like_datatrove() -> None:
     assert repetition_metrics([["a"] * 7])["dup_5_gram_chars"][0] == 5
     # 12 words: repeats at 1 (+5), jump to 6 (+5), jump to 11: past the last 5-gram (7)
     assert repetition_metrics([["a"] * 12])["dup_5_gram_chars"][0] == 10
+
+
+def _datatrove_repetition(words: list[str]) -> dict[str, float]:
+    """datatrove 0.10.1's GopherRepetitionFilter n-gram metrics, transcribed (get_n_grams, find_top_duplicate,
+    find_all_duplicate) as the reference the vectorised and compiled code must match."""
+    from collections import Counter
+
+    out: dict[str, float] = {}
+    for n in (2, 3, 4):
+        grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+        if not grams:
+            out[f"top_{n}_gram_chars"] = float("nan")
+            continue
+        gram, count = Counter(grams).most_common(1)[0]
+        out[f"top_{n}_gram_chars"] = len(gram) * count
+    for n in range(5, 11):
+        seen: set[str] = set()
+        total, idx = 0, 0
+        while idx < len(words) - n + 1:
+            gram = "".join(words[idx : idx + n])
+            if gram in seen:
+                total += len(gram)
+                idx += n
+            else:
+                seen.add(gram)
+                idx += 1
+        out[f"dup_{n}_gram_chars"] = total
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(["a", "a", "a", "bb", "ccc"]), max_size=60), min_size=1, max_size=12),
+    st.integers(1, 40),
+)
+@example([["a"] * 10, ["a", "bb"] * 9, ["ccc"] * 3], 2)
+def test_ngram_metrics_match_datatrove_on_repetitive_documents(docs: list[list[str]], slice_tokens: int) -> None:
+    """Small vocabularies make overlapping repeats, jumps over later repeats and ties common; small slices cut a
+    batch between every few documents (and leave a long document a slice of its own)."""
+    from udfs import quality_repetition
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(quality_repetition, "SLICE_TOKENS", slice_tokens)
+        got = quality_repetition.repetition_metrics(docs)
+    for i, words in enumerate(docs):
+        for key, want in _datatrove_repetition(words).items():
+            assert (np.isnan(got[key][i]) and np.isnan(want)) or got[key][i] == want, (key, words)
 
 
 # ---- C4 ------------------------------------------------------------------------------------------------

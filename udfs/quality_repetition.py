@@ -16,19 +16,24 @@ Arrow UDF instead (pipelines/stages/quality.py), vectorised over the whole batch
 dictionary encoding), n-grams become 64-bit hashes that include the document, and one hash-table pass
 (`pandas.factorize`) per n groups them, numbering groups in order of first appearance - which is exactly
 Counter.most_common's tie-break. An n-gram can only repeat where its (n-1)-gram prefix repeats, so each n
-after 2 looks only at those positions, and the sequential duplicate scan runs in Python only over documents
-that have a repeated n-gram at all. The one difference from datatrove: two n-grams whose words concatenate to
-the same string ("ab"+"c" and "a"+"bc") are equal for datatrove's duplicate scan and different here.
+after 2 looks only at those positions, and the sequential duplicate scan - each step depends on the jumps
+before it, so numpy cannot express it - is compiled with numba and walks only the repeated n-grams. A batch is
+worked through in slices of whole documents (`SLICE_TOKENS`), which keeps its arrays small enough to be reused.
+
+The one difference from datatrove: two n-grams whose words concatenate to the same string ("ab"+"c" and
+"a"+"bc") are equal for datatrove's duplicate scan and different here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 TOP_NS = (2, 3, 4)
 DUP_NS = (5, 6, 7, 8, 9, 10)
@@ -52,6 +57,33 @@ def repetition_metrics_arrow(tokens: pa.Array | pa.ChunkedArray) -> dict[str, np
         tokens = pa.concat_arrays(tokens.chunks) if tokens.num_chunks else pa.array([], pa.list_(pa.string()))
     lists = tokens.fill_null(pa.scalar([], pa.list_(pa.string()))) if tokens.null_count else tokens
     offsets = lists.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    cuts = _slices(offsets - offsets[0], SLICE_TOKENS)
+    if len(cuts) <= 2:
+        return _slice_metrics(lists, offsets)
+    parts = [_slice_metrics(lists.slice(a, b - a), offsets[a : b + 1]) for a, b in pairwise(cuts)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+#: Tokens per slice of a batch. Every array below holds one entry per token (several per n), so a batch of a few
+#: million tokens allocated and freed fresh, page-faulted pages over and over (a third of the stage's CPU went to
+#: the kernel zeroing pages); slices this size stay under numpy's huge-page threshold (4 MiB of int64) and reuse the
+#: allocator's heap, and their hash tables fit the cache (bench/README.md, quality speed).
+SLICE_TOKENS = 1 << 18
+
+
+def _slices(starts: np.ndarray, size: int) -> list[int]:
+    """Row boundaries that cut a batch into runs of whole documents of about `size` tokens (a longer document
+    is a slice of its own)."""
+    cuts = [0]
+    n = len(starts) - 1
+    while cuts[-1] < n:
+        a = cuts[-1]
+        b = int(np.searchsorted(starts, starts[a] + size, side="right")) - 1
+        cuts.append(min(max(b, a + 1), n))
+    return cuts
+
+
+def _slice_metrics(lists: pa.Array, offsets: np.ndarray) -> dict[str, np.ndarray]:
     flat = lists.flatten()
     if not len(flat):
         return _metrics(np.zeros(0, np.uint64), np.zeros(0, np.int64), offsets - offsets[0])
@@ -163,18 +195,33 @@ def _dup(
         return
     # the scan only matters in documents with a repeated n-gram; there, walk that document's repeated
     # n-grams in order (an n-gram seen once never triggers a hit, so it may be left out of `seen`)
-    p, code, ch, d = pos[rep], codes[rep], chars[rep], doc_of[pos[rep]]
-    bounds = np.flatnonzero(np.diff(d)) + 1
-    for s, e in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(d)]]), strict=True):
-        seen: set[int] = set()
-        total = 0
-        skip_until = -1
-        for q, c, x in zip(p[s:e].tolist(), code[s:e].tolist(), ch[s:e].tolist(), strict=True):
-            if q < skip_until:
-                continue
-            if c in seen:
-                total += x
-                skip_until = q + n
-            else:
-                seen.add(c)
-        res[int(d[s])] = total
+    p = pos[rep]
+    _dup_scan(p, codes[rep], chars[rep], doc_of[p], n, len(counts), res)
+
+
+@njit(cache=True, nogil=True)
+def _dup_scan(
+    p: np.ndarray, code: np.ndarray, ch: np.ndarray, d: np.ndarray, n: int, n_codes: int, res: np.ndarray
+) -> None:  # pragma: no cover - compiled; tests call it through repetition_metrics
+    """datatrove's sequential scan, per document: an n-gram already seen adds its characters and the scan jumps n
+    words ahead (the n-grams jumped over are not added to `seen`). Sequential by nature - each step depends on the
+    jumps before it - so it is compiled rather than vectorised. Codes already include the document, so one `seen`
+    array serves every document of the slice."""
+    seen = np.zeros(n_codes, np.bool_)
+    cur, total, skip_until = -1, 0, -1
+    for i in range(len(p)):
+        if d[i] != cur:
+            if cur >= 0:
+                res[cur] = total
+            cur, total, skip_until = d[i], 0, -1
+        q = p[i]
+        if q < skip_until:
+            continue
+        c = code[i]
+        if seen[c]:
+            total += ch[i]
+            skip_until = q + n
+        else:
+            seen[c] = True
+    if cur >= 0:
+        res[cur] = total
