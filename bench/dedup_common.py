@@ -171,9 +171,8 @@ class ShingleIndex:
         step = 2000
         for s in range(0, len(docs), step):
             h, per = minhash.shingle_hashes([d.text for d in docs[s : s + step]], params)
-            # the hashes themselves, sorted per document: `minhash._unique_per_doc` returns chunk-local integer
-            # codes in first-seen order since it uses pandas.factorize, which neither compare across chunks nor
-            # suit `similar`'s binary searches (it gave precision/recall 0.000 and removal precision 0.022)
+            # the hashes themselves, sorted per document: chunk-local integer codes (pandas.factorize) neither
+            # compare across chunks nor suit `similar`'s binary searches (they gave precision/recall 0.000)
             sets.extend(np.unique(x) for x in np.split(h, np.cumsum(per)[:-1]))
         self.sets = sets
         self.sizes = sizes = np.array([len(x) for x in sets], np.int64)

@@ -90,6 +90,29 @@ def test_exact_jaccard() -> None:
     assert j.tolist() == [pytest.approx(1 / 3), 1.0, 0.0, 0.0]
 
 
+def test_exact_jaccard_equals_the_set_definition_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled merge against Python sets of each text's shingles (numpy.unique per text), with texts shared
+    between pairs, repeated shingles, texts without shingles, and chunks cut between every few texts."""
+    import random
+
+    rnd = random.Random(7)
+    texts = [" ".join(rnd.choice(["ab", "cd", "abcd", "e"]) for _ in range(rnd.randint(0, 40))) for _ in range(30)]
+    texts += ["", None, "a b"]
+    pairs = [(rnd.choice(texts), rnd.choice(texts)) for _ in range(200)] + [(t, t) for t in texts]
+    for params in (P, minhash.MinHashParams(shingle="char", ngram=5)):
+
+        def truth(a: str | None, b: str | None, params: minhash.MinHashParams = params) -> float:
+            sa = set(minhash.shingle_set(a, params).tolist()) if a else set()
+            sb = set(minhash.shingle_set(b, params).tolist()) if b else set()
+            return len(sa & sb) / len(sa | sb) if sa and sb else 0.0
+
+        want = [truth(a, b) for a, b in pairs]
+        monkeypatch.setattr(minhash, "CHUNK_BYTES", 40)
+        got = minhash.jaccard([a for a, _ in pairs], [b for _, b in pairs], params)
+        assert got.tolist() == want
+        assert sum(0 < w < 1 for w in want) > 0 and sum(w == 1 for w in want) >= len(texts) - 2
+
+
 def test_band_keys_are_pinned() -> None:
     """Persisted band keys must stay comparable: a change here needs a new scheme name (minhash-v2)."""
     keys = minhash.band_keys([A, "", None], P)

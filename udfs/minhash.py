@@ -20,7 +20,8 @@ because the whole hashing chain is defined here in 64-bit integer arithmetic:
 5. Band ``j`` key: SplitMix64 of a polynomial of its ``rows`` signature values, as a signed 64-bit integer.
 
 Work is done one chunk of documents at a time (about `CHUNK_BYTES` of text), so memory per call is bounded
-by the chunk, not by the batch the engine hands over.
+by the chunk, not by the batch the engine hands over. The permutation minima are one compiled loop (numba): in
+numpy each of the 112 permutations was a pass over all shingles with two temporaries, memory-bound.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 U64 = np.uint64
 MAX64 = np.iinfo(np.uint64).max
@@ -40,7 +41,10 @@ MAX64 = np.iinfo(np.uint64).max
 _POLY_TOKEN = U64(0x9E3779B97F4A7C15)
 _POLY_BYTE = U64(0xBF58476D1CE4E5B9)
 _POLY_BAND = U64(0x94D049BB133111EB)
-CHUNK_BYTES = 2 << 20
+#: Text per chunk. A chunk's arrays (one 8-byte entry per character shingle, several alive at once) then stay
+#: small enough for the allocator to reuse; at 2 MiB they were fresh pages that the kernel zeroed on every chunk,
+#: a fifth of the dedup stage's CPU (bench/README.md, dedup speed).
+CHUNK_BYTES = 1 << 20
 
 _WS = r"\t\n\x0B\f\r\x{85}\p{Z}"
 _DROP_RE = rf"[^\p{{L}}\p{{N}}{_WS}]+"
@@ -253,16 +257,25 @@ def _chunks(arr: pa.Array) -> list[tuple[int, int]]:
 def _signatures_chunk(arr: pa.Array, params: MinHashParams, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     shingles, per_doc = _shingles_chunk(arr, params)
     sig = np.full((len(per_doc), params.num_perm), MAX64, dtype=U64)
-    has = per_doc > 0
-    if not has.any():
-        return sig
-    starts = np.concatenate([[0], np.cumsum(per_doc)[:-1]])[has]
-    out = np.empty((int(has.sum()), params.num_perm), U64)
-    with np.errstate(over="ignore"):
-        for k in range(params.num_perm):
-            out[:, k] = np.minimum.reduceat(shingles * a[k] + b[k], starts)
-    sig[has] = out
+    _minima(shingles, per_doc, a, b, sig)
     return sig
+
+
+@njit(cache=True, nogil=True)
+def _minima(
+    shingles: np.ndarray, per_doc: np.ndarray, a: np.ndarray, b: np.ndarray, sig: np.ndarray
+) -> None:  # pragma: no cover - compiled; tests call it through signatures
+    """sig[d, k] = min over document d's shingles x of a[k] * x + b[k] (mod 2**64; sig starts at the maximum)."""
+    pos = 0
+    for d in range(per_doc.shape[0]):
+        row = sig[d]
+        for i in range(pos, pos + per_doc[d]):
+            x = shingles[i]
+            for k in range(a.shape[0]):
+                v = x * a[k] + b[k]
+                if v < row[k]:
+                    row[k] = v
+        pos += per_doc[d]
 
 
 def signatures(texts: Sequence[str | None] | pa.Array, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
@@ -296,15 +309,59 @@ def band_keys(texts: Sequence[str | None] | pa.Array, params: MinHashParams) -> 
 # ---- exact Jaccard ----------------------------------------------------------------------------------
 
 
-def _unique_per_doc(h: np.ndarray, per_doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(each document's distinct shingles as integer ids, grouped by document in document order; their document).
+def _sorted_sets(texts: pa.Array, params: MinHashParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(every text's distinct shingle hashes, sorted, one text after another; where each text's starts; how many
+    it has). Shingled chunk by chunk, so the arrays that hold every shingle (repeats included) stay chunk-sized."""
+    parts, sizes = [], np.zeros(len(texts), np.int64)
+    for s, e in _chunks(texts):
+        h, per_doc = _shingles_chunk(texts.slice(s, e - s), params)
+        out = np.empty(len(h), U64)
+        parts.append(out[: _sort_unique(h, per_doc, out, sizes[s:e])])
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return (np.concatenate(parts) if parts else np.zeros(0, U64)), start, sizes
 
-    Two hash-table passes (pandas.factorize, duplicated), not a sort: a batch of character shingles holds tens of
-    millions, and a two-key lexsort of them was two thirds of the verification's time (bench/README.md)."""
-    doc = np.repeat(np.arange(len(per_doc), dtype=np.int64), per_doc)
-    codes, _ = pd.factorize(h)
-    first = ~pd.Series(codes.astype(np.int64) * max(1, len(per_doc)) + doc).duplicated().to_numpy()
-    return codes[first].astype(np.int64), doc[first]
+
+@njit(cache=True, nogil=True)
+def _sort_unique(
+    h: np.ndarray, per_doc: np.ndarray, out: np.ndarray, sizes: np.ndarray
+) -> int:  # pragma: no cover - compiled; tests call it through jaccard
+    """Each document's shingles (h, grouped by document) sorted and without repeats, packed into `out`; sizes[d]
+    gets how many document d has. Returns how much of `out` is used."""
+    src, dst = 0, 0
+    for d in range(per_doc.shape[0]):
+        seg = np.sort(h[src : src + per_doc[d]])
+        k = 0
+        for i in range(seg.shape[0]):
+            if i == 0 or seg[i] != seg[i - 1]:
+                out[dst + k] = seg[i]
+                k += 1
+        sizes[d] = k
+        src += per_doc[d]
+        dst += k
+    return dst
+
+
+@njit(cache=True, nogil=True)
+def _intersections(
+    u: np.ndarray, start: np.ndarray, size: np.ndarray, ia: np.ndarray, ib: np.ndarray, inter: np.ndarray
+) -> None:  # pragma: no cover - compiled; tests call it through jaccard
+    """inter[p] = how many shingles texts ia[p] and ib[p] share: a merge of their sorted sets (-1: no text)."""
+    for p in range(ia.shape[0]):
+        a, b = ia[p], ib[p]
+        c = 0
+        if a >= 0 and b >= 0:
+            i, i_end = start[a], start[a] + size[a]
+            j, j_end = start[b], start[b] + size[b]
+            while i < i_end and j < j_end:
+                if u[i] == u[j]:
+                    c += 1
+                    i += 1
+                    j += 1
+                elif u[i] < u[j]:
+                    i += 1
+                else:
+                    j += 1
+        inter[p] = c
 
 
 def jaccard(
@@ -312,36 +369,23 @@ def jaccard(
 ) -> np.ndarray:
     """Exact Jaccard of the shingle sets of each pair (a[i], b[i]); 0.0 when either has no shingle.
 
-    Each distinct text is shingled once however many pairs it is in (a bucket's centre is in all of them).
+    Each distinct text is shingled once however many pairs it is in (a bucket's centre is in all of them), its
+    shingle set kept sorted, and a pair's intersection is a merge of two sorted sets (compiled): the hash-table
+    passes over every pair's shingles this replaces allocated and page-faulted half the dedup stage's CPU time
+    (bench/README.md, dedup speed).
     """
     a = texts_a if isinstance(texts_a, pa.Array) else pa.array(list(texts_a), type=pa.string())
     b = texts_b if isinstance(texts_b, pa.Array) else pa.array(list(texts_b), type=pa.string())
     n = len(a)
     encoded = pa.concat_arrays([a.cast(pa.string()), b.cast(pa.string())]).dictionary_encode()
     ids = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    h, per = shingle_hashes(encoded.dictionary, params)
-    u, owner = _unique_per_doc(h, per)
-    size = np.bincount(owner, minlength=len(per))
-    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    u, start, size = _sorted_sets(encoded.dictionary, params)
     ia, ib = ids[:n], ids[n:]
+    inter = np.zeros(n, np.int64)
+    _intersections(u, start, size, ia, ib, inter)
     sa = np.where(ia >= 0, size[np.maximum(ia, 0)], 0)
     sb = np.where(ib >= 0, size[np.maximum(ib, 0)], 0)
-    # every pair's two sets side by side, tagged with the pair: each set is duplicate-free, so a (shingle, pair)
-    # seen twice is a shingle both sides hold
-    pair = np.concatenate([np.repeat(np.arange(n, dtype=np.int64), sa), np.repeat(np.arange(n, dtype=np.int64), sb)])
-    take = np.concatenate([_ranges(start[np.maximum(ia, 0)], sa), _ranges(start[np.maximum(ib, 0)], sb)])
-    both = pd.Series(u[take] * max(1, n) + pair).duplicated().to_numpy()
-    inter = np.bincount(pair[both], minlength=n)
     union = sa + sb - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         j = np.where((sa > 0) & (sb > 0), inter / np.maximum(union, 1), 0.0)
     return j.astype(np.float64)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of range(s, s + n) for each (s, n), vectorised."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.repeat(starts - first, lengths) + np.arange(total)
