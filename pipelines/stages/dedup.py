@@ -48,15 +48,15 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
 
 from expectations import suites
 from pipelines.core.config import DedupConfig
@@ -174,32 +174,36 @@ def _exact(hashed: DataFrame, prior: DataFrame | None, enabled: bool) -> DataFra
 
 
 def band_udf(params: MinHashParams) -> Callable[[Column], Column]:
-    """pandas UDF text -> array<bigint> of the document's LSH band keys (null when it has no shingle)."""
+    """Iterator Arrow UDF text -> array<bigint> of the document's LSH band keys (null when it has no shingle).
 
-    @pandas_udf("array<bigint>")  # type: ignore[call-overload]
-    def minhash_bands(texts: pd.Series) -> pd.Series:
-        import pyarrow as pa
+    Arrow in, Arrow out: a pandas UDF turned every text into a Python string and back before `minhash` read it
+    as Arrow again."""
+    from pyspark.sql.functions import arrow_udf
 
+    @arrow_udf("array<bigint>")  # type: ignore[call-overload]
+    def minhash_bands(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         from udfs import minhash
 
-        sig, has = minhash.signatures(pa.Array.from_pandas(texts, type=pa.string()), params)
-        keys = minhash.bands_of(sig, params)
-        return pd.Series([row if ok else None for row, ok in zip(keys, has, strict=True)], dtype=object)
+        for texts in batches:
+            sig, has = minhash.signatures(texts.cast(pa.string()), params)
+            keys = minhash.bands_of(sig, params)
+            offsets = np.arange(len(keys) + 1, dtype=np.int32) * params.bands
+            yield pa.ListArray.from_arrays(offsets, pa.array(keys.ravel()), mask=pa.array(~has))
 
     return minhash_bands  # type: ignore[no-any-return]
 
 
 def jaccard_udf(params: MinHashParams) -> Callable[[Column, Column], Column]:
-    """pandas UDF (text_a, text_b) -> exact Jaccard of their shingle sets."""
+    """Iterator Arrow UDF (text_a, text_b) -> exact Jaccard of their shingle sets. Arrow in and out: a bucket's
+    centre is in every pair of the bucket, and a pandas UDF made a Python string of it for each pair."""
+    from pyspark.sql.functions import arrow_udf
 
-    @pandas_udf("double")  # type: ignore[call-overload]
-    def shingle_jaccard(a: pd.Series, b: pd.Series) -> pd.Series:
-        import pyarrow as pa
-
+    @arrow_udf("double")  # type: ignore[call-overload]
+    def shingle_jaccard(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
         from udfs import minhash
 
-        pa_a = pa.Array.from_pandas(a, type=pa.string())
-        return pd.Series(minhash.jaccard(pa_a, pa.Array.from_pandas(b, type=pa.string()), params))
+        for a, b in batches:
+            yield pa.array(minhash.jaccard(a.cast(pa.string()), b.cast(pa.string()), params))
 
     return shingle_jaccard  # type: ignore[no-any-return]
 
