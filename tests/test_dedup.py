@@ -90,6 +90,16 @@ def test_exact_jaccard() -> None:
     assert j.tolist() == [pytest.approx(1 / 3), 1.0, 0.0, 0.0]
 
 
+def test_character_tokens_are_the_code_points_of_the_normalised_text() -> None:
+    """1-, 2-, 3- and 4-byte UTF-8 (ASCII, Latin accents, CJK, emoji and a Gothic letter), nulls and texts that
+    normalise to nothing, decoded from Arrow's buffer as Python's str would."""
+    texts = ["Ab c", "Café déjà vu", "東京 タワー", "ok 👍🏽 fine", "𐌰𐌱 x", None, "", "!!!", "z"]
+    points, counts = minhash._tokens(pa.array(texts, pa.string()), "char")
+    want = [[ord(c) for c in minhash.normalise_text(t or "")] for t in texts]
+    assert counts.tolist() == [len(w) for w in want]
+    assert points.tolist() == [c for w in want for c in w]
+
+
 def test_exact_jaccard_equals_the_set_definition_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled merge against Python sets of each text's shingles (numpy.unique per text), with texts shared
     between pairs, repeated shingles, texts without shingles, and chunks cut between every few texts."""
