@@ -170,6 +170,12 @@ def inherit_flags(df: DataFrame) -> DataFrame:
     )
 
 
+def _unguarded(df: DataFrame) -> DataFrame:
+    """The guard's columns, null: for documents that are not members (a member's come from `guarded`)."""
+    none = F.lit(None).cast("array<string>")
+    return df.withColumn(HELD, none).withColumn(PASSAGE_CUT, none)
+
+
 class JudgeMembers(BaseStage):
     """Adds `member_judged`; a judged member gets the decontamination columns, its scores and its principle flags
     as any live document. Returns the members' `scores` and `contamination` rows (amending the earlier ones)."""
@@ -194,8 +200,7 @@ class JudgeMembers(BaseStage):
         assert df is not None
         found = members_of_flagged(df)
         if found.limit(1).count() == 0:
-            none = F.lit(None).cast("array<string>")
-            return df.withColumn(MEMBER, F.lit(False)).withColumn(HELD, none).withColumn(PASSAGE_CUT, none)
+            return _unguarded(df.withColumn(MEMBER, F.lit(False)))
         progress = ctx.progress or Progress(enabled=False)
         with progress.stage("members: passages of their pages"):
             guard = guarded(found, df, ctx.tables.get("scores"), ctx.cfg.revise.excise_min_ratio)
@@ -216,10 +221,7 @@ class JudgeMembers(BaseStage):
         results = judged.join(scored.select("doc_id", *_SCORED), "doc_id", "left")
         results = ctx.stage(results, "members_judged")
         cols = [c for c in (*_DECONT, *_SCORED, *_GUARD) if c in results.columns]
-        base = df.withColumn(HELD, F.lit(None).cast("array<string>")).withColumn(
-            PASSAGE_CUT, F.lit(None).cast("array<string>")
-        )
-        out = base.join(
+        out = _unguarded(df).join(
             results.select("doc_id", F.lit(True).alias(MEMBER), *[F.col(c).alias(f"_m_{c}") for c in cols]),
             "doc_id",
             "left",
