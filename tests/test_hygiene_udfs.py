@@ -66,6 +66,29 @@ def test_degenerate_targets_are_skipped_and_membership_is_exact() -> None:
     assert ngrams.known(np.array([1], dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []
 
 
+def test_batch_hashes_equal_document_hashes_then_known_per_text() -> None:
+    """The compiled batch path against the per-text functions: texts of every length around the window lengths,
+    non-ASCII words (one whose NFKD holds a space: U+FDFA), repeats, nulls; unfiltered, and filtered by targets
+    that some windows hit (and random ones that all but never do)."""
+    import random
+
+    rnd = random.Random(3)
+    vocab = ["the", "cat", "Crème", "brûlée", "東京", "ﷺ", "x1", "naïve", "K", "ﬁne", "sat", "mat"]
+    texts: list[str | None] = [" ".join(rnd.choice(vocab) for _ in range(rnd.randint(0, 30))) for _ in range(60)]
+    texts += [None, "", QUESTION, "Some intro. " + QUESTION.upper() + "? More words follow."]
+    lengths = (8, 10, 13)
+    per_text = [ngrams.document_hashes(t, lengths) if t else np.zeros(0, dtype=np.int64) for t in texts]
+    hashes, counts = ngrams.batch_hashes(texts, lengths)
+    assert counts.tolist() == [len(h) for h in per_text]
+    assert hashes.tolist() == [x for h in per_text for x in h.tolist()]
+    hit = np.concatenate([h[::3] for h in per_text if len(h)])
+    targets = np.unique(np.concatenate([hit, np.random.default_rng(0).integers(-(2**63), 2**63 - 1, 5000)]))
+    want = [np.sort(ngrams.known(h, targets)) for h in per_text]
+    hashes, counts = ngrams.batch_hashes(texts, lengths, targets)
+    assert counts.tolist() == [len(h) for h in want] and sum(counts) > 0
+    assert hashes.tolist() == [x for h in want for x in h.tolist()]
+
+
 def test_matched_ranges_and_excision_remove_the_sentence_holding_the_item() -> None:
     before, after = "The lab opened in spring and hired ten people.", "It plans a second site for next year."
     doc = f"{before} {QUESTION}? {after}"
