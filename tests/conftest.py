@@ -132,13 +132,17 @@ def two_night_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object
     """The end-to-end lake of tests/test_pipeline.py (its two nights and CFG: revision off, two quality thresholds
     lowered, MLflow on), built once per session. Never changed: a module copies `lake` (Delta logs hold relative
     paths, so the copy is a lake of its own) and reruns read the night files under `tmp`, the very paths the runs
-    recorded. `s1`, `s2`: the two nights' run summaries."""
+    recorded. `s1`, `s2`: the two nights' run summaries; `after_night_1`: a copy of the lake as night 1 left it
+    (tests/test_published.py kills a second night on a copy of it)."""
+    import shutil
+
     from pipelines.chains.run import run_pipeline
     from tests.test_pipeline import CFG, night1, night2
 
     tmp = tmp_path_factory.mktemp("two-nights")
     lake = tmp / "lake"
     s1 = run_pipeline(lake, night1(tmp), CFG, crawl_id="n1")
+    shutil.copytree(lake, tmp / "after-night-1")
     s2 = run_pipeline(lake, night2(tmp), CFG, crawl_id="n2")
     assert (s1.status, s2.status) == ("success", "success")
-    return {"tmp": tmp, "lake": lake, "s1": s1, "s2": s2}
+    return {"tmp": tmp, "lake": lake, "s1": s1, "s2": s2, "after_night_1": tmp / "after-night-1"}

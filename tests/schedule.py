@@ -29,6 +29,7 @@ SHARED_FIXTURE_GROUPS: dict[str, str] = {
     # `two_night_lake`: two pipeline nights
     "test_pipeline.py": "two-night-lake",
     "test_operate.py": "two-night-lake",
+    "test_published.py": "two-night-lake",
 }
 
 #: Serial seconds per module on an idle 2-core machine (setup included), rounded; from `--durations` of full runs.

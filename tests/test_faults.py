@@ -100,13 +100,25 @@ def first_night(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[st
 @pytest.fixture(scope="module")
 def world(first_night: dict[str, Any], killed_runs: KilledRuns, spark: Any) -> dict[str, Any]:
     """The first night, and the reference lake: the same lake after an uninterrupted second night, with what a
-    reader sees in it (read once: nothing writes to it). `killed_runs` comes first: the first kill point's run is
-    started and killed in its own process while this one builds the reference."""
+    reader sees in it (read once: nothing writes to it), and `fingerprints`: every kill point the night passed, in
+    order, with the lake's files at that point (`_files`; no kill is armed in this process, so `kill_point` only
+    records). `killed_runs` comes first: the first kill point's run is started and killed in its own process while
+    this one builds the reference."""
     reference = _copy(first_night["base"], first_night["tmp"] / "reference")
     cfg = _cfg(first_night["constitution"], reference)
-    assert run_pipeline(reference, first_night["night_b"], cfg, crawl_id="b").status == "success"
+    seen: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (faults, execute, publish):  # ingest imports kill_point from faults when it parses
+            mp.setattr(module, "kill_point", lambda name: seen.append((name, _files(reference))))
+        assert run_pipeline(reference, first_night["night_b"], cfg, crawl_id="b").status == "success"
     lake = Lake(reference, spark)
-    return {**first_night, "reference": reference, "reference_state": state(lake), "reference_corpus": _corpus(lake)}
+    return {
+        **first_night,
+        "reference": reference,
+        "reference_state": state(lake),
+        "reference_corpus": _corpus(lake),
+        "fingerprints": seen,
+    }
 
 
 def _cfg(constitution: Path, lake: Path, **more: Any) -> RunConfig:
@@ -234,20 +246,12 @@ def _files(lake_dir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def test_a_run_commits_nothing_between_its_bronze_and_its_publish(
-    first_night: dict[str, Any], spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Why the kill points below are a selection: every kill point of an uninterrupted second night is passed with
-    a fingerprint of the lake's files, and the points fall into the states listed there - the same files at every
-    point of a state, other files in the next. A stage that starts committing (or writing MLflow, or any file
-    outside its staging) mid-run fails this, and then the points need another look."""
-    lake_dir = _copy(first_night["base"], tmp_path / "lake")
-    seen: list[tuple[str, dict[str, tuple[int, int]]]] = []
-    for module in (faults, execute, publish):  # ingest imports kill_point from faults when it parses
-        monkeypatch.setattr(module, "kill_point", lambda name: seen.append((name, _files(lake_dir))))
-    cfg = _cfg(first_night["constitution"], lake_dir)
-    assert run_pipeline(lake_dir, first_night["night_b"], cfg, crawl_id="b").status == "success"
-
+def test_a_run_commits_nothing_between_its_bronze_and_its_publish(world: dict[str, Any]) -> None:
+    """Why the kill points below are a selection: every kill point of an uninterrupted second night (the reference
+    night, `world`) is passed with a fingerprint of the lake's files, and the points fall into the states listed
+    there - the same files at every point of a state, other files in the next. A stage that starts committing (or
+    writing MLflow, or any file outside its staging) mid-run fails this, and then the points need another look."""
+    seen: list[tuple[str, dict[str, tuple[int, int]]]] = world["fingerprints"]
     names = [n for n, _ in seen]
     assert set(QUICK) | set(SLOW) <= set(names)
     first_publish = next(i for i, n in enumerate(names) if n.startswith("publish:"))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from pipelines.chains.run import run_pipeline
@@ -24,6 +25,18 @@ from udfs.parse import parse_file
 OPTS = IngestConfig(max_doc_bytes=10_000)
 SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=inputs-test"]
 RUN_CFG = load_config(None, {"revise.enabled": False, "tracking.experiment": "inputs-test"})  # SETTINGS in process
+
+
+def _curate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`curate ARGS` through the CLI's entry point in this process: (exit code, stdout, stderr). What `python -m
+    pipelines.cli` exits with is what `main` returns; a process of its own costs its imports and model loading
+    again (~10 s on 2 cores), which only the tests about processes (kills, signals, locks) need."""
+    from pipelines.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _parse(path: Path, name: str | None = None) -> list:
@@ -181,15 +194,16 @@ def test_ingest_reads_a_folder_of_every_text_format(spark, lake, tmp_path: Path)
     assert docs[ARTICLES[1][1]].url == ARTICLES[1][0] and docs[ARTICLES[0][1]].meta == {"id": "1"}
 
 
-def test_an_input_that_is_all_binary_fails_the_gate_and_leaves_its_quarantine(tmp_path: Path) -> None:
+def test_an_input_that_is_all_binary_fails_the_gate_and_leaves_its_quarantine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "night"
     d.mkdir()
     (d / "part-0.jsonl").write_bytes(_random_bytes(40_000))
     (d / "part-1.jsonl.gz").write_bytes(b"".join(jsonl_lines()))
     lake = tmp_path / "lake"
-    proc = curate_process("run", "--lake", str(lake), "--input", str(d), *SETTINGS, "--quiet", cwd=tmp_path)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 1, err[-3000:]  # a gate failed: no document in the batch
+    code, _, err = _curate(capsys, "run", "--lake", str(lake), "--input", str(d), *SETTINGS, "--quiet")
+    assert code == 1, err[-3000:]  # a gate failed: no document in the batch
     last = err.strip().splitlines()[-1]
     assert last.startswith("curate: run stopped before publishing: gate 'ingest' failed")
     assert "2 of 2 record(s) were quarantined (binary_file 1, not_gzip 1)" in last
@@ -213,7 +227,9 @@ def test_an_input_that_is_all_binary_fails_the_gate_and_leaves_its_quarantine(tm
 # --- curate score ---------------------------------------------------------------------------------------------
 
 
-def test_score_reads_the_formats_ingest_reads_and_refuses_unreadable_files(tmp_path: Path) -> None:
+def test_score_reads_the_formats_ingest_reads_and_refuses_unreadable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import pandas as pd
 
     d = tmp_path / "docs"
@@ -224,9 +240,8 @@ def test_score_reads_the_formats_ingest_reads_and_refuses_unreadable_files(tmp_p
     (d / "array.json").write_text(json.dumps([{"id": 7, "text": ARTICLES[1][1]}, {"text": ARTICLES[2][1]}], indent=2))
     out = tmp_path / "scores.parquet"
     lake = tmp_path / "lake"
-    proc = curate_process("score", "--lake", str(lake), "--input", str(d), "--output", str(out), cwd=tmp_path)
-    stdout, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
+    code, stdout, err = _curate(capsys, "score", "--lake", str(lake), "--input", str(d), "--output", str(out))
+    assert code == 0, err[-3000:]
     assert "scored 4 document(s)" in stdout
     scores = pd.read_parquet(out)
     # ids as the inputs give them (mixed kinds are written as strings); a record without one is <file>#<position>
@@ -261,11 +276,13 @@ def _append(lake: Path, name: str, rows: list[dict]) -> None:
     write_deltalake(str(lake / name), pa.Table.from_pylist(rows, schema=schema), mode="append")
 
 
-def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(tmp_path: Path) -> None:
+def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lake = tmp_path / "lake"
     night1 = write_jsonl(tmp_path / "n1.jsonl", jsonl_lines())
     # the night before, and the night after the repair, run in this process (what they leave is what is checked);
-    # the run refused by the accounting check and both repairs are `curate` processes, their exit codes and output
+    # the run refused by the accounting check and both repairs are `curate` commands, their exit codes and output
     assert run_pipeline(lake, night1, RUN_CFG, crawl_id=None).status == "success"
     corpus = _table(lake, "corpus")
     decisions = _table(lake, "decisions")
@@ -314,25 +331,22 @@ def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(tmp_path: Path
         write_deltalake(str(lake / "revisions"), pa.Table.from_pylist([revision], schema=schema))
 
     # every later run fails its accounting check, and says what to do
-    again = curate_process("run", "--lake", str(lake), "--input", str(night1), *SETTINGS, "--quiet", cwd=tmp_path)
-    _, err = again.communicate(timeout=600)
-    assert again.returncode == 5, err[-3000:]
+    code, _, err = _curate(capsys, "run", "--lake", str(lake), "--input", str(night1), *SETTINGS, "--quiet")
+    assert code == 5, err[-3000:]
     assert "accounting invariant broken: 0 document(s) unaccounted for, 1 in both corpus and drops" in err
     assert f"curate repair --lake {lake}" in err
 
     # the killed run's `running` row, written after that run (which would have closed it, as every writer does)
     _append(lake, "runs", [{**template, "run_id": killed, "status": "running", "started_at": now, "finished_at": None}])
     versions = {t: DeltaTable(str(lake / t)).version() for t in ("corpus", "decisions", "revisions", "runs")}
-    dry = curate_process("repair", "--lake", str(lake), "--dry-run", cwd=tmp_path)
-    dry_out, err = dry.communicate(timeout=600)
-    assert dry.returncode == 0, err[-3000:]
+    code, dry_out, err = _curate(capsys, "repair", "--lake", str(lake), "--dry-run")
+    assert code == 0, err[-3000:]
     assert {t: DeltaTable(str(lake / t)).version() for t in versions} == versions  # nothing written
     assert "dry run: nothing was written" in dry_out
     assert dry_out.strip().endswith("accounting: 3 ingested documents, 0 unaccounted, 1 in both corpus and drops")
 
-    fix = curate_process("repair", "--lake", str(lake), cwd=tmp_path)
-    fix_out, err = fix.communicate(timeout=600)
-    assert fix.returncode == 0, err[-3000:]
+    code, fix_out, err = _curate(capsys, "repair", "--lake", str(lake))
+    assert code == 0, err[-3000:]
     lines = fix_out.strip().splitlines()
     changes = [line for line in lines if line.split(":")[0] in ("runs", "corpus", "decisions", "revisions")]
     assert sorted(line.split(":")[0] for line in changes) == ["corpus", "corpus", "decisions", "revisions", "runs"]

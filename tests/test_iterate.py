@@ -389,32 +389,45 @@ def test_config_rejects_bad_iterate_settings() -> None:
 CASCADE_OFF = {"classify.cascade.enabled": False}
 
 
-def _report_night(tmp_path: Path, spark: Any) -> tuple[Lake, str, str, Path]:
+@pytest.fixture(scope="module")
+def report_night_built(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> tuple[Path, str, str, Path]:
     """A night with the council report (an insult among news sentences) kept and a rant dropped, and a stricter
-    toxicity policy under which the report lies in the revise band (0.2 .. 0.9999), as does the rant: (lake,
-    report id, rant id, the stricter constitution)."""
+    toxicity policy under which the report lies in the revise band (0.2 .. 0.9999), as does the rant: (lake folder,
+    report id, rant id, the stricter constitution). Run once per module; each test iterates on a copy
+    (`_report_night`)."""
     from tests.test_revision import REPORT
 
+    tmp = tmp_path_factory.mktemp("report-night")
     crawl = write_jsonl(
-        tmp_path / "n1.jsonl",
+        tmp / "n1.jsonl",
         jsonl_lines([*ARTICLES, ("https://council.example/1", REPORT), ("https://forum.example/t/1", TOXIC)]),
     )
-    assert run_pipeline(tmp_path / "lake", crawl, _cfg(tmp_path, **CASCADE_OFF), crawl_id="n1").status == "success"
-    lake = Lake(tmp_path / "lake", spark)  # type: ignore[arg-type]
+    assert run_pipeline(tmp / "lake", crawl, _cfg(tmp, **CASCADE_OFF), crawl_id="n1").status == "success"
+    lake = Lake(tmp / "lake", spark)  # type: ignore[arg-type]
     (report,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://council.example/1"]
     (toxic,) = [r.doc_id for r in lake.read("raw_docs").collect() if r.url == "https://forum.example/t/1"]
     before = state(lake)
     assert before[report][0] == "keep" and before[toxic][0] == "drop"  # the report's insult is 0.26 of it
     path = retuned_constitution(
-        tmp_path / "strict.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
+        tmp / "strict.yaml", "toxicity", revise_threshold=0.2, filter_threshold=0.9999, span_threshold=0.5
     )
-    return lake, report, toxic, path
+    return tmp / "lake", report, toxic, path
 
 
-def test_a_document_newly_in_a_revise_band_is_excised(tmp_path: Path, spark: Any) -> None:
+def _report_night(built: tuple[Path, str, str, Path], tmp_path: Path, spark: Any) -> tuple[Lake, str, str, Path]:
+    """A copy of the module's report night (`report_night_built`; Delta logs hold relative paths, so the copy is a
+    lake of its own): (lake, report id, rant id, the stricter constitution)."""
+    folder, report, toxic, path = built
+    shutil.copytree(folder, tmp_path / "lake")
+    return Lake(tmp_path / "lake", spark), report, toxic, path  # type: ignore[arg-type]
+
+
+def test_a_document_newly_in_a_revise_band_is_excised(
+    report_night_built: tuple[Path, str, str, Path], tmp_path: Path, spark: Any
+) -> None:
     from tests.test_revision import EXCISED_REPORT, REPORT
 
-    lake, report, toxic, path = _report_night(tmp_path, spark)
+    lake, report, toxic, path = _report_night(report_night_built, tmp_path, spark)
     cfg = _cfg(tmp_path, path, **{"iterate.labeler": "human:none", "revise.enabled": True, **CASCADE_OFF})
 
     summary = iterate(lake, cfg, rounds=3)
@@ -447,12 +460,14 @@ def _report_labels() -> list[dict[str, Any]]:
     return [{"text": t, "label": 0} for t in variants(REPORT)] + [{"text": t, "label": 1} for t in variants(TOXIC)]
 
 
-def test_a_champion_does_not_bring_back_the_original_of_an_accepted_revision(tmp_path: Path, spark: Any) -> None:
+def test_a_champion_does_not_bring_back_the_original_of_an_accepted_revision(
+    report_night_built: tuple[Path, str, str, Path], tmp_path: Path, spark: Any
+) -> None:
     """Toxicity without its teacher (the cascade off): a champion distilled from a few human labels that clear the
     report is a classifier, no stronger than the scorer that flagged it, so the excised text stays published."""
     from tests.test_revision import EXCISED_REPORT
 
-    lake, report, _, path = _report_night(tmp_path, spark)
+    lake, report, _, path = _report_night(report_night_built, tmp_path, spark)
     excise = {"revise.enabled": True, **CASCADE_OFF}
     first = iterate(lake, _cfg(tmp_path, path, **{"iterate.labeler": "human:none", **excise}), rounds=1).rounds[0]
     assert first.status == "published"

@@ -31,7 +31,7 @@ from pipelines.core.lake import Lake, LakeError
 from pipelines.core.published import PINNED, published_versions, time_travel_to_paths
 from tests import test_notebooks
 from tests.test_notebooks import EXPLORE, KERNEL, displayed, printed
-from tests.test_pipeline import CFG, night1, night2
+from tests.test_pipeline import night2
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
@@ -60,13 +60,14 @@ on_the_killed_lake = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def killed(two_night_lake: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The lake after night 1, and night 2 killed (fault injection: `CURATE_KILL_AT=publish:corpus`) between its
-    `corpus` and `decisions` commits."""
+    `corpus` and `decisions` commits. Night 1 is the session's (tests/conftest.py `two_night_lake`: test_pipeline's
+    night 1 and CFG), copied as it left the lake."""
     tmp = tmp_path_factory.mktemp("published")
     lake = tmp / "lake"
-    s1 = run_pipeline(lake, night1(tmp), CFG, crawl_id="n1")
-    assert s1.status == "success"
+    shutil.copytree(two_night_lake["after_night_1"], lake)  # Delta logs hold relative paths: a lake of its own
+    s1 = two_night_lake["s1"]
     n2 = night2(tmp)
     sets = [x for k, v in SETS.items() for x in ("--set", f"{k}={json.dumps(v)}")]
     argv = ["run", "--lake", str(lake), "--input", str(n2), "--crawl-id", "n2", *sets, "--quiet"]
