@@ -42,8 +42,8 @@ _POLY_TOKEN = U64(0x9E3779B97F4A7C15)
 _POLY_BYTE = U64(0xBF58476D1CE4E5B9)
 _POLY_BAND = U64(0x94D049BB133111EB)
 #: Text per chunk. A chunk's arrays (one 8-byte entry per character shingle, several alive at once) then stay
-#: small enough for the allocator to reuse; at 2 MiB they were fresh pages that the kernel zeroed on every chunk,
-#: a fifth of the dedup stage's CPU (bench/README.md, dedup speed).
+#: small enough for the allocator to reuse; at 2 MiB they were fresh pages that the kernel zeroed on every chunk
+#: (system time of signing one crawl_dev shard: 1.1 s -> ~0; bench/README.md, "Compiled kernels").
 CHUNK_BYTES = 1 << 20
 
 _WS = r"\t\n\x0B\f\r\x{85}\p{Z}"

@@ -64,10 +64,10 @@ def repetition_metrics_arrow(tokens: pa.Array | pa.ChunkedArray) -> dict[str, np
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-#: Tokens per slice of a batch. Every array below holds one entry per token (several per n), so a batch of a few
-#: million tokens allocated and freed fresh, page-faulted pages over and over (a third of the stage's CPU went to
-#: the kernel zeroing pages); slices this size stay under numpy's huge-page threshold (4 MiB of int64) and reuse the
-#: allocator's heap, and their hash tables fit the cache (bench/README.md, quality speed).
+#: Tokens per slice of a batch. Every array below holds one entry per token (several per n): a batch of a few
+#: million tokens was allocated fresh and page-faulted over and over (the kernel's zeroing of fresh pages was 29% of
+#: the quality process's CPU samples, most of it under this UDF's numpy calls); slices this size stay under numpy's
+#: huge-page threshold (4 MiB of int64) and reuse the allocator's heap (bench/README.md, "Compiled kernels").
 SLICE_TOKENS = 1 << 18
 
 
