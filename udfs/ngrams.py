@@ -115,19 +115,13 @@ def target_hashes(text: str, n: int, min_words: int) -> tuple[np.ndarray, int]:
 
 
 def document_hashes(text: str, lengths: tuple[int, ...]) -> np.ndarray:
-    """The distinct hashes of every window of each length in `lengths` (n, and the lengths of the short targets)."""
+    """The distinct hashes of every window of each length in `lengths` (n, and the lengths of the short targets),
+    sorted. The definition per text, for tools and tests; the stage's UDF computes it for a batch (`batch_hashes`)."""
     ws = words(text)
     if not ws or len(ws) < min(lengths, default=1):
         return np.zeros(0, dtype=np.int64)
     s, pw = _prefix(ws)  # once per document, whatever the number of lengths
-    return _sorted_distinct(np.concatenate([_windows(s, pw, k) for k in lengths]))
-
-
-def _sorted_distinct(h: np.ndarray) -> np.ndarray:
-    """np.unique(h) by a sort: numpy 2's hash-based unique cost ~130 us on a page's few hundred hashes, a third of
-    decontamination's per-document time (bench/README.md, decontamination)."""
-    h = np.sort(h)
-    return h[np.concatenate(([True], h[1:] != h[:-1]))] if len(h) else h
+    return np.unique(np.concatenate([_windows(s, pw, k) for k in lengths]))
 
 
 def matched_char_ranges(text: str, matched: set[int], lengths: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -145,7 +139,8 @@ def matched_char_ranges(text: str, matched: set[int], lengths: tuple[int, ...]) 
 
 
 def known(hashes: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The `hashes` that occur in `targets` (sorted, unique): a vectorised membership test."""
+    """The `hashes` that occur in `targets` (sorted, unique): a vectorised membership test (the per-text definition
+    `batch_hashes` is held equal to)."""
     if not len(hashes) or not len(targets):
         return np.zeros(0, dtype=np.int64)
     at = np.minimum(np.searchsorted(targets, hashes), len(targets) - 1)
