@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 ARTICLES = [
     (
         "https://news.example/flood-barrier",
@@ -163,6 +165,19 @@ def retuned_constitution(path: Path, principle: str, base: Path | None = None, *
     target.update(changes)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def curate_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`curate ARGS` through the CLI's entry point in this process: (exit code, stdout, stderr), read with pytest's
+    `capsys`. What `python -m pipelines.cli` exits with is what `main` returns; a process of its own (`curate_process`)
+    costs its imports and model loading again (~10 s on 2 cores), which only tests about processes (kills, signals,
+    locks, a remote engine) need."""
+    from pipelines.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def curate_process(

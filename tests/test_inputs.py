@@ -19,24 +19,12 @@ from pipelines.chains.run import run_pipeline
 from pipelines.core.config import IngestConfig, load_config
 from pipelines.core.published import published_versions
 from pipelines.stages import ingest
-from tests.fixtures import ARTICLES, curate_process, jsonl_lines, write_jsonl
+from tests.fixtures import ARTICLES, curate_in_process, curate_process, jsonl_lines, write_jsonl
 from udfs.parse import parse_file
 
 OPTS = IngestConfig(max_doc_bytes=10_000)
 SETTINGS = ["--set", "revise.enabled=false", "--set", "tracking.experiment=inputs-test"]
 RUN_CFG = load_config(None, {"revise.enabled": False, "tracking.experiment": "inputs-test"})  # SETTINGS in process
-
-
-def _curate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`curate ARGS` through the CLI's entry point in this process: (exit code, stdout, stderr). What `python -m
-    pipelines.cli` exits with is what `main` returns; a process of its own costs its imports and model loading
-    again (~10 s on 2 cores), which only the tests about processes (kills, signals, locks) need."""
-    from pipelines.cli import main
-
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _parse(path: Path, name: str | None = None) -> list:
@@ -202,7 +190,7 @@ def test_an_input_that_is_all_binary_fails_the_gate_and_leaves_its_quarantine(
     (d / "part-0.jsonl").write_bytes(_random_bytes(40_000))
     (d / "part-1.jsonl.gz").write_bytes(b"".join(jsonl_lines()))
     lake = tmp_path / "lake"
-    code, _, err = _curate(capsys, "run", "--lake", str(lake), "--input", str(d), *SETTINGS, "--quiet")
+    code, _, err = curate_in_process(capsys, "run", "--lake", str(lake), "--input", str(d), *SETTINGS, "--quiet")
     assert code == 1, err[-3000:]  # a gate failed: no document in the batch
     last = err.strip().splitlines()[-1]
     assert last.startswith("curate: run stopped before publishing: gate 'ingest' failed")
@@ -240,7 +228,7 @@ def test_score_reads_the_formats_ingest_reads_and_refuses_unreadable_files(
     (d / "array.json").write_text(json.dumps([{"id": 7, "text": ARTICLES[1][1]}, {"text": ARTICLES[2][1]}], indent=2))
     out = tmp_path / "scores.parquet"
     lake = tmp_path / "lake"
-    code, stdout, err = _curate(capsys, "score", "--lake", str(lake), "--input", str(d), "--output", str(out))
+    code, stdout, err = curate_in_process(capsys, "score", "--lake", str(lake), "--input", str(d), "--output", str(out))
     assert code == 0, err[-3000:]
     assert "scored 4 document(s)" in stdout
     scores = pd.read_parquet(out)
@@ -331,7 +319,7 @@ def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(
         write_deltalake(str(lake / "revisions"), pa.Table.from_pylist([revision], schema=schema))
 
     # every later run fails its accounting check, and says what to do
-    code, _, err = _curate(capsys, "run", "--lake", str(lake), "--input", str(night1), *SETTINGS, "--quiet")
+    code, _, err = curate_in_process(capsys, "run", "--lake", str(lake), "--input", str(night1), *SETTINGS, "--quiet")
     assert code == 5, err[-3000:]
     assert "accounting invariant broken: 0 document(s) unaccounted for, 1 in both corpus and drops" in err
     assert f"curate repair --lake {lake}" in err
@@ -339,13 +327,13 @@ def test_repair_brings_back_a_lake_that_two_concurrent_runs_broke(
     # the killed run's `running` row, written after that run (which would have closed it, as every writer does)
     _append(lake, "runs", [{**template, "run_id": killed, "status": "running", "started_at": now, "finished_at": None}])
     versions = {t: DeltaTable(str(lake / t)).version() for t in ("corpus", "decisions", "revisions", "runs")}
-    code, dry_out, err = _curate(capsys, "repair", "--lake", str(lake), "--dry-run")
+    code, dry_out, err = curate_in_process(capsys, "repair", "--lake", str(lake), "--dry-run")
     assert code == 0, err[-3000:]
     assert {t: DeltaTable(str(lake / t)).version() for t in versions} == versions  # nothing written
     assert "dry run: nothing was written" in dry_out
     assert dry_out.strip().endswith("accounting: 3 ingested documents, 0 unaccounted, 1 in both corpus and drops")
 
-    code, fix_out, err = _curate(capsys, "repair", "--lake", str(lake))
+    code, fix_out, err = curate_in_process(capsys, "repair", "--lake", str(lake))
     assert code == 0, err[-3000:]
     lines = fix_out.strip().splitlines()
     changes = [line for line in lines if line.split(":")[0] in ("runs", "corpus", "decisions", "revisions")]

@@ -27,7 +27,7 @@ from pipelines.core.lake import Lake
 from pipelines.core.progress import Progress
 from pipelines.ops.report import log_report, render
 from pipelines.ops.report_data import ReportData, RevisionSample, TrendPoint
-from tests.fixtures import ARTICLES, BAD_LINES, jsonl_lines, retuned_constitution, write_jsonl
+from tests.fixtures import ARTICLES, BAD_LINES, curate_in_process, jsonl_lines, retuned_constitution, write_jsonl
 from tests.test_revision import REPORT
 
 # Documents are untrusted: this one carries markup that would run if the page did not escape it.
@@ -119,9 +119,9 @@ def browser(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProce
 
 def test_the_page_in_a_real_browser(nights: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     page = tmp_path / "night2.html"
-    capsys.readouterr()
-    assert main(["report", "--lake", str(nights["lake"]), "--out", str(page)]) == 0
-    assert "crawl n2, success" in capsys.readouterr().out  # the latest successful run, by default
+    code, out, _ = curate_in_process(capsys, "report", "--lake", str(nights["lake"]), "--out", str(page))
+    assert code == 0
+    assert "crawl n2, success" in out  # the latest successful run, by default
 
     dom = browser(page, tmp_path / "profile", "--dump-dom").stdout
     tree = _tree(dom)
